@@ -1,0 +1,29 @@
+from kfp.dsl import Dataset, Input, Output
+
+from credit_risk.components._base import component
+
+
+@component
+def split(
+    validated_data: Input[Dataset],
+    feature_spec_uri: str,
+    eval_fraction: float,
+    seed: int,
+    train_data: Output[Dataset],
+    eval_data: Output[Dataset],
+):
+    """Stratified, seeded train / held-out split of the validated snapshot.
+
+    Outputs:
+      train_data: rows the model is fitted on (CSV).
+      eval_data: held-out rows, used only by evaluation (CSV).
+    """
+    import logging
+
+    from credit_risk import steps
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    n_train, n_eval = steps.split_step(validated_data.path, feature_spec_uri, eval_fraction, seed,
+                                       train_data.path, eval_data.path)
+    train_data.metadata.update({"rows": n_train, "seed": seed})
+    eval_data.metadata.update({"rows": n_eval, "seed": seed})

@@ -1,0 +1,21 @@
+"""Domain exceptions, raised deep and converted once at a boundary (component exit, HTTP, CLI)."""
+
+
+class CreditRiskError(Exception):
+    """Base class: every error this package raises on purpose."""
+
+
+class FeatureSpecError(CreditRiskError):
+    """The feature spec file is malformed (names the key and the bad value)."""
+
+
+class DataError(CreditRiskError):
+    """Input data does not match the feature spec (names column, row and value)."""
+
+
+class ValidationFailed(CreditRiskError):
+    """TFDV found anomalies; the message lists every one."""
+
+
+class ConfigError(CreditRiskError):
+    """A parameter or threshold is out of range (names it and the bad value)."""

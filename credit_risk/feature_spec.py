@@ -1,0 +1,210 @@
+"""The feature spec: one YAML file per dataset, the single source of truth for feature names.
+
+Validation (expected types and presence), the model's inputs, the serving request contract and the
+reason codes all read this object; no other module lists feature names.
+
+YAML keys::
+
+    name: german_credit            # dataset id, [a-z0-9_]+
+    description: free text
+    data_file: german_credit.csv   # optional, relative to the spec file
+    label: {name: default}         # binary 0/1 column, 1 = default
+    features:                      # in order
+      - name: duration_in_month
+        type: numeric | categorical
+        nullable: false            # may the value be missing (null / empty)?
+        model_input: true          # false: kept for fairness slices only
+        protected: false           # never a reason code; used for fairness slices
+        description: free text
+    crosses: [[cat_a, cat_b], ...] # categorical pairs hashed together for the wide part
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from credit_risk import storage
+from credit_risk.errors import FeatureSpecError
+
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+FEATURE_TYPES = (NUMERIC, CATEGORICAL)
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_FEATURE_KEYS = {"name", "type", "nullable", "model_input", "protected", "description"}
+_TOP_KEYS = {"name", "description", "data_file", "label", "features", "crosses"}
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    type: str
+    nullable: bool = False
+    model_input: bool = True
+    protected: bool = False
+    description: str = ""
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type == NUMERIC
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    label: str
+    features: tuple[Feature, ...]
+    crosses: tuple[tuple[str, str], ...] = ()
+    description: str = ""
+    data_file: str | None = None
+    source_uri: str | None = field(default=None, compare=False)
+
+    # --- views -------------------------------------------------------------------------------
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def model_features(self) -> list[Feature]:
+        """Features the model takes as input, in spec order (also the serving contract)."""
+        return [f for f in self.features if f.model_input]
+
+    @property
+    def protected_features(self) -> list[Feature]:
+        return [f for f in self.features if f.protected]
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column a dataset must have: the features then the label."""
+        return self.feature_names + [self.label]
+
+    def feature(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def data_path(self) -> str | None:
+        """The bundled data file, resolved relative to the spec file, if the spec names one."""
+        if not self.data_file or not self.source_uri:
+            return None
+        return storage.join(storage.parent(self.source_uri), self.data_file)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML form; keys at their default value are left out."""
+        default = Feature(name="_", type=NUMERIC)
+        features = []
+        for f in self.features:
+            item: dict[str, Any] = {"name": f.name, "type": f.type}
+            for key in ("nullable", "model_input", "protected", "description"):
+                if getattr(f, key) != getattr(default, key):
+                    item[key] = getattr(f, key)
+            features.append(item)
+        out: dict[str, Any] = {"name": self.name, "description": self.description}
+        if self.data_file:
+            out["data_file"] = self.data_file
+        out["label"] = {"name": self.label}
+        out["features"] = features
+        out["crosses"] = [list(c) for c in self.crosses]
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# --- parsing ---------------------------------------------------------------------------------
+def _require(cond: bool, where: str, msg: str) -> None:
+    if not cond:
+        raise FeatureSpecError(f"feature spec {where}: {msg}")
+
+
+def _parse_bool(raw: dict[str, Any], key: str, default: bool, where: str) -> bool:
+    value = raw.get(key, default)
+    _require(isinstance(value, bool), f"{where}.{key}", f"expected true/false, got {value!r}")
+    return value
+
+
+def from_dict(raw: Any, source_uri: str | None = None) -> FeatureSpec:
+    """Build and validate a spec; every error names the key path and the bad value."""
+    where = source_uri or "<dict>"
+    _require(isinstance(raw, dict), where, f"expected a mapping at top level, got {type(raw).__name__}")
+    unknown = set(raw) - _TOP_KEYS
+    _require(not unknown, where, f"unknown keys {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
+    name = raw.get("name")
+    _require(isinstance(name, str) and bool(_NAME_RE.match(name or "")), f"{where}: name",
+             f"expected an identifier, got {name!r}")
+    label_raw = raw.get("label")
+    label = label_raw.get("name") if isinstance(label_raw, dict) else label_raw
+    _require(isinstance(label, str) and bool(_NAME_RE.match(label or "")), f"{where}: label.name",
+             f"expected a column name, got {label!r}")
+
+    feats_raw = raw.get("features")
+    _require(isinstance(feats_raw, list) and len(feats_raw) > 0, f"{where}: features",
+             "expected a non-empty list")
+    features: list[Feature] = []
+    seen: set[str] = set()
+    for i, fr in enumerate(feats_raw):
+        at = f"{where}: features[{i}]"
+        _require(isinstance(fr, dict), at, f"expected a mapping, got {fr!r}")
+        unknown = set(fr) - _FEATURE_KEYS
+        _require(not unknown, at, f"unknown keys {sorted(unknown)}; allowed: {sorted(_FEATURE_KEYS)}")
+        fname = fr.get("name")
+        _require(isinstance(fname, str) and bool(_NAME_RE.match(fname or "")), f"{at}.name",
+                 f"expected an identifier, got {fname!r}")
+        _require(fname not in seen, f"{at}.name", f"duplicate feature {fname!r}")
+        _require(fname != label, f"{at}.name", f"feature {fname!r} is also the label")
+        ftype = fr.get("type")
+        _require(ftype in FEATURE_TYPES, f"{at}.type", f"expected one of {FEATURE_TYPES}, got {ftype!r}")
+        seen.add(fname)
+        features.append(Feature(
+            name=fname,
+            type=ftype,
+            nullable=_parse_bool(fr, "nullable", False, at),
+            model_input=_parse_bool(fr, "model_input", True, at),
+            protected=_parse_bool(fr, "protected", False, at),
+            description=str(fr.get("description", "")),
+        ))
+    _require(any(f.model_input for f in features), f"{where}: features", "no feature is a model_input")
+
+    by_name = {f.name: f for f in features}
+    crosses: list[tuple[str, str]] = []
+    for i, pair in enumerate(raw.get("crosses") or []):
+        at = f"{where}: crosses[{i}]"
+        _require(isinstance(pair, list) and len(pair) == 2, at, f"expected a pair [a, b], got {pair!r}")
+        for col in pair:
+            _require(col in by_name, at, f"unknown feature {col!r}")
+            f = by_name[col]
+            _require(f.type == CATEGORICAL, at, f"{col!r} is {f.type}; only categoricals are crossed")
+            _require(f.model_input, at, f"{col!r} is not a model_input")
+        crosses.append((pair[0], pair[1]))
+
+    data_file = raw.get("data_file")
+    _require(data_file is None or isinstance(data_file, str), f"{where}: data_file",
+             f"expected a file name, got {data_file!r}")
+    return FeatureSpec(
+        name=name,
+        label=label,
+        features=tuple(features),
+        crosses=tuple(crosses),
+        description=str(raw.get("description", "")),
+        data_file=data_file,
+        source_uri=source_uri,
+    )
+
+
+def load(uri: str | Path) -> FeatureSpec:
+    """Load a spec from a local path or ``gs://`` URI."""
+    uri = str(uri)
+    try:
+        text = storage.read_text(uri)
+    except FileNotFoundError as e:
+        raise FeatureSpecError(f"feature spec not found: {uri}") from e
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise FeatureSpecError(f"feature spec {uri}: not valid YAML: {e}") from e
+    return from_dict(raw, source_uri=uri)

@@ -1,0 +1,88 @@
+"""One plain function per pipeline step: paths and parameters in, files and a result out.
+
+The KFP components in ``components/`` only unpack artifacts and call these, so every step runs
+(and is tested) without KFP. Each function logs its inputs' URIs, timings and where it wrote.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from credit_risk import data, feature_spec, gate
+from credit_risk.deploy import DeployConfig, DeployRecord, deploy
+from credit_risk.errors import ValidationFailed
+from credit_risk.evaluation import EvaluationResult, evaluate, markdown_report, write_decision
+from credit_risk.training import TrainingConfig, TrainingResult, train_and_export
+from credit_risk.validation import ValidationResult, validate
+
+log = logging.getLogger(__name__)
+
+DATA_FILE = "data.csv"  # file name of a Dataset artifact's table inside its directory
+
+
+def _csv_in(artifact_path: str) -> str:
+    p = Path(artifact_path)
+    return str(p / DATA_FILE) if p.is_dir() else str(p)
+
+
+def validate_step(data_uri: str, spec_uri: str, out_dir: str, snapshot_path: str) -> ValidationResult:
+    """Validate ``data_uri``; on success copy it to ``snapshot_path`` (what later steps read).
+
+    Raises ValidationFailed (listing every anomaly) and writes no snapshot when anything is wrong.
+    """
+    spec = feature_spec.load(spec_uri)
+    result = validate(data_uri, spec, out_dir)
+    if not result.passed:
+        log.error("%s", result.summary())
+        raise ValidationFailed(result.summary())
+    log.info("%s", result.summary())
+    snapshot = Path(snapshot_path)
+    snapshot.parent.mkdir(parents=True, exist_ok=True)
+    data.load_dataset(data_uri, spec)[spec.columns].to_csv(snapshot, index=False)
+    log.info("validated snapshot -> %s", snapshot)
+    return result
+
+
+def split_step(dataset_path: str, spec_uri: str, eval_fraction: float, seed: int,
+               train_path: str, eval_path: str) -> tuple[int, int]:
+    spec = feature_spec.load(spec_uri)
+    frame = data.load_dataset(_csv_in(dataset_path), spec)
+    train, held_out = data.split_train_eval(frame, spec, eval_fraction, seed)
+    for frame_, path in ((train, train_path), (held_out, eval_path)):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        frame_.to_csv(path, index=False)
+    log.info("split %d rows -> train %d (%s), eval %d (%s)", len(frame), len(train), train_path,
+             len(held_out), eval_path)
+    return len(train), len(held_out)
+
+
+def train_step(train_path: str, spec_uri: str, config: TrainingConfig, model_dir: str) -> TrainingResult:
+    spec = feature_spec.load(spec_uri)
+    frame = data.load_dataset(_csv_in(train_path), spec)
+    return train_and_export(frame, spec, config, model_dir)
+
+
+def evaluate_step(model_dir: str, eval_path: str, spec_uri: str, thresholds: gate.Thresholds,
+                  approval_path: str, report_path: str, operating_threshold: float = 0.5) -> EvaluationResult:
+    spec = feature_spec.load(spec_uri)
+    frame = data.load_dataset(_csv_in(eval_path), spec)
+    result = evaluate(model_dir, frame, spec, thresholds, operating_threshold)
+    write_decision(result.decision, approval_path)
+    Path(report_path).write_text(markdown_report(result, spec))
+    log.info("decision %s -> %s", result.decision.decision, approval_path)
+    return result
+
+
+def deploy_step(approval_path: str, model_uri: str, config: DeployConfig, manifest_path: str,
+                record_path: str) -> DeployRecord:
+    start = time.perf_counter()
+    record = deploy(approval_path, model_uri, config, manifest_path)
+    Path(record_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(record_path).write_text(record.to_json())
+    log.info("%s (%.2fs) -> %s", record.reason, time.perf_counter() - start, record_path)
+    return record
+
+
+__all__ = ["validate_step", "split_step", "train_step", "evaluate_step", "deploy_step"]

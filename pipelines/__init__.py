@@ -1,0 +1,1 @@
+"""Pipelines composed from ``credit_risk.components`` and their compiler."""

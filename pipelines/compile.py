@@ -1,0 +1,34 @@
+"""Compile the pipeline to the YAML the Kubeflow dashboard uploads, with the images baked in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from credit_risk import images
+
+COMPILED_FILE = Path(__file__).with_name("training_pipeline.yaml")
+
+
+def compile_pipeline(output: str | Path = COMPILED_FILE, registry: str | None = None,
+                     tag: str | None = None) -> Path:
+    """Compile to ``output``; ``registry``/``tag`` replace the default image of every component and
+    the default serving image (users push our images to their own registry)."""
+    from kfp import compiler
+
+    from credit_risk.pipelines.training_pipeline import training_pipeline
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(training_pipeline, str(output))
+    docs = list(yaml.safe_load_all(output.read_text()))
+    spec = docs[0]
+    pipeline_image = images.pipeline_image(registry, tag)
+    for executor in spec["deploymentSpec"]["executors"].values():
+        if "container" in executor:
+            executor["container"]["image"] = pipeline_image
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    params["serving_image"]["defaultValue"] = images.serving_image(registry, tag)
+    output.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return output
