@@ -63,6 +63,7 @@ class Decision:
     checks: list[Check]
     reasons: list[str]
     model_uri: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
     timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
 
     @property
@@ -83,7 +84,7 @@ def decide(metrics: dict[str, float], thresholds: Thresholds, model_uri: str = "
     planned = thresholds.checks()
     if not planned:
         return Decision(REJECTED, [], ["no thresholds configured: the gate refuses to approve blind"],
-                        model_uri)
+                        model_uri, dict(metrics))
     checks, reasons = [], []
     for name, key, op, bar in planned:
         value = float(metrics.get(key, math.nan))
@@ -93,4 +94,4 @@ def decide(metrics: dict[str, float], thresholds: Thresholds, model_uri: str = "
         if not ok:
             reasons.append(check.describe() if not math.isnan(value)
                            else f"{key} is undefined (NaN) on the evaluation data: fail closed")
-    return Decision(APPROVED if not reasons else REJECTED, checks, reasons, model_uri)
+    return Decision(APPROVED if not reasons else REJECTED, checks, reasons, model_uri, dict(metrics))

@@ -76,7 +76,7 @@ def ks_statistic(y_true, y_score) -> float:
     if not _both_classes(y):
         return float("nan")
     fpr, tpr, _ = roc_curve(y, s)
-    return float(np.max(tpr - fpr))
+    return float(np.max(np.abs(tpr - fpr)))
 
 
 def brier_score_loss(y_true, y_score) -> float:

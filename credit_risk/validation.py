@@ -22,6 +22,13 @@ from credit_risk.feature_spec import FeatureSpec
 
 log = logging.getLogger(__name__)
 
+# Files ``validate`` writes into its output directory.
+STATS_FILE = "stats.pbtxt"
+SCHEMA_FILE = "schema.pbtxt"
+TFDV_ANOMALIES_FILE = "anomalies.pbtxt"
+STATS_HTML_FILE = "stats.html"
+REPORT_FILE = "validation.json"
+
 
 @dataclass(frozen=True)
 class Anomaly:
@@ -114,8 +121,8 @@ def _for_tfdv(frame: pd.DataFrame) -> pd.DataFrame:
 def validate(data_uri: str, spec: FeatureSpec, out_dir: str | Path) -> ValidationResult:
     """Compute statistics, schema and anomalies for ``data_uri`` and write them to ``out_dir``.
 
-    Writes ``stats.pb`` (DatasetFeatureStatisticsList), ``schema.pbtxt``, ``anomalies.pbtxt``,
-    ``stats.html`` (Facets) and ``validation.json``. Never raises for bad data: the caller decides.
+    Writes the statistics, schema and TFDV anomalies as text protos, the Facets HTML and the JSON
+    report (file names above). Never raises for bad data: the caller decides.
     """
     import tensorflow_data_validation as tfdv
     from tensorflow_data_validation.utils import display_util
@@ -133,13 +140,13 @@ def validate(data_uri: str, spec: FeatureSpec, out_dir: str | Path) -> Validatio
     anomalies += [Anomaly(column=p.column, kind=p.kind, description=p.message, source="spec")
                   for p in problems]
 
-    tfdv.write_stats_text(stats, str(out / "stats.pbtxt"))
-    tfdv.write_schema_text(schema, str(out / "schema.pbtxt"))
-    tfdv.write_anomalies_text(anomalies_proto, str(out / "anomalies.pbtxt"))
-    (out / "stats.html").write_text(display_util.get_statistics_html(stats))
+    tfdv.write_stats_text(stats, str(out / STATS_FILE))
+    tfdv.write_schema_text(schema, str(out / SCHEMA_FILE))
+    tfdv.write_anomalies_text(anomalies_proto, str(out / TFDV_ANOMALIES_FILE))
+    (out / STATS_HTML_FILE).write_text(display_util.get_statistics_html(stats))
     result = ValidationResult(data_uri=data_uri, num_rows=len(raw), num_columns=len(raw.columns),
                               anomalies=anomalies)
-    (out / "validation.json").write_text(result.to_json())
+    (out / REPORT_FILE).write_text(result.to_json())
     log.info("validated %s: %d rows, %d anomalies in %.2fs -> %s", data_uri, len(raw),
              len(anomalies), time.perf_counter() - start, out)
     return result

@@ -1,0 +1,218 @@
+"""``credit-risk``: compile, run locally, submit to Kubeflow, and serve.
+
+Exit codes: 0 success (approved, for run-local / submit --wait), 1 failure, 2 bad usage,
+3 the model was rejected by the approval gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from credit_risk import __version__, images
+from credit_risk.errors import CreditRiskError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
+REPO_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+SPEC_SUFFIX = ".spec.yaml"
+
+log = logging.getLogger("credit_risk.cli")
+
+
+# --- helpers -----------------------------------------------------------------------------------
+def bundled_datasets() -> list[str]:
+    return sorted(p.name[: -len(SPEC_SUFFIX)] for p in REPO_DATA_DIR.glob(f"*{SPEC_SUFFIX}"))
+
+
+def resolve_dataset(args: argparse.Namespace) -> tuple[str, str]:
+    """(data_uri, feature_spec_uri) from --dataset or --data/--spec."""
+    from credit_risk import feature_spec
+
+    if args.spec:
+        spec_uri = args.spec
+    else:
+        name = args.dataset or "german_credit"
+        spec_path = REPO_DATA_DIR / f"{name}{SPEC_SUFFIX}"
+        if not spec_path.exists():
+            raise CreditRiskError(f"unknown dataset {name!r}; bundled: {bundled_datasets()} "
+                                  "(or pass --data URI --spec URI)")
+        spec_uri = str(spec_path)
+    data_uri = args.data or feature_spec.load(spec_uri).data_path()
+    if not data_uri:
+        raise CreditRiskError(f"{spec_uri} names no data_file: pass --data URI")
+    return data_uri, spec_uri
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values parsed as JSON when they can be (numbers, booleans)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CreditRiskError(f"--param expects key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _pipeline_params(args: argparse.Namespace) -> dict[str, Any]:
+    params = {k: v for k, v in {
+        "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+        "seed": args.seed, "eval_fraction": args.eval_fraction, "min_auc": args.min_auc,
+        "min_ks": args.min_ks, "max_brier": args.max_brier, "service_name": args.service_name,
+    }.items() if v is not None}
+    params.update(parse_params(args.param))
+    return params
+
+
+# --- commands ----------------------------------------------------------------------------------
+def cmd_compile(args: argparse.Namespace) -> int:
+    from credit_risk.pipelines.compile import COMPILED_FILE, compile_pipeline
+
+    out = compile_pipeline(args.output or COMPILED_FILE, registry=args.registry, tag=args.tag)
+    print(f"compiled pipeline -> {out}  (images: {images.pipeline_image(args.registry, args.tag)}, "
+          f"{images.serving_image(args.registry, args.tag)})")
+    return EXIT_OK
+
+
+def cmd_run_local(args: argparse.Namespace) -> int:
+    from credit_risk.local_run import format_summary, run_local
+
+    data_uri, spec_uri = resolve_dataset(args)
+    params = _pipeline_params(args)
+    log.info("running pipeline locally: data=%s spec=%s root=%s params=%s", data_uri, spec_uri,
+             args.pipeline_root, params)
+    summary = run_local(data_uri, spec_uri, args.pipeline_root, **params)
+    print(format_summary(summary))
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2))
+        print(f"summary JSON -> {args.summary_json}")
+    if not summary.succeeded:
+        return EXIT_FAILED
+    return EXIT_OK if summary.decision and summary.decision.approved else EXIT_REJECTED
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from credit_risk.submit import SubmitConfig, submit
+
+    config = SubmitConfig(host=args.host, namespace=args.namespace, experiment=args.experiment,
+                          pipeline_file=args.pipeline_file, run_name=args.run_name,
+                          params=parse_params(args.param), wait=args.wait, timeout_s=args.timeout)
+    outcome = submit(config)
+    print(json.dumps(outcome, indent=2))
+    if args.wait and outcome.get("state") != "SUCCEEDED":
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from credit_risk.serving.server import serve
+    except ImportError as e:
+        raise CreditRiskError(
+            f"the serving libraries are not installed here ({e}); serving runs in its own environment: "
+            f".venvs/serving/bin/credit-risk serve ... (create it with bin/setup-envs serving)") from e
+    serve(model_dir=args.model_dir, name=args.name, host=args.host, port=args.port)
+    return EXIT_OK
+
+
+def cmd_sample_request(args: argparse.Namespace) -> int:
+    from credit_risk import data, feature_spec
+
+    data_uri, spec_uri = resolve_dataset(args)
+    spec = feature_spec.load(spec_uri)
+    print(json.dumps(data.sample_request(data_uri, spec, rows=args.rows, offset=args.offset)))
+    return EXIT_OK
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    for name in bundled_datasets():
+        print(f"{name}\t{REPO_DATA_DIR / (name + SPEC_SUFFIX)}")
+    return EXIT_OK
+
+
+# --- parser ------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="credit-risk", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("compile", help="compile the pipeline to YAML for the Kubeflow dashboard")
+    p.add_argument("--output", "-o", help="output YAML (default: pipelines/training_pipeline.yaml)")
+    p.add_argument("--registry", help=f"image registry (default {images.DEFAULT_REGISTRY})")
+    p.add_argument("--tag", help=f"image tag (default: the package version, {__version__})")
+    p.set_defaults(func=cmd_compile)
+
+    def add_data_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--dataset", help=f"bundled dataset (default german_credit): {bundled_datasets()}")
+        p.add_argument("--data", help="data URI (CSV, local path or gs://); default: the spec's data_file")
+        p.add_argument("--spec", help="feature spec URI (YAML)")
+
+    p = sub.add_parser("run-local", help="run the whole pipeline on this machine (KFP local runner)")
+    add_data_args(p)
+    p.add_argument("--pipeline-root", default="runs", help="where artifacts are written (default ./runs)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--eval-fraction", type=float, help="held-out share for evaluation (default 0.25)")
+    p.add_argument("--min-auc", type=float, help="gate: minimum held-out AUC (default 0.70; <0 disables)")
+    p.add_argument("--min-ks", type=float, help="gate: minimum KS (default 0.30; <0 disables)")
+    p.add_argument("--max-brier", type=float, help="gate: maximum Brier (default 0.20; <0 disables)")
+    p.add_argument("--service-name", help="InferenceService name (default credit-risk)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other pipeline parameter (repeatable)")
+    p.add_argument("--summary-json", help="also write the run summary as JSON here")
+    p.set_defaults(func=cmd_run_local)
+
+    p = sub.add_parser("submit", help="submit the compiled pipeline to a Kubeflow Pipelines endpoint")
+    p.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline")
+    p.add_argument("--namespace", help="Kubeflow profile namespace (multi-user installs)")
+    p.add_argument("--experiment", default="credit-risk", help="experiment name (created if missing)")
+    p.add_argument("--pipeline-file", default=None, help="compiled YAML (default: the committed one)")
+    p.add_argument("--run-name", default=None, help="run display name")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="pipeline parameter (repeatable), e.g. data_uri=gs://bucket/loans.csv")
+    p.add_argument("--wait", action="store_true", help="wait for the run; non-zero exit unless it succeeds")
+    p.add_argument("--timeout", type=int, default=3600, help="seconds to wait with --wait (default 3600)")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("serve", help="serve an exported model with our KServe predictor (serving env)")
+    p.add_argument("--model-dir", required=True, help="exported model directory")
+    p.add_argument("--name", default="credit-risk", help="model name in the URL (default credit-risk)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("sample-request", help="print a V1 predict body built from rows of a dataset")
+    add_data_args(p)
+    p.add_argument("--rows", type=int, default=1, help="instances in the body (default 1)")
+    p.add_argument("--offset", type=int, default=0, help="first data row to use (default 0)")
+    p.set_defaults(func=cmd_sample_request)
+
+    p = sub.add_parser("datasets", help="list the bundled datasets and their feature specs")
+    p.set_defaults(func=cmd_datasets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except CreditRiskError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

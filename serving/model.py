@@ -1,0 +1,67 @@
+"""Our KServe predictor: a ``kserve.Model`` over the exported wide-and-deep SavedModel.
+
+``load`` reads the SavedModel and the feature spec saved beside it; ``preprocess`` checks the request
+against the spec (400 naming instance and field on a client mistake); ``predict`` runs the serving
+signature off the event loop; ``postprocess`` shapes one result per instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kserve import Model
+from kserve.errors import InvalidInput, ModelMissingError
+
+from credit_risk import contract, feature_spec
+
+log = logging.getLogger(__name__)
+
+
+class CreditRiskModel(Model):
+    def __init__(self, name: str, model_dir: str, max_instances: int = contract.DEFAULT_MAX_INSTANCES):
+        super().__init__(name)
+        self.model_dir = model_dir
+        self.max_instances = max_instances
+        self.spec: feature_spec.FeatureSpec | None = None
+        self._signature = None
+        self._saved_model = None
+
+    def load(self) -> bool:
+        import tensorflow as tf
+
+        spec_path = Path(self.model_dir) / contract.SPEC_FILE
+        if not spec_path.exists():
+            raise ModelMissingError(str(spec_path))
+        self.spec = feature_spec.load(str(spec_path))
+        self._saved_model = tf.saved_model.load(self.model_dir)
+        self._signature = self._saved_model.signatures[contract.SIGNATURE_NAME]
+        self.ready = True
+        log.info("loaded model %s (%s, %d inputs) from %s", self.name, self.spec.name,
+                 len(self.spec.model_features), self.model_dir)
+        return self.ready
+
+    def predict_arrays(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        """Synchronous signature call: named [n, 1] arrays -> PD [n]."""
+        import tensorflow as tf
+
+        out = self._signature(**{k: tf.constant(v) for k, v in arrays.items()})
+        return out[contract.OUTPUT_KEY].numpy().reshape(-1)
+
+    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+        assert self.spec is not None
+        try:
+            columns = contract.parse_instances(payload, self.spec, self.max_instances)
+        except contract.RequestError as e:
+            raise InvalidInput(str(e)) from e
+        return contract.columns_to_arrays(columns, self.spec)
+
+    async def predict(self, arrays: dict[str, np.ndarray], headers: dict[str, str] | None = None) -> np.ndarray:
+        # TensorFlow releases the GIL; a thread keeps the event loop answering other requests.
+        return await asyncio.to_thread(self.predict_arrays, arrays)
+
+    async def postprocess(self, pds: np.ndarray, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        return {"predictions": [{"pd": float(p)} for p in pds]}

@@ -1,0 +1,47 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from credit_risk import cli
+from tests.helpers import CREDIT_SPEC, REPO
+
+COMMANDS = ["compile", "run-local", "submit", "serve", "sample-request", "datasets"]
+
+
+@pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
+def test_help_everywhere(command):
+    out = subprocess.run([sys.executable, "-m", "credit_risk.cli", *command, "--help"],
+                         capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert out.startswith("usage: credit-risk")
+
+
+def test_datasets_lists_bundled(capsys):
+    assert cli.main(["datasets"]) == 0
+    assert "credit_data" in capsys.readouterr().out
+
+
+def test_unknown_dataset_is_a_clear_error(capsys):
+    assert cli.main(["run-local", "--dataset", "nope"]) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "unknown dataset 'nope'" in err and "german_credit" in err
+
+
+def test_bad_param_is_a_clear_error(capsys):
+    assert cli.main(["run-local", "--param", "epochs"]) == cli.EXIT_FAILED
+    assert "--param expects key=value, got 'epochs'" in capsys.readouterr().err
+
+
+def test_sample_request(capsys):
+    assert cli.main(["sample-request", "--spec", str(CREDIT_SPEC), "--rows", "3"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["instances"]) == 3
+
+
+def test_serve_without_serving_env_says_where_to_go(capsys):
+    assert cli.main(["serve", "--model-dir", "/nowhere"]) == cli.EXIT_FAILED
+    assert ".venvs/serving/bin/credit-risk serve" in capsys.readouterr().err
+
+
+def test_parse_params_types():
+    assert cli.parse_params(["a=1", "b=0.5", "c=text", "d=true"]) == {"a": 1, "b": 0.5, "c": "text", "d": True}

@@ -1,0 +1,99 @@
+import pandas as pd
+import pytest
+
+from credit_risk import data
+from credit_risk.errors import DataError
+from tests.helpers import CREDIT_CSV, GERMAN_CSV, read_rows, write_rows
+
+
+def _kinds(problems):
+    return {(p.column, p.kind) for p in problems}
+
+
+def test_bundled_data_has_no_problems(german_spec, credit_spec):
+    assert data.find_problems(data.read_raw(str(GERMAN_CSV)), german_spec) == []
+    assert data.find_problems(data.read_raw(str(CREDIT_CSV)), credit_spec) == []
+
+
+def test_load_types_columns_and_keeps_missing_values(credit_spec):
+    frame = data.load_dataset(str(CREDIT_CSV), credit_spec)
+    assert len(frame) == 4454
+    assert frame["Income"].dtype == "float64" and frame["Income"].isna().sum() == 381
+    assert frame["Home"].isna().sum() == 6
+    assert frame["default"].dtype == "int64"
+    assert abs(frame["default"].mean() - 0.282) < 0.001
+
+
+def test_text_in_numeric_column_names_column_row_and_value(tmp_path, german_spec):
+    header, rows = read_rows(GERMAN_CSV)
+    col = header.index("credit_amount")
+    rows[6][col] = "lots"
+    problems = data.find_problems(data.read_raw(str(write_rows(tmp_path / "d.csv", header, rows))), german_spec)
+    assert _kinds(problems) == {("credit_amount", "not_numeric")}
+    assert "row 7 (file line 8) value 'lots'" in problems[0].message
+
+
+def test_missing_column_and_bad_label(tmp_path, german_spec):
+    header, rows = read_rows(GERMAN_CSV)
+    drop = header.index("purpose")
+    header2 = [h for i, h in enumerate(header) if i != drop]
+    rows2 = [[v for i, v in enumerate(r) if i != drop] for r in rows]
+    rows2[0][-1] = "2"
+    problems = data.find_problems(data.read_raw(str(write_rows(tmp_path / "d.csv", header2, rows2))), german_spec)
+    assert _kinds(problems) == {("purpose", "missing_column"), ("default", "bad_label")}
+    assert any("row 1 (file line 2) value '2'" in p.message for p in problems)
+
+
+def test_null_in_non_nullable_column(tmp_path, credit_spec):
+    header, rows = read_rows(CREDIT_CSV)
+    rows[3][header.index("Age")] = ""
+    problems = data.find_problems(data.read_raw(str(write_rows(tmp_path / "d.csv", header, rows))), credit_spec)
+    assert _kinds(problems) == {("Age", "unexpected_null")}
+    assert "row 4" in problems[0].message
+
+
+def test_zero_rows_single_class_and_empty_file(tmp_path, german_spec):
+    header, rows = read_rows(GERMAN_CSV)
+    assert _kinds(data.find_problems(data.read_raw(str(write_rows(tmp_path / "h.csv", header, []))),
+                                     german_spec)) == {("*", "no_rows")}
+    good = [r for r in rows if r[-1] == "0"]
+    assert ("default", "single_class") in _kinds(
+        data.find_problems(data.read_raw(str(write_rows(tmp_path / "s.csv", header, good))), german_spec))
+    (tmp_path / "e.csv").write_text("")
+    with pytest.raises(DataError, match="empty"):
+        data.read_raw(str(tmp_path / "e.csv"))
+
+
+def test_load_dataset_lists_every_problem(tmp_path, german_spec):
+    header, rows = read_rows(GERMAN_CSV)
+    rows[0][header.index("duration_in_month")] = "x"
+    rows[1][header.index("purpose")] = ""
+    with pytest.raises(DataError) as e:
+        data.load_dataset(str(write_rows(tmp_path / "d.csv", header, rows)), german_spec)
+    assert "'duration_in_month'" in str(e.value) and "'purpose'" in str(e.value)
+
+
+def test_split_is_stratified_seeded_and_disjoint(german_spec):
+    frame = data.load_dataset(str(GERMAN_CSV), german_spec).reset_index()
+    train, held = data.split_train_eval(frame, german_spec, 0.25, seed=7)
+    train2, _ = data.split_train_eval(frame, german_spec, 0.25, seed=7)
+    assert len(held) == 250 and len(train) == 750
+    assert set(train["index"]).isdisjoint(held["index"])
+    assert train["index"].tolist() == train2["index"].tolist()
+    assert abs(held["default"].mean() - 0.30) < 0.01
+    with pytest.raises(DataError, match="eval_fraction"):
+        data.split_train_eval(frame, german_spec, 0.9, seed=7)
+
+
+def test_sample_request_uses_model_inputs_and_null(credit_spec):
+    body = data.sample_request(str(CREDIT_CSV), credit_spec, rows=2, offset=28)
+    assert set(body["instances"][0]) == {f.name for f in credit_spec.model_features}
+    assert body["instances"][1]["Income"] is None  # row 29 has a missing income
+    assert isinstance(body["instances"][0]["Age"], float)
+
+
+def test_typed_frame_leaves_unparseable_numeric_as_text(german_spec):
+    raw = pd.DataFrame({"duration_in_month": ["1", "x"], "default": ["0", "1"]})
+    typed = data.typed_frame(raw, german_spec)
+    assert typed["duration_in_month"].dtype == object
+    assert typed["default"].dtype == "int64"

@@ -1,0 +1,66 @@
+import math
+
+import numpy as np
+import pytest
+import sklearn.metrics as skm
+
+from credit_risk import metrics
+from credit_risk.errors import DataError
+
+
+def _cases():
+    rng = np.random.default_rng(0)
+    for n, ties in ((50, False), (400, True), (1000, True)):
+        y = rng.integers(0, 2, n)
+        s = rng.random(n)
+        if ties:
+            s = np.round(s, 1)  # heavy ties, as real PD buckets have
+        yield y, s
+
+
+@pytest.mark.parametrize("y, s", list(_cases()))
+def test_against_scikit_learn(y, s):
+    assert metrics.roc_auc_score(y, s) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-9)
+    assert metrics.brier_score_loss(y, s) == pytest.approx(skm.brier_score_loss(y, s), abs=1e-9)
+    assert metrics.log_loss(y, s) == pytest.approx(skm.log_loss(y, np.clip(s, 1e-15, 1 - 1e-15)), abs=1e-9)
+    fpr, tpr, _ = skm.roc_curve(y, s, drop_intermediate=False)
+    assert metrics.ks_statistic(y, s) == pytest.approx(np.max(np.abs(tpr - fpr)), abs=1e-9)
+    my_fpr, my_tpr, _ = metrics.roc_curve(y, s)
+    np.testing.assert_allclose(my_fpr, fpr, atol=1e-12)
+    np.testing.assert_allclose(my_tpr, tpr, atol=1e-12)
+    for t in (0.3, 0.5):
+        np.testing.assert_array_equal(metrics.confusion_matrix(y, s, t),
+                                      skm.confusion_matrix(y, (s >= t).astype(int), labels=[0, 1]))
+
+
+def test_ks_against_two_sample_definition():
+    from scipy.stats import ks_2samp
+
+    y, s = next(_cases())
+    assert metrics.ks_statistic(y, s) == pytest.approx(ks_2samp(s[y == 1], s[y == 0]).statistic, abs=1e-9)
+
+
+def test_hand_computed_case():
+    y = [0, 0, 1, 1]
+    s = [0.1, 0.4, 0.35, 0.8]
+    assert metrics.roc_auc_score(y, s) == pytest.approx(0.75)
+    assert metrics.gini_score(y, s) == pytest.approx(0.5)
+    assert metrics.ks_statistic(y, s) == pytest.approx(0.5)
+    assert metrics.brier_score_loss(y, s) == pytest.approx((0.01 + 0.16 + 0.4225 + 0.04) / 4)
+
+
+def test_single_class_is_nan_not_a_guess():
+    assert math.isnan(metrics.roc_auc_score([1, 1, 1], [0.2, 0.5, 0.9]))
+    assert math.isnan(metrics.ks_statistic([0, 0], [0.2, 0.5]))
+
+
+@pytest.mark.parametrize("y, s, message", [
+    ([0, 1, 1], [0.1, 0.2], "y_true has 3 values but y_score has 2"),
+    ([0, 1], [0.1, float("nan")], "non-finite values; first at row 1"),
+    ([0, 2], [0.1, 0.2], "row 1 is 2"),
+    ([0, 1], [0.1, 1.2], "row 1 is 1.2"),
+    ([], [], "no rows"),
+])
+def test_bad_input_is_a_clear_error(y, s, message):
+    with pytest.raises(DataError, match=message):
+        metrics.summary(y, s)

@@ -1,0 +1,32 @@
+import yaml
+
+from credit_risk import images
+from credit_risk.pipelines.compile import COMPILED_FILE, compile_pipeline
+
+
+def test_committed_yaml_is_up_to_date(tmp_path):
+    fresh = compile_pipeline(tmp_path / "p.yaml")
+    assert fresh.read_text() == COMPILED_FILE.read_text(), (
+        "pipelines/training_pipeline.yaml is stale: run `credit-risk compile` and commit it")
+
+
+def test_compiled_pipeline_shape(tmp_path):
+    spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml").read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == {"validate", "split", "train", "evaluate", "deploy"}
+    assert tasks["deploy"]["dependentTasks"] == ["evaluate", "train"]
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert "defaultValue" not in params["data_uri"] and "defaultValue" not in params["feature_spec_uri"]
+    assert params["min_auc"]["defaultValue"] == 0.70
+    for executor in spec["deploymentSpec"]["executors"].values():
+        assert executor["container"]["image"] == images.pipeline_image()
+        # no pip install at run time: the command runs the embedded function directly
+        assert "pip install" not in " ".join(executor["container"]["command"])
+
+
+def test_registry_and_tag_are_baked_in(tmp_path):
+    spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml", registry="eu.gcr.io/acme", tag="1.2.3").read_text())
+    images_used = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert images_used == {"eu.gcr.io/acme/credit-risk-pipeline:1.2.3"}
+    serving = spec["root"]["inputDefinitions"]["parameters"]["serving_image"]["defaultValue"]
+    assert serving == "eu.gcr.io/acme/credit-risk-predictor:1.2.3"

@@ -1,0 +1,112 @@
+import json
+
+import numpy as np
+import pytest
+
+from credit_risk import contract, data, training
+from credit_risk.errors import ConfigError, DataError
+from credit_risk.model import ModelConfig
+from credit_risk.scoring import ExportedModel
+from tests.helpers import CREDIT_CSV, GERMAN_CSV
+
+FAST = training.TrainingConfig(epochs=4, early_stopping_patience=2)
+
+
+@pytest.fixture(scope="module")
+def credit_frames(credit_spec):
+    frame = data.load_dataset(str(CREDIT_CSV), credit_spec)
+    return data.split_train_eval(frame, credit_spec, 0.25, seed=1)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, credit_spec, credit_frames):
+    train_frame, _ = credit_frames
+    model, hist, best = training.train(train_frame, credit_spec, FAST)
+    export_dir = tmp_path_factory.mktemp("export") / "model"
+    training.export(model, credit_spec, export_dir, {"note": "test"})
+    return model, export_dir
+
+
+@pytest.mark.slow
+def test_export_takes_raw_named_features_and_matches_keras(trained, credit_spec, credit_frames):
+    import tensorflow as tf
+
+    model, export_dir = trained
+    _, held_out = credit_frames
+    sig = tf.saved_model.load(str(export_dir)).signatures[contract.SIGNATURE_NAME]
+    _, inputs = sig.structured_input_signature
+    assert set(inputs) == {f.name for f in credit_spec.model_features}
+    assert inputs["Income"].dtype == tf.float32 and inputs["Home"].dtype == tf.string
+    exported = ExportedModel(export_dir).predict_frame(held_out)
+    in_memory = training.predict_frame(model, held_out, credit_spec)
+    np.testing.assert_allclose(exported, in_memory, atol=1e-5)
+    assert held_out["Income"].isna().any()  # nulls went through the graph
+    assert np.all((exported > 0) & (exported < 1))
+
+
+@pytest.mark.slow
+def test_unseen_category_and_missing_values_are_scored(trained, credit_spec, credit_frames):
+    _, export_dir = trained
+    _, held_out = credit_frames
+    rows = held_out.head(3).copy()
+    rows.loc[rows.index[0], "Home"] = "houseboat"  # never seen in training
+    rows.loc[rows.index[1], ["Income", "Assets", "Debt"]] = np.nan
+    pds = ExportedModel(export_dir).predict_frame(rows)
+    assert np.all(np.isfinite(pds))
+
+
+@pytest.mark.slow
+def test_export_writes_spec_and_info_sidecars(trained, credit_spec):
+    _, export_dir = trained
+    assert (export_dir / contract.SPEC_FILE).read_text() == credit_spec.to_yaml()
+    assert json.loads((export_dir / contract.MODEL_INFO_FILE).read_text()) == {"note": "test"}
+    assert not list(export_dir.parent.glob(".export-*"))  # staging directory cleaned up
+
+
+@pytest.mark.slow
+def test_same_seed_same_model(german_spec):
+    frame = data.load_dataset(str(GERMAN_CSV), german_spec)
+    cfg = training.TrainingConfig(epochs=2, early_stopping_patience=1, seed=3)
+    m1, _, _ = training.train(frame, german_spec, cfg)
+    m2, _, _ = training.train(frame, german_spec, cfg)
+    p1 = training.predict_frame(m1, frame.head(50), german_spec)
+    p2 = training.predict_frame(m2, frame.head(50), german_spec)
+    np.testing.assert_array_equal(p1, p2)
+
+
+@pytest.mark.slow
+def test_train_and_export_records_fingerprint(tmp_path, german_spec):
+    frame = data.load_dataset(str(GERMAN_CSV), german_spec)
+    result = training.train_and_export(frame, german_spec, training.TrainingConfig(epochs=1), tmp_path / "m")
+    info = json.loads((tmp_path / "m" / contract.MODEL_INFO_FILE).read_text())
+    assert info["training"]["data_fingerprint"] == result.data_fingerprint == training.fingerprint(frame)
+    assert result.data_fingerprint.startswith("rows=1000;sha256=")
+    assert info["hyperparameters"]["epochs"] == 1 and info["dataset"] == "german_credit"
+
+
+def test_fingerprint_changes_with_content(german_spec):
+    frame = data.load_dataset(str(GERMAN_CSV), german_spec)
+    changed = frame.copy()
+    changed.loc[0, "credit_amount"] += 1
+    assert training.fingerprint(frame) != training.fingerprint(changed)
+
+
+def test_single_class_training_data_is_refused(german_spec):
+    frame = data.load_dataset(str(GERMAN_CSV), german_spec)
+    with pytest.raises(DataError, match="both label classes"):
+        training.train(frame[frame["default"] == 0], german_spec, FAST)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"epochs": 0}, "epochs must be >= 1, got 0"),
+    ({"learning_rate": 2.0}, "learning_rate must be in \\(0, 1\\), got 2.0"),
+    ({"validation_fraction": 0.9}, "validation_fraction"),
+])
+def test_bad_training_config(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        training.TrainingConfig(**kwargs)
+
+
+def test_bad_model_config():
+    with pytest.raises(ConfigError, match="dropout must be in \\[0, 1\\), got 1.5"):
+        ModelConfig(dropout=1.5)
