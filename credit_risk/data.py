@@ -144,14 +144,19 @@ def split_train_eval(df: pd.DataFrame, spec: FeatureSpec, eval_fraction: float,
     return train.reset_index(drop=True), evaluation.reset_index(drop=True)
 
 
+def instances(frame: pd.DataFrame, spec: FeatureSpec) -> list[dict]:
+    """Rows as KServe V1 instances: model inputs only, JSON types, missing = null."""
+    out = []
+    for _, row in frame.iterrows():
+        out.append({f.name: (None if pd.isna(row[f.name]) else
+                             float(row[f.name]) if f.is_numeric else str(row[f.name]))
+                    for f in spec.model_features})
+    return out
+
+
 def sample_request(uri: str, spec: FeatureSpec, rows: int = 1, offset: int = 0) -> dict:
-    """A KServe V1 body ``{"instances": [...]}`` from data rows: model inputs only, missing = null."""
+    """A KServe V1 body ``{"instances": [...]}`` from rows of a dataset."""
     frame = load_dataset(uri, spec).iloc[offset:offset + rows]
     if frame.empty:
         raise DataError(f"{uri} has no rows at offset {offset}")
-    instances = []
-    for _, row in frame.iterrows():
-        instances.append({f.name: (None if pd.isna(row[f.name]) else
-                                   float(row[f.name]) if f.is_numeric else str(row[f.name]))
-                          for f in spec.model_features})
-    return {"instances": instances}
+    return {"instances": instances(frame, spec)}

@@ -1,0 +1,78 @@
+"""The predictor in the serving environment (kserve 0.21, TF 2.21) on a model exported by TF 2.16."""
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from kserve.errors import InvalidInput
+
+from tests.helpers import http
+from tests.serving.conftest import MODEL_NAME
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def predict_in_process(model, body):
+    async def go():
+        arrays = await model.preprocess(body)
+        return await model.postprocess(await model.predict(arrays))
+    return run(go())
+
+
+def test_serving_env_is_the_newer_tensorflow():
+    assert tf.__version__.startswith("2.21")
+
+
+def test_tf216_export_served_by_tf221_matches_training_side(loaded_model, expected):
+    out = predict_in_process(loaded_model, {"instances": expected["instances"]})
+    pds = [p["pd"] for p in out["predictions"]]
+    np.testing.assert_allclose(pds, expected["pd_savedmodel"], atol=1e-5)
+    np.testing.assert_allclose(pds, expected["pd_keras"], atol=1e-5)
+
+
+def test_bad_instance_is_invalid_input_naming_field(loaded_model, expected):
+    bad = dict(expected["instances"][0], Amount="a lot")
+    with pytest.raises(InvalidInput, match="instance 1, field 'Amount'"):
+        predict_in_process(loaded_model, {"instances": [expected["instances"][0], bad]})
+
+
+def test_v1_over_http_equals_in_process(server, loaded_model, expected):
+    body = {"instances": expected["instances"]}
+    status, raw = http("POST", f"{server}/v1/models/{MODEL_NAME}:predict", json.dumps(body).encode())
+    assert status == 200, raw
+    over_http = [p["pd"] for p in json.loads(raw)["predictions"]]
+    in_process = [p["pd"] for p in predict_in_process(loaded_model, body)["predictions"]]
+    np.testing.assert_allclose(over_http, in_process, atol=1e-6)
+
+
+@pytest.mark.parametrize("mutate, status, fragment", [
+    (lambda i: {"instances": [dict(i, Age="old")]}, 400, "instance 0, field 'Age'"),
+    (lambda i: {"instances": [dict(i, Salary=1.0)]}, 400, "field 'Salary'"),
+    (lambda i: {"instances": [{k: v for k, v in i.items() if k != "Time"}]}, 400, "field 'Time'"),
+    (lambda i: {"instances": []}, 400, "non-empty"),
+    (lambda i: {"rows": [i]}, 400, "'instances'"),
+])
+def test_bad_requests_get_400_naming_the_problem_and_server_keeps_serving(server, expected, mutate,
+                                                                          status, fragment):
+    body = mutate(dict(expected["instances"][0]))
+    code, raw = http("POST", f"{server}/v1/models/{MODEL_NAME}:predict", json.dumps(body).encode())
+    assert code == status and fragment in json.loads(raw)["error"]
+    ok, _ = http("POST", f"{server}/v1/models/{MODEL_NAME}:predict",
+                 json.dumps({"instances": expected["instances"][:1]}).encode())
+    assert ok == 200
+
+
+def test_malformed_json_is_400(server):
+    code, raw = http("POST", f"{server}/v1/models/{MODEL_NAME}:predict", b"{not json")
+    assert code == 400
+
+
+def test_unknown_model_is_404_and_health_endpoints(server):
+    assert http("POST", f"{server}/v1/models/nope:predict", b"{}")[0] == 404
+    code, raw = http("GET", f"{server}/v1/models/{MODEL_NAME}")
+    assert code == 200 and json.loads(raw)["ready"] is True
+    assert http("GET", f"{server}/")[0] == 200
