@@ -1,0 +1,46 @@
+import re
+
+import pytest
+import yaml
+
+from credit_risk.deploy import DeployConfig, render_inference_service
+from tests.helpers import KSERVE_CRD, REPO
+
+BASE_ISVC = REPO / "manifests" / "base" / "inference-service.yaml"
+
+
+def test_base_inference_service_is_what_the_deploy_step_renders():
+    base = yaml.safe_load(BASE_ISVC.read_text())
+    rendered = render_inference_service("gs://MODEL_BUCKET/credit-risk/models/VERSION",
+                                        DeployConfig(name="credit-risk"), "VERSION")
+    del rendered["metadata"]["namespace"]
+    assert base == rendered, "manifests/base/inference-service.yaml drifted from credit_risk/deploy.py"
+
+
+def test_base_inference_service_validates_against_crd():
+    import jsonschema
+
+    if not KSERVE_CRD.exists():
+        pytest.skip(f"KServe CRD not found at {KSERVE_CRD}")
+    crd = yaml.safe_load(KSERVE_CRD.read_text())
+    schema = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")["schema"]["openAPIV3Schema"]
+    jsonschema.validate(yaml.safe_load(BASE_ISVC.read_text()), schema)
+
+
+def test_deployer_role_is_least_privilege():
+    docs = list(yaml.safe_load_all((REPO / "manifests" / "base" / "rbac.yaml").read_text()))
+    role = next(d for d in docs if d["kind"] == "Role")
+    resources = {r for rule in role["rules"] for r in rule["resources"]}
+    verbs = {v for rule in role["rules"] for v in rule["verbs"]}
+    assert resources == {"inferenceservices", "inferenceservices/status"}
+    assert "delete" not in verbs and "*" not in verbs
+
+
+@pytest.mark.parametrize("side", ["pipeline", "serving"])
+def test_dockerfile_builds_from_its_lock_pinned_and_non_root(side):
+    text = (REPO / "docker" / f"{side}.Dockerfile").read_text()
+    assert f"-r locks/{side}.txt" in text and "--require-hashes" in text
+    base = re.search(r"^FROM (\S+)", text, re.M).group(1)
+    assert re.match(r"python:3\.11\.\d+-slim-\w+$", base), base
+    assert re.search(r"^USER 10001$", text, re.M)
+    assert "pip install --no-cache-dir" in text and ":latest" not in text

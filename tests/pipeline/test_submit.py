@@ -1,0 +1,57 @@
+"""`credit-risk submit` drives the real kfp.Client against a protocol-level fake of the KFP
+v2beta1 REST API (tests/kfp_api_fake.py) - not a cluster - and asserts on the exact requests."""
+
+import pytest
+
+from credit_risk import cli
+from credit_risk.errors import ConfigError
+from credit_risk.submit import SubmitConfig, submit
+from tests.kfp_api_fake import FakeKfpApi
+
+PARAMS = {"data_uri": "gs://bank/loans.csv", "feature_spec_uri": "gs://bank/loans.spec.yaml", "min_auc": 0.75}
+
+
+def test_submit_creates_experiment_and_run_with_parameters_and_token(monkeypatch):
+    monkeypatch.setenv("KFP_TOKEN", "secret-token")
+    with FakeKfpApi() as api:
+        out = submit(SubmitConfig(host=api.url, experiment="pd-ci", run_name="ci-42", params=PARAMS))
+    assert out["run_id"] == "run-1" and out["url"].endswith("/#/runs/details/run-1")
+    posts = [r for r in api.requests if r["method"] == "POST"]
+    assert [r["path"] for r in posts] == ["/apis/v2beta1/experiments", "/apis/v2beta1/runs"]
+    assert posts[0]["body"] == {"display_name": "pd-ci"}
+    run = posts[1]["body"]
+    assert run["experiment_id"] == "exp-1" and run["display_name"] == "ci-42"
+    assert run["pipeline_spec"]["pipelineInfo"]["name"] == "credit-risk-training"
+    assert run["runtime_config"]["parameters"] == PARAMS
+    assert all(r["headers"].get("authorization") == "Bearer secret-token" for r in api.requests)
+
+
+def test_wait_reports_final_state_and_cli_fails_on_failed_run(capsys):
+    with FakeKfpApi(run_states=["FAILED"]) as api:
+        args = ["submit", "--host", api.url, "--wait", "--timeout", "60"]
+        args += [f"--param={k}={v}" for k, v in PARAMS.items()]
+        assert cli.main(args) == cli.EXIT_FAILED
+    assert '"state": "FAILED"' in capsys.readouterr().out
+
+
+def test_wait_success_exit_zero():
+    with FakeKfpApi(run_states=["SUCCEEDED"]) as api:
+        args = ["submit", "--host", api.url, "--wait"] + [f"--param={k}={v}" for k, v in PARAMS.items()]
+        assert cli.main(args) == cli.EXIT_OK
+
+
+@pytest.mark.parametrize("params, message", [
+    ({**PARAMS, "learning_rte": 0.1}, "unknown pipeline parameter(s) ['learning_rte']"),
+    ({"data_uri": "gs://b/d.csv"}, "missing required pipeline parameter(s) ['feature_spec_uri']"),
+])
+def test_bad_parameters_are_refused_before_anything_is_sent(params, message):
+    with FakeKfpApi() as api:
+        with pytest.raises(ConfigError) as e:
+            submit(SubmitConfig(host=api.url, params=params))
+        assert message in str(e.value)
+        assert api.requests == []
+
+
+def test_bad_host_is_a_config_error():
+    with pytest.raises(ConfigError, match="must be an http"):
+        SubmitConfig(host="kubeflow.example.com")
