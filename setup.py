@@ -33,6 +33,7 @@ PIPELINE = [
     "google-cloud-storage>=2.19,<3",
     "kubernetes>=30,<31",
     "scikit-learn>=1.4",
+    "matplotlib>=3.8",  # evaluation report plots (PNG embedded in the HTML artifact)
 ]
 SERVING = [
     "kserve>=0.21,<0.22",
@@ -65,7 +66,7 @@ setup(
         "credit_risk.serving": "serving",
     },
     package_data={
-        "credit_risk": ["specs/*.yaml", "data/*.csv"],
+        "credit_risk": ["config/*.yaml"],
         "credit_risk.pipelines": ["*.yaml"],
     },
     install_requires=COMMON,

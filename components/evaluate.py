@@ -1,4 +1,4 @@
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 from credit_risk.components._base import component
 
@@ -8,23 +8,30 @@ def evaluate(
     model: Input[Model],
     eval_data: Input[Dataset],
     feature_spec_uri: str,
-    min_auc: float,
-    min_ks: float,
-    max_brier: float,
+    gate_config_uri: str,
+    gate_overrides: dict,
+    champion_model_uri: str,
+    override_approver: str,
+    override_rationale: str,
+    allow_override: bool,
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
     approval: Output[Artifact],
-    report: Output[Markdown],
+    model_card: Output[Markdown],
+    report: Output[HTML],
 ):
-    """Score held-out rows through the exported signature; approve or reject against thresholds.
+    """Score held-out rows through the exported signature; approve or reject against the gate.
 
-    A threshold < 0 disables that check; with every check disabled the gate rejects (fail closed).
+    Gate settings come from ``gate_config_uri`` (empty: the packaged defaults) with
+    ``gate_overrides`` on top. ``champion_model_uri`` (optional) is the deployed model to beat.
+    A human override (approver + rationale) approves a rejected model only if ``allow_override``.
 
     Outputs:
-      metrics: AUC, Gini, KS, Brier, log loss, default rate, mean PD (KFP scalar metrics).
+      metrics: AUC, Gini, KS, PR AUC, Brier, ECE, log loss, bootstrap CIs, fairness ratios (scalars).
       classification_metrics: ROC curve and confusion matrix (rendered by the Kubeflow UI).
-      approval: JSON decision record (``approved``/``rejected``, every check, reasons).
-      report: Markdown summary of the decision and metrics.
+      approval: JSON approval record (decision, every check, fingerprints, champion, override).
+      model_card: Markdown model card (intended use, data, metrics, fairness, limitations, approval).
+      report: HTML evaluation report with ROC, KS, calibration, score histograms, fairness table.
     """
     import logging
 
@@ -32,16 +39,22 @@ def evaluate(
     from credit_risk.evaluation import roc_points
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    thresholds = gate.Thresholds(
-        min_auc=min_auc if min_auc >= 0 else None,
-        min_ks=min_ks if min_ks >= 0 else None,
-        max_brier=max_brier if max_brier >= 0 else None,
-    )
-    result = steps.evaluate_step(model.path, eval_data.path, feature_spec_uri, thresholds,
-                                 approval.path, report.path)
+    config = gate.GateConfig.load(gate_config_uri or None, gate_overrides)
+    result = steps.evaluate_step(model.path, eval_data.path, feature_spec_uri, config, approval.path,
+                                 model_card.path, report.path, champion_model_uri or None,
+                                 override_approver, override_rationale, allow_override)
     for key, value in result.metrics.items():
         metrics.log_metric(key, round(value, 6))
+    for key, (lo, hi) in result.intervals.items():
+        metrics.log_metric(f"{key}_ci_low", round(lo, 6))
+        metrics.log_metric(f"{key}_ci_high", round(hi, 6))
+    for sl in result.fairness:
+        for name in ("disparate_impact", "auc_gap"):
+            value = getattr(sl, name)
+            if value == value:  # not NaN
+                metrics.log_metric(f"{name}_{sl.slice}", round(value, 6))
     fpr, tpr, thr = zip(*roc_points(result.y_true, result.y_score))
     classification_metrics.log_roc_curve(list(fpr), list(tpr), list(thr))
     classification_metrics.log_confusion_matrix(["non-default", "default"], result.confusion.tolist())
-    approval.metadata.update({"decision": result.decision.decision, "reasons": result.decision.reasons})
+    approval.metadata.update({"decision": result.decision.decision, "reasons": result.decision.reasons,
+                              "model_fingerprint": result.decision.model_fingerprint})

@@ -64,9 +64,13 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 def _pipeline_params(args: argparse.Namespace) -> dict[str, Any]:
     params = {k: v for k, v in {
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-        "seed": args.seed, "eval_fraction": args.eval_fraction, "min_auc": args.min_auc,
-        "min_ks": args.min_ks, "max_brier": args.max_brier, "service_name": args.service_name,
+        "seed": args.seed, "eval_fraction": args.eval_fraction, "service_name": args.service_name,
+        "champion_model_uri": args.champion, "gate_config_uri": args.gate_config,
     }.items() if v is not None}
+    overrides = {k: v for k, v in {"min_auc": args.min_auc, "min_ks": args.min_ks,
+                                   "max_brier": args.max_brier}.items() if v is not None}
+    if overrides:
+        params["gate_overrides"] = overrides
     params.update(parse_params(args.param))
     return params
 
@@ -164,9 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--eval-fraction", type=float, help="held-out share for evaluation (default 0.25)")
-    p.add_argument("--min-auc", type=float, help="gate: minimum held-out AUC (default 0.70; <0 disables)")
-    p.add_argument("--min-ks", type=float, help="gate: minimum KS (default 0.30; <0 disables)")
-    p.add_argument("--max-brier", type=float, help="gate: maximum Brier (default 0.20; <0 disables)")
+    p.add_argument("--gate-config", help="gate config YAML (default: credit_risk/config/gate.yaml)")
+    p.add_argument("--min-auc", type=float, help="gate override: minimum held-out AUC")
+    p.add_argument("--min-ks", type=float, help="gate override: minimum KS")
+    p.add_argument("--max-brier", type=float, help="gate override: maximum Brier score")
+    p.add_argument("--champion", help="deployed (champion) model dir to compare against")
     p.add_argument("--service-name", help="InferenceService name (default credit-risk)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="any other pipeline parameter (repeatable)")

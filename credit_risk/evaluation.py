@@ -1,47 +1,102 @@
-"""Evaluate an exported model on held-out rows and decide approval."""
+"""Evaluate an exported model on held-out rows: metrics, intervals, calibration, fairness,
+champion-challenger, and the gate's decision."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from credit_risk import gate, metrics
+from credit_risk import contract, fairness, gate, metrics
 from credit_risk.feature_spec import FeatureSpec
 from credit_risk.scoring import ExportedModel
+from credit_risk.training import fingerprint
 
 log = logging.getLogger(__name__)
+
+CALIBRATION_BINS = 10
 
 
 @dataclass
 class EvaluationResult:
     metrics: dict[str, float]
+    intervals: dict[str, list[float]]
     decision: gate.Decision
     y_true: np.ndarray
     y_score: np.ndarray
     confusion: np.ndarray
     operating_threshold: float
+    calibration: tuple[np.ndarray, np.ndarray, np.ndarray]
+    fairness: list[fairness.SliceReport]
+    champion_metrics: dict[str, float] | None = None
+    champion_score: np.ndarray | None = field(default=None, repr=False)
+    model_info: dict = field(default_factory=dict)
 
 
-def evaluate(model_dir: str, frame: pd.DataFrame, spec: FeatureSpec, thresholds: gate.Thresholds,
-             operating_threshold: float = 0.5) -> EvaluationResult:
-    """Score ``frame`` (held-out rows) through the exported serving signature and apply the gate."""
+def model_fingerprint(model_dir: str | Path) -> str:
+    """Content hash of the SavedModel graph and weights: identifies exactly what was evaluated."""
+    digest = hashlib.sha256()
+    root = Path(model_dir)
+    for path in sorted([root / "saved_model.pb", *sorted((root / "variables").glob("*"))]):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return f"sha256:{digest.hexdigest()[:16]}"
+
+
+def _model_info(model_dir: str | Path) -> dict:
+    path = Path(model_dir) / contract.MODEL_INFO_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def evaluate(model_dir: str, frame: pd.DataFrame, spec: FeatureSpec, config: gate.GateConfig,
+             champion_dir: str | None = None) -> EvaluationResult:
+    """Score ``frame`` (held-out rows) through the exported serving signature and apply the gate.
+
+    ``frame`` must hold the model inputs, the label and every slice / protected column.
+    """
     start = time.perf_counter()
     model = ExportedModel(model_dir)
     if model.spec.model_features != spec.model_features:
         log.warning("the model was trained with a different feature spec than %s", spec.name)
     y_score = model.predict_frame(frame)
     y_true = frame[spec.label].to_numpy()
-    scalars = metrics.summary(y_true, y_score)
-    decision = gate.decide(scalars, thresholds, model_uri=model_dir)
-    confusion = metrics.confusion_matrix(y_true, y_score, operating_threshold)
+    scalars = metrics.summary(y_true, y_score, CALIBRATION_BINS)
+    intervals = {
+        name: list(metrics.bootstrap_ci(y_true, y_score, fn, config.bootstrap_resamples, config.bootstrap_seed))
+        for name, fn in (("auc", metrics.roc_auc_score), ("ks", metrics.ks_statistic))
+    }
+    slices = fairness.fairness_report(frame.reset_index(drop=True), y_true, y_score, spec,
+                                      config.operating_threshold, config.min_group_rows)
+    champion_metrics, champion_score, champion_id = None, None, None
+    if champion_dir:
+        champion = ExportedModel(champion_dir)
+        champion_score = champion.predict_frame(frame)
+        champion_metrics = metrics.summary(y_true, champion_score, CALIBRATION_BINS)
+        champion_id = model_fingerprint(champion_dir)
+    decision = gate.decide(scalars, config, slices, champion_metrics, model_uri=model_dir)
+    info = _model_info(model_dir)
+    decision.intervals = intervals
+    decision.model_fingerprint = model_fingerprint(model_dir)
+    decision.data_fingerprint = info.get("training", {}).get("data_fingerprint", "")
+    decision.eval_data_fingerprint = fingerprint(frame)
+    if champion_metrics is not None:
+        decision.champion = {"model_uri": champion_dir, "model_fingerprint": champion_id,
+                             "metrics": champion_metrics}
     log.info("evaluated %d held-out rows in %.2fs: %s -> %s", len(frame), time.perf_counter() - start,
              {k: round(v, 4) for k, v in scalars.items()}, decision.decision)
-    return EvaluationResult(scalars, decision, y_true, y_score, confusion, operating_threshold)
+    return EvaluationResult(
+        metrics=scalars, intervals=intervals, decision=decision, y_true=y_true, y_score=y_score,
+        confusion=metrics.confusion_matrix(y_true, y_score, config.operating_threshold),
+        operating_threshold=config.operating_threshold,
+        calibration=metrics.calibration_curve(y_true, y_score, CALIBRATION_BINS),
+        fairness=slices, champion_metrics=champion_metrics, champion_score=champion_score,
+        model_info=info)
 
 
 def roc_points(y_true: np.ndarray, y_score: np.ndarray, max_points: int = 200) -> list[tuple[float, float, float]]:
@@ -50,23 +105,6 @@ def roc_points(y_true: np.ndarray, y_score: np.ndarray, max_points: int = 200) -
     thr = np.where(np.isinf(thr), 1.0, thr)  # KFP wants finite thresholds
     idx = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).astype(int))
     return [(float(fpr[i]), float(tpr[i]), float(thr[i])) for i in idx]
-
-
-def markdown_report(result: EvaluationResult, spec: FeatureSpec) -> str:
-    d = result.decision
-    lines = [f"# Evaluation: {spec.name}", "", f"**Decision: {d.decision.upper()}**", ""]
-    for r in d.reasons:
-        lines.append(f"- {r}")
-    lines += ["", "| check | metric | value | required | result |", "|---|---|---|---|---|"]
-    for c in d.checks:
-        lines.append(f"| {c.name} | {c.metric} | {c.value:.4f} | {c.comparison} {c.threshold} | "
-                     f"{'pass' if c.passed else 'FAIL'} |")
-    lines += ["", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.4f} |" for k, v in result.metrics.items()]
-    (tn, fp), (fn, tp) = result.confusion.tolist()
-    lines += ["", f"Confusion matrix at PD >= {result.operating_threshold}: "
-              f"TN {tn}, FP {fp}, FN {fn}, TP {tp}"]
-    return "\n".join(lines) + "\n"
 
 
 def write_decision(decision: gate.Decision, path: str | Path) -> None:

@@ -17,6 +17,10 @@ YAML keys::
         protected: false           # never a reason code; used for fairness slices
         description: free text
     crosses: [[cat_a, cat_b], ...] # categorical pairs hashed together for the wide part
+    slices:                        # extra groups for evaluation / fairness (protected
+      - name: age_band             # categoricals are always sliced by value)
+        feature: age_in_years
+        bins: [18, 25, 35, 50, 120] # numeric edges, [lo, hi); omit for a categorical
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ CATEGORICAL = "categorical"
 FEATURE_TYPES = (NUMERIC, CATEGORICAL)
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FEATURE_KEYS = {"name", "type", "nullable", "model_input", "protected", "description"}
-_TOP_KEYS = {"name", "description", "data_file", "label", "features", "crosses"}
+_TOP_KEYS = {"name", "description", "data_file", "label", "features", "crosses", "slices"}
+_SLICE_KEYS = {"name", "feature", "bins"}
 
 
 @dataclass(frozen=True)
@@ -54,11 +59,19 @@ class Feature:
 
 
 @dataclass(frozen=True)
+class Slice:
+    name: str
+    feature: str
+    bins: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
 class FeatureSpec:
     name: str
     label: str
     features: tuple[Feature, ...]
     crosses: tuple[tuple[str, str], ...] = ()
+    slices: tuple[Slice, ...] = ()
     description: str = ""
     data_file: str | None = None
     source_uri: str | None = field(default=None, compare=False)
@@ -110,6 +123,9 @@ class FeatureSpec:
         out["label"] = {"name": self.label}
         out["features"] = features
         out["crosses"] = [list(c) for c in self.crosses]
+        if self.slices:
+            out["slices"] = [{"name": s.name, "feature": s.feature, **({"bins": list(s.bins)} if s.bins else {})}
+                             for s in self.slices]
         return out
 
     def to_yaml(self) -> str:
@@ -182,6 +198,26 @@ def from_dict(raw: Any, source_uri: str | None = None) -> FeatureSpec:
             _require(f.model_input, at, f"{col!r} is not a model_input")
         crosses.append((pair[0], pair[1]))
 
+    slices: list[Slice] = []
+    for i, sr in enumerate(raw.get("slices") or []):
+        at = f"{where}: slices[{i}]"
+        _require(isinstance(sr, dict), at, f"expected a mapping, got {sr!r}")
+        unknown = set(sr) - _SLICE_KEYS
+        _require(not unknown, at, f"unknown keys {sorted(unknown)}; allowed: {sorted(_SLICE_KEYS)}")
+        _require(isinstance(sr.get("name"), str) and bool(_NAME_RE.match(sr.get("name") or "")), f"{at}.name",
+                 f"expected an identifier, got {sr.get('name')!r}")
+        _require(sr.get("feature") in by_name, f"{at}.feature", f"unknown feature {sr.get('feature')!r}")
+        bins = sr.get("bins")
+        if bins is not None:
+            _require(by_name[sr["feature"]].is_numeric, f"{at}.bins", "bins apply to numeric features only")
+            _require(isinstance(bins, list) and len(bins) >= 3
+                     and all(isinstance(b, (int, float)) for b in bins)
+                     and all(a < b for a, b in zip(bins, bins[1:])), f"{at}.bins",
+                     f"expected >= 3 increasing numbers, got {bins!r}")
+        else:
+            _require(not by_name[sr["feature"]].is_numeric, f"{at}.bins", "a numeric slice needs bins")
+        slices.append(Slice(sr["name"], sr["feature"], tuple(float(b) for b in bins) if bins else None))
+
     data_file = raw.get("data_file")
     _require(data_file is None or isinstance(data_file, str), f"{where}: data_file",
              f"expected a file name, got {data_file!r}")
@@ -190,6 +226,7 @@ def from_dict(raw: Any, source_uri: str | None = None) -> FeatureSpec:
         label=label,
         features=tuple(features),
         crosses=tuple(crosses),
+        slices=tuple(slices),
         description=str(raw.get("description", "")),
         data_file=data_file,
         source_uri=source_uri,

@@ -1,46 +1,93 @@
-"""The approval gate: metrics vs thresholds -> an auditable decision. Fails closed.
+"""The approval gate: evidence vs a gate config -> an auditable decision. Fails closed.
 
-No thresholds, a NaN metric or a failed check means "rejected", always with the reason.
+Checks: absolute (AUC, KS, Brier, calibration error), fairness (disparate impact and AUC gap per
+protected attribute / slice), champion-challenger (relative to the deployed model). No enabled
+check, a NaN value or any failed check means "rejected", always with every reason. A human override
+can approve a rejected model only when explicitly allowed, and is always recorded.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
+import yaml
+
+from credit_risk import storage
 from credit_risk.errors import ConfigError
 
 APPROVED = "approved"
 REJECTED = "rejected"
-APPROVAL_FILE = "approval.json"
+DEFAULT_CONFIG = Path(__file__).parent / "config" / "gate.yaml"
+
+_UNIT_INTERVAL = {"min_auc", "min_ks", "max_brier", "max_ece", "operating_threshold",
+                  "min_disparate_impact", "max_auc_gap", "max_auc_drop", "max_brier_increase"}
 
 
 @dataclass(frozen=True)
-class Thresholds:
-    """Absolute bars a model must clear. ``None`` disables a check; all None -> rejected."""
+class GateConfig:
+    """Bars a model must clear. A ``None`` bar disables its check."""
 
     min_auc: float | None = 0.70
     min_ks: float | None = 0.30
     max_brier: float | None = 0.20
+    max_ece: float | None = 0.06
+    operating_threshold: float = 0.5
+    min_disparate_impact: float | None = 0.80
+    max_auc_gap: float | None = 0.20
+    min_group_rows: int = 30
+    fairness_report_only: tuple[str, ...] = ()  # slices measured and recorded but not judged
+    max_auc_drop: float | None = 0.01
+    max_brier_increase: float | None = 0.005
+    bootstrap_resamples: int = 1000
+    bootstrap_seed: int = 42
 
     def __post_init__(self) -> None:
-        for name in ("min_auc", "min_ks", "max_brier"):
+        for name in _UNIT_INTERVAL:
             value = getattr(self, name)
-            if value is not None and not (0.0 <= value <= 1.0):
-                raise ConfigError(f"threshold {name} must be in [0, 1], got {value}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0.0 <= value <= 1.0):
+                raise ConfigError(f"gate setting {name} must be a number in [0, 1] or null, got {value!r}")
+        if self.operating_threshold is None or not 0 < self.operating_threshold < 1:
+            raise ConfigError(f"operating_threshold must be in (0, 1), got {self.operating_threshold!r}")
+        if isinstance(self.fairness_report_only, (list, str)):
+            items = [self.fairness_report_only] if isinstance(self.fairness_report_only, str) \
+                else self.fairness_report_only
+            object.__setattr__(self, "fairness_report_only", tuple(items))
+        for name in ("min_group_rows", "bootstrap_resamples"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"gate setting {name} must be a positive integer, got {getattr(self, name)!r}")
 
-    def checks(self) -> list[tuple[str, str, str, float]]:
-        """(check name, metric key, comparison, bar) for each enabled threshold."""
-        out = []
-        if self.min_auc is not None:
-            out.append(("min_auc", "auc", ">=", self.min_auc))
-        if self.min_ks is not None:
-            out.append(("min_ks", "ks", ">=", self.min_ks))
-        if self.max_brier is not None:
-            out.append(("max_brier", "brier", "<=", self.max_brier))
-        return out
+    def with_overrides(self, overrides: dict[str, Any] | None) -> "GateConfig":
+        overrides = overrides or {}
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"unknown gate setting(s) {unknown}; known: {sorted(known)}")
+        return replace(self, **overrides)
+
+    @classmethod
+    def load(cls, uri: str | None = None, overrides: dict[str, Any] | None = None) -> "GateConfig":
+        """The config file at ``uri`` (default: the packaged one), then ``overrides`` on top."""
+        source = str(uri or DEFAULT_CONFIG)
+        try:
+            raw = yaml.safe_load(storage.read_text(source)) or {}
+        except FileNotFoundError as e:
+            raise ConfigError(f"gate config not found: {source}") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"gate config {source} is not valid YAML: {e}") from e
+        if not isinstance(raw, dict):
+            raise ConfigError(f"gate config {source} must be a mapping, got {type(raw).__name__}")
+        return cls().with_overrides(raw).with_overrides(overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["fairness_report_only"] = list(self.fairness_report_only)
+        return d
 
 
 @dataclass(frozen=True)
@@ -51,10 +98,25 @@ class Check:
     comparison: str
     threshold: float
     passed: bool
+    group: str = ""  # which slice / comparison the check is about
+    note: str = ""
 
     def describe(self) -> str:
+        where = f" [{self.group}]" if self.group else ""
+        if self.note:
+            if math.isnan(self.value):
+                return f"{self.name}: {self.note}"
+            return f"{self.metric}{where} = {self.value:.4f}: {self.note}"
         verdict = "pass" if self.passed else "FAIL"
-        return f"{self.metric} = {self.value:.4f} (required {self.comparison} {self.threshold}): {verdict}"
+        return f"{self.metric}{where} = {self.value:.4f} (required {self.comparison} {self.threshold:g}): {verdict}"
+
+
+@dataclass(frozen=True)
+class Override:
+    approver: str
+    rationale: str
+    allowed: bool
+    applied: bool
 
 
 @dataclass
@@ -64,6 +126,13 @@ class Decision:
     reasons: list[str]
     model_uri: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+    intervals: dict[str, list[float]] = field(default_factory=dict)
+    champion: dict[str, Any] | None = None
+    model_fingerprint: str = ""
+    data_fingerprint: str = ""
+    eval_data_fingerprint: str = ""
+    override: Override | None = None
+    gate_config: dict[str, Any] = field(default_factory=dict)
     timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
 
     @property
@@ -71,27 +140,114 @@ class Decision:
         return self.decision == APPROVED
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        """Strict JSON: an undefined (NaN) number is written as null."""
+        return json.dumps(_nan_to_none(asdict(self)), indent=2, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> "Decision":
         raw = json.loads(text)
-        raw["checks"] = [Check(**c) for c in raw.get("checks", [])]
+        raw["checks"] = [Check(**{**c, "value": _none_to_nan(c["value"]),
+                                  "threshold": _none_to_nan(c["threshold"])})
+                         for c in raw.get("checks", [])]
+        if raw.get("override"):
+            raw["override"] = Override(**raw["override"])
         return cls(**raw)
 
 
-def decide(metrics: dict[str, float], thresholds: Thresholds, model_uri: str = "") -> Decision:
-    planned = thresholds.checks()
-    if not planned:
-        return Decision(REJECTED, [], ["no thresholds configured: the gate refuses to approve blind"],
-                        model_uri, dict(metrics))
-    checks, reasons = [], []
-    for name, key, op, bar in planned:
-        value = float(metrics.get(key, math.nan))
-        ok = not math.isnan(value) and (value >= bar if op == ">=" else value <= bar)
-        check = Check(name, key, value, op, bar, ok)
-        checks.append(check)
-        if not ok:
-            reasons.append(check.describe() if not math.isnan(value)
-                           else f"{key} is undefined (NaN) on the evaluation data: fail closed")
-    return Decision(APPROVED if not reasons else REJECTED, checks, reasons, model_uri, dict(metrics))
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
+def _none_to_nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _compare(name: str, metric: str, value: float, op: str, bar: float, group: str = "") -> Check:
+    ok = not math.isnan(value) and (value >= bar if op == ">=" else value <= bar)
+    return Check(name, metric, float(value), op, float(bar), ok, group)
+
+
+def absolute_checks(metrics: dict[str, float], config: GateConfig) -> list[Check]:
+    plan = [("min_auc", "auc", ">="), ("min_ks", "ks", ">="), ("max_brier", "brier", "<="),
+            ("max_ece", "ece", "<=")]
+    return [_compare(name, key, float(metrics.get(key, math.nan)), op, getattr(config, name))
+            for name, key, op in plan if getattr(config, name) is not None]
+
+
+def fairness_checks(reports: list, config: GateConfig) -> list[Check]:
+    """One disparate-impact and one AUC-gap check per slice; a slice that cannot be assessed (too
+    few rows per group) is recorded as such and does not fail the gate."""
+    checks = []
+    for r in reports:
+        for name, metric, value, op in (("min_disparate_impact", "disparate_impact", r.disparate_impact, ">="),
+                                        ("max_auc_gap", "auc_gap", r.auc_gap, "<=")):
+            bar = getattr(config, name)
+            if bar is None:
+                continue
+            if math.isnan(value):
+                checks.append(Check(name, metric, math.nan, op, bar, True, r.slice,
+                                    f"[{r.slice}] not assessable: {r.note or 'undefined for these groups'}"))
+            elif r.slice in config.fairness_report_only:
+                check = _compare(name, metric, value, op, bar, r.slice)
+                checks.append(replace(check, note=f"reported, not judged (gate config fairness_report_only); "
+                                                  f"would {'pass' if check.passed else 'FAIL'} {op} {bar:g}"))
+            else:
+                checks.append(_compare(name, metric, value, op, bar, r.slice))
+    return checks
+
+
+def champion_checks(metrics: dict[str, float], champion: dict[str, float] | None,
+                    config: GateConfig) -> list[Check]:
+    if champion is None:
+        return [Check("champion_challenger", "auc", math.nan, ">=", math.nan, True, "",
+                      "no champion model given: first model, relative checks skipped")]
+    checks = []
+    if config.max_auc_drop is not None:
+        checks.append(_compare("max_auc_drop", "auc", float(metrics.get("auc", math.nan)), ">=",
+                               champion["auc"] - config.max_auc_drop, "vs champion"))
+    if config.max_brier_increase is not None:
+        checks.append(_compare("max_brier_increase", "brier", float(metrics.get("brier", math.nan)), "<=",
+                               champion["brier"] + config.max_brier_increase, "vs champion"))
+    return checks
+
+
+def decide(metrics: dict[str, float], config: GateConfig, fairness: list | None = None,
+           champion_metrics: dict[str, float] | None = None, model_uri: str = "") -> Decision:
+    checks = absolute_checks(metrics, config) + fairness_checks(fairness or [], config)
+    checks += champion_checks(metrics, champion_metrics, config)
+    judged = [c for c in checks if not c.note]  # noted checks were skipped / not assessable
+    if not judged:
+        return Decision(REJECTED, checks, ["no thresholds configured: the gate refuses to approve blind"],
+                        model_uri, dict(metrics), gate_config=config.to_dict())
+    reasons = []
+    for c in judged:
+        if not c.passed:
+            reasons.append(c.describe() if not math.isnan(c.value)
+                           else f"{c.metric} is undefined (NaN) on the evaluation data: fail closed")
+    return Decision(APPROVED if not reasons else REJECTED, checks, reasons, model_uri, dict(metrics),
+                    gate_config=config.to_dict())
+
+
+def apply_override(decision: Decision, approver: str, rationale: str, allow_override: bool) -> Decision:
+    """Record a human override. It approves a rejected model only when ``allow_override``."""
+    approver, rationale = approver.strip(), rationale.strip()
+    if not approver and not rationale:
+        return decision
+    if not approver or not rationale:
+        raise ConfigError("an override needs both an approver and a rationale "
+                          f"(got approver={approver!r}, rationale={rationale!r})")
+    applies = allow_override and not decision.approved
+    decision.override = Override(approver, rationale, allowed=allow_override, applied=applies)
+    if applies:
+        decision.reasons.append(f"OVERRIDDEN by {approver}: {rationale}")
+        decision.decision = APPROVED
+    elif not decision.approved:
+        decision.reasons.append(f"override requested by {approver} but overrides are disabled "
+                                "(allow_override=false): the rejection stands")
+    return decision

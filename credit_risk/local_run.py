@@ -33,6 +33,7 @@ ARTIFACTS = {
     "model": ("train", "model"),
     "approval": ("evaluate", "approval"),
     "evaluation_report": ("evaluate", "report"),
+    "model_card": ("evaluate", "model_card"),
     "deployment": ("deploy", "deployment"),
     "inference_service": ("deploy", "inference_service"),
 }
@@ -135,10 +136,12 @@ def format_summary(summary: RunSummary) -> str:
     d = summary.decision
     if d:
         m = d.metrics
-        lines.append(f"held-out metrics: AUC {m.get('auc', float('nan')):.4f}  KS {m.get('ks', float('nan')):.4f}  "
-                     f"Brier {m.get('brier', float('nan')):.4f}  (rows {int(m.get('rows', 0))})")
+        ci = d.intervals.get("auc", [float("nan")] * 2)
+        lines.append(f"held-out metrics: AUC {m.get('auc', float('nan')):.4f} (95% CI {ci[0]:.3f}-{ci[1]:.3f})  "
+                     f"KS {m.get('ks', float('nan')):.4f}  Brier {m.get('brier', float('nan')):.4f}  "
+                     f"ECE {m.get('ece', float('nan')):.4f}  (rows {int(m.get('rows', 0))})")
         lines.append(f"verdict: {d.decision.upper()}")
-        lines += [f"  - {c.name}: {c.describe()}" for c in d.checks]
+        lines += [f"  - {c.describe()}" for c in d.checks]
         lines += [f"  reason: {r}" for r in d.reasons]
     if summary.deployment:
         lines.append(f"deploy: {summary.deployment.reason}")

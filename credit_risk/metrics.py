@@ -99,14 +99,76 @@ def confusion_matrix(y_true, y_score, threshold: float) -> np.ndarray:
                      [int(((y == 1) & (pred == 0)).sum()), int(((y == 1) & (pred == 1)).sum())]])
 
 
-def summary(y_true, y_score) -> dict[str, float]:
-    """The headline metrics the gate reads."""
+def average_precision_score(y_true, y_score) -> float:
+    """PR AUC as average precision: sum over thresholds of (R_n - R_(n-1)) * P_n; NaN without defaults."""
+    y, s = check_inputs(y_true, y_score)
+    if int(y.sum()) == 0:
+        return float("nan")
+    fpr, tpr, _ = roc_curve(y, s)
+    n_pos, n_neg = int(y.sum()), int(y.size - y.sum())
+    tps, fps = tpr[1:] * n_pos, fpr[1:] * n_neg
+    precision = tps / np.maximum(tps + fps, 1)
+    recall_steps = np.diff(tpr)
+    return float(np.sum(recall_steps * precision))
+
+
+def _uniform_bins(s: np.ndarray, n_bins: int) -> np.ndarray:
+    if n_bins < 1:
+        raise DataError(f"n_bins must be >= 1, got {n_bins}")
+    # as scikit-learn's calibration_curve(strategy="uniform"): bins (lo, hi], the first [0, hi]
+    return np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], s, side="left")
+
+
+def calibration_curve(y_true, y_score, n_bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reliability curve over equal-width PD bins: (observed default rate, mean PD, rows) per
+    non-empty bin, in increasing PD order."""
+    y, s = check_inputs(y_true, y_score)
+    ids = _uniform_bins(s, n_bins)
+    counts = np.bincount(ids, minlength=n_bins)
+    observed = np.bincount(ids, weights=y, minlength=n_bins)
+    predicted = np.bincount(ids, weights=s, minlength=n_bins)
+    keep = counts > 0
+    return observed[keep] / counts[keep], predicted[keep] / counts[keep], counts[keep]
+
+
+def expected_calibration_error(y_true, y_score, n_bins: int = 10) -> float:
+    """Row-weighted mean |observed default rate - mean PD| over equal-width PD bins (a loss)."""
+    observed, predicted, counts = calibration_curve(y_true, y_score, n_bins)
+    return float(np.sum(counts * np.abs(observed - predicted)) / np.sum(counts))
+
+
+def bootstrap_ci(y_true, y_score, metric, n_resamples: int = 1000, seed: int = 0,
+                 confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``metric(y, s)`` over seeded row resamples.
+
+    Resamples that draw a single class (metric NaN) are dropped; (NaN, NaN) if none is usable.
+    """
+    y, s = check_inputs(y_true, y_score)
+    if n_resamples < 1 or not 0 < confidence < 1:
+        raise DataError(f"need n_resamples >= 1 and 0 < confidence < 1, got {n_resamples}, {confidence}")
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_resamples):
+        idx = rng.integers(0, y.size, y.size)
+        if _both_classes(y[idx]):
+            values.append(metric(y[idx], s[idx]))
+    if not values:
+        return float("nan"), float("nan")
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def summary(y_true, y_score, n_bins: int = 10) -> dict[str, float]:
+    """The headline metrics the gate reads (no intervals: see ``bootstrap_ci``)."""
     y, s = check_inputs(y_true, y_score)
     return {
         "auc": roc_auc_score(y, s),
         "gini": gini_score(y, s),
         "ks": ks_statistic(y, s),
+        "pr_auc": average_precision_score(y, s),
         "brier": brier_score_loss(y, s),
+        "ece": expected_calibration_error(y, s, n_bins),
         "log_loss": log_loss(y, s),
         "default_rate": float(y.mean()),
         "mean_pd": float(s.mean()),

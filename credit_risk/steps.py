@@ -13,7 +13,8 @@ from pathlib import Path
 from credit_risk import data, feature_spec, gate
 from credit_risk.deploy import DeployConfig, DeployRecord, deploy
 from credit_risk.errors import ValidationFailed
-from credit_risk.evaluation import EvaluationResult, evaluate, markdown_report, write_decision
+from credit_risk.evaluation import EvaluationResult, evaluate, write_decision
+from credit_risk.report import html_report, model_card
 from credit_risk.training import TrainingConfig, TrainingResult, train_and_export
 from credit_risk.validation import ValidationResult, validate
 
@@ -64,14 +65,20 @@ def train_step(train_path: str, spec_uri: str, config: TrainingConfig, model_dir
     return train_and_export(frame, spec, config, model_dir)
 
 
-def evaluate_step(model_dir: str, eval_path: str, spec_uri: str, thresholds: gate.Thresholds,
-                  approval_path: str, report_path: str, operating_threshold: float = 0.5) -> EvaluationResult:
+def evaluate_step(model_dir: str, eval_path: str, spec_uri: str, config: gate.GateConfig,
+                  approval_path: str, model_card_path: str, html_path: str,
+                  champion_dir: str | None = None, override_approver: str = "",
+                  override_rationale: str = "", allow_override: bool = False) -> EvaluationResult:
+    """Evaluate, decide (with any human override recorded), and write the approval record, the
+    Markdown model card and the HTML report."""
     spec = feature_spec.load(spec_uri)
     frame = data.load_dataset(_csv_in(eval_path), spec)
-    result = evaluate(model_dir, frame, spec, thresholds, operating_threshold)
+    result = evaluate(model_dir, frame, spec, config, champion_dir or None)
+    gate.apply_override(result.decision, override_approver, override_rationale, allow_override)
     write_decision(result.decision, approval_path)
-    Path(report_path).write_text(markdown_report(result, spec))
-    log.info("decision %s -> %s", result.decision.decision, approval_path)
+    Path(model_card_path).write_text(model_card(result, spec))
+    Path(html_path).write_text(html_report(result, spec))
+    log.info("decision %s -> %s (report %s)", result.decision.decision, approval_path, html_path)
     return result
 
 

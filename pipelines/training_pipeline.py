@@ -28,9 +28,12 @@ def training_pipeline(
     epochs: int = _DEFAULTS.epochs,
     batch_size: int = _DEFAULTS.batch_size,
     learning_rate: float = _DEFAULTS.learning_rate,
-    min_auc: float = 0.70,
-    min_ks: float = 0.30,
-    max_brier: float = 0.20,
+    gate_config_uri: str = "",
+    gate_overrides: dict = {},
+    champion_model_uri: str = "",
+    override_approver: str = "",
+    override_rationale: str = "",
+    allow_override: bool = False,
     service_name: str = "credit-risk",
     namespace: str = "credit-risk",
     serving_image: str = images.serving_image(),
@@ -43,8 +46,10 @@ def training_pipeline(
                     epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                     seed=seed).set_display_name("train wide-and-deep")
     evaluated = evaluate(model=trained.outputs["model"], eval_data=splits.outputs["eval_data"],
-                         feature_spec_uri=feature_spec_uri, min_auc=min_auc, min_ks=min_ks,
-                         max_brier=max_brier).set_display_name("evaluate + approval gate")
+                         feature_spec_uri=feature_spec_uri, gate_config_uri=gate_config_uri,
+                         gate_overrides=gate_overrides, champion_model_uri=champion_model_uri,
+                         override_approver=override_approver, override_rationale=override_rationale,
+                         allow_override=allow_override).set_display_name("evaluate + approval gate")
     deploy(model=trained.outputs["model"], approval=evaluated.outputs["approval"],
            service_name=service_name, namespace=namespace,
            serving_image=serving_image).set_display_name("deploy (approved only)")

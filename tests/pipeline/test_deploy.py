@@ -18,8 +18,8 @@ def isvc_schema():
 
 
 def _approval(tmp_path, approved=True):
-    metrics = {"auc": 0.8 if approved else 0.5, "ks": 0.4, "brier": 0.15}
-    decision = gate.decide(metrics, gate.Thresholds())
+    metrics = {"auc": 0.8 if approved else 0.5, "ks": 0.4, "brier": 0.15, "ece": 0.02}
+    decision = gate.decide(metrics, gate.GateConfig())
     path = tmp_path / "approval.json"
     path.write_text(decision.to_json())
     return path

@@ -19,7 +19,7 @@ def test_german_credit_end_to_end_is_approved_and_deployable(tmp_path):
     assert s.verdict == gate.APPROVED
     assert s.decision.metrics["auc"] >= 0.70 and s.decision.metrics["rows"] == 250
     for label in ("statistics", "schema", "anomalies", "stats_report", "train_data", "eval_data",
-                  "model", "approval", "evaluation_report", "deployment", "inference_service"):
+                  "model", "approval", "evaluation_report", "model_card", "deployment", "inference_service"):
         assert Path(s.artifacts[label]).exists(), label
     assert (Path(s.model_dir) / "saved_model.pb").exists()
     isvc = yaml.safe_load(Path(s.artifacts["inference_service"]).read_text())
@@ -30,6 +30,11 @@ def test_german_credit_end_to_end_is_approved_and_deployable(tmp_path):
     assert out["artifacts"]["metrics"]["artifacts"][0]["metadata"]["auc"] == pytest.approx(
         s.decision.metrics["auc"], abs=1e-6)
     assert "confusionMatrix" in out["artifacts"]["classification_metrics"]["artifacts"][0]["metadata"]
+    # german_credit fairness evidence: disparate impact for the protected attribute and age bands
+    logged = out["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert "disparate_impact_personal_status_and_sex" in logged and "disparate_impact_age_band" in logged
+    report = Path(s.artifacts["evaluation_report"]).read_text()
+    assert "personal_status_and_sex: disparate impact" in report and "age_band: disparate impact" in report
 
 
 def test_credit_data_end_to_end(tmp_path):
@@ -40,7 +45,7 @@ def test_credit_data_end_to_end(tmp_path):
 
 
 def test_unreachable_threshold_is_rejected_and_not_deployed(tmp_path):
-    s = run_local(str(GERMAN_CSV), str(GERMAN_SPEC), tmp_path, min_auc=0.999, epochs=3)
+    s = run_local(str(GERMAN_CSV), str(GERMAN_SPEC), tmp_path, gate_overrides={"min_auc": 0.999}, epochs=3)
     assert s.succeeded and s.verdict == gate.REJECTED
     assert "auc" in s.decision.reasons[0] and ">= 0.999" in s.decision.reasons[0]
     assert not s.deployment.deployed and "rejected" in s.deployment.reason

@@ -28,6 +28,14 @@ def test_against_scikit_learn(y, s):
     my_fpr, my_tpr, _ = metrics.roc_curve(y, s)
     np.testing.assert_allclose(my_fpr, fpr, atol=1e-12)
     np.testing.assert_allclose(my_tpr, tpr, atol=1e-12)
+    assert metrics.average_precision_score(y, s) == pytest.approx(skm.average_precision_score(y, s), abs=1e-9)
+    from sklearn.calibration import calibration_curve
+
+    prob_true, prob_pred = calibration_curve(y, s, n_bins=10, strategy="uniform")
+    observed, predicted, counts = metrics.calibration_curve(y, s, n_bins=10)
+    np.testing.assert_allclose(observed, prob_true, atol=1e-12)
+    np.testing.assert_allclose(predicted, prob_pred, atol=1e-12)
+    assert counts.sum() == len(y)
     for t in (0.3, 0.5):
         np.testing.assert_array_equal(metrics.confusion_matrix(y, s, t),
                                       skm.confusion_matrix(y, (s >= t).astype(int), labels=[0, 1]))
@@ -64,3 +72,29 @@ def test_single_class_is_nan_not_a_guess():
 def test_bad_input_is_a_clear_error(y, s, message):
     with pytest.raises(DataError, match=message):
         metrics.summary(y, s)
+
+
+def test_ece_reference_loop():
+    y, s = list(_cases())[1]
+    total, bins = 0.0, np.linspace(0, 1, 11)
+    for i in range(10):
+        m = (s <= bins[i + 1]) & ((s > bins[i]) if i else (s >= 0))
+        if m.any():
+            total += m.sum() * abs(y[m].mean() - s[m].mean())
+    assert metrics.expected_calibration_error(y, s) == pytest.approx(total / len(y), abs=1e-9)
+
+
+def test_perfectly_calibrated_bins_have_zero_ece():
+    y = np.array([0, 1, 0, 0, 1, 1, 1, 0])
+    s = np.array([0.25, 0.25, 0.25, 0.25, 0.75, 0.75, 0.75, 0.75])
+    assert metrics.expected_calibration_error(y, s) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_estimate():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    s = np.clip(y * 0.3 + rng.random(300) * 0.7, 0, 1)
+    lo, hi = metrics.bootstrap_ci(y, s, metrics.roc_auc_score, n_resamples=300, seed=7)
+    assert lo < metrics.roc_auc_score(y, s) < hi
+    assert (lo, hi) == metrics.bootstrap_ci(y, s, metrics.roc_auc_score, n_resamples=300, seed=7)
+    assert 0.02 < hi - lo < 0.2

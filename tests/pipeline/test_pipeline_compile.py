@@ -17,7 +17,7 @@ def test_compiled_pipeline_shape(tmp_path):
     assert tasks["deploy"]["dependentTasks"] == ["evaluate", "train"]
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert "defaultValue" not in params["data_uri"] and "defaultValue" not in params["feature_spec_uri"]
-    assert params["min_auc"]["defaultValue"] == 0.70
+    assert params["gate_overrides"]["defaultValue"] == {} and params["allow_override"]["defaultValue"] is False
     for executor in spec["deploymentSpec"]["executors"].values():
         assert executor["container"]["image"] == images.pipeline_image()
         # no pip install at run time: the command runs the embedded function directly

@@ -1,6 +1,8 @@
 """`credit-risk submit` drives the real kfp.Client against a protocol-level fake of the KFP
 v2beta1 REST API (tests/kfp_api_fake.py) - not a cluster - and asserts on the exact requests."""
 
+import json
+
 import pytest
 
 from credit_risk import cli
@@ -8,7 +10,8 @@ from credit_risk.errors import ConfigError
 from credit_risk.submit import SubmitConfig, submit
 from tests.kfp_api_fake import FakeKfpApi
 
-PARAMS = {"data_uri": "gs://bank/loans.csv", "feature_spec_uri": "gs://bank/loans.spec.yaml", "min_auc": 0.75}
+PARAMS = {"data_uri": "gs://bank/loans.csv", "feature_spec_uri": "gs://bank/loans.spec.yaml", "epochs": 50,
+          "gate_overrides": {"min_auc": 0.75}}
 
 
 def test_submit_creates_experiment_and_run_with_parameters_and_token(monkeypatch):
@@ -29,15 +32,17 @@ def test_submit_creates_experiment_and_run_with_parameters_and_token(monkeypatch
 def test_wait_reports_final_state_and_cli_fails_on_failed_run(capsys):
     with FakeKfpApi(run_states=["FAILED"]) as api:
         args = ["submit", "--host", api.url, "--wait", "--timeout", "60"]
-        args += [f"--param={k}={v}" for k, v in PARAMS.items()]
+        args += [f"--param={k}={json.dumps(v) if isinstance(v, dict) else v}" for k, v in PARAMS.items()]
         assert cli.main(args) == cli.EXIT_FAILED
     assert '"state": "FAILED"' in capsys.readouterr().out
 
 
-def test_wait_success_exit_zero():
+def test_wait_success_exit_zero_and_cli_params_arrive_typed():
     with FakeKfpApi(run_states=["SUCCEEDED"]) as api:
-        args = ["submit", "--host", api.url, "--wait"] + [f"--param={k}={v}" for k, v in PARAMS.items()]
+        args = ["submit", "--host", api.url, "--wait"] + [f"--param={k}={json.dumps(v) if isinstance(v, dict) else v}" for k, v in PARAMS.items()]
         assert cli.main(args) == cli.EXIT_OK
+    run = next(r for r in api.requests if r["path"] == "/apis/v2beta1/runs")
+    assert run["body"]["runtime_config"]["parameters"] == PARAMS
 
 
 @pytest.mark.parametrize("params, message", [

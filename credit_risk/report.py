@@ -1,0 +1,201 @@
+"""Human-readable evidence: the HTML evaluation report (plots) and the Markdown model card.
+
+Both are rendered by the Kubeflow UI (HTML / Markdown artifacts). Plots are PNGs embedded as data
+URIs so the report is one self-contained file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+
+import numpy as np
+
+from credit_risk import gate, metrics
+from credit_risk.evaluation import EvaluationResult
+from credit_risk.feature_spec import FeatureSpec
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _plots(r: EvaluationResult) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    y, s = r.y_true, r.y_score
+    out = {}
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    fpr, tpr, _ = metrics.roc_curve(y, s)
+    ax.plot(fpr, tpr, label=f"challenger AUC {r.metrics['auc']:.3f}")
+    if r.champion_score is not None:
+        cf, ct, _ = metrics.roc_curve(y, r.champion_score)
+        ax.plot(cf, ct, "--", label=f"champion AUC {r.champion_metrics['auc']:.3f}")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate (defaults caught)", title="ROC")
+    ax.legend(loc="lower right")
+    out["ROC curve"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    grid = np.linspace(0, 1, 201)
+    cdf_bad = np.searchsorted(np.sort(s[y == 1]), grid, side="right") / max((y == 1).sum(), 1)
+    cdf_good = np.searchsorted(np.sort(s[y == 0]), grid, side="right") / max((y == 0).sum(), 1)
+    k = int(np.argmax(np.abs(cdf_good - cdf_bad)))
+    ax.plot(grid, cdf_good, label="non-defaults")
+    ax.plot(grid, cdf_bad, label="defaults")
+    ax.vlines(grid[k], cdf_bad[k], cdf_good[k], colors="red", label=f"KS {r.metrics['ks']:.3f}")
+    ax.set(xlabel="PD", ylabel="cumulative share", title="KS: score CDF by class")
+    ax.legend(loc="lower right")
+    out["KS curve"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    observed, predicted, counts = r.calibration
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect")
+    ax.plot(predicted, observed, "o-", label=f"model (ECE {r.metrics['ece']:.3f})")
+    for x, yy, n in zip(predicted, observed, counts):
+        ax.annotate(str(int(n)), (x, yy), fontsize=7, xytext=(3, -9), textcoords="offset points")
+    ax.set(xlabel="mean predicted PD", ylabel="observed default rate", title="Calibration (rows per bin)")
+    ax.legend(loc="upper left")
+    out["Calibration"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    bins = np.linspace(0, 1, 26)
+    ax.hist(s[y == 0], bins=bins, alpha=0.6, label="non-defaults", density=True)
+    ax.hist(s[y == 1], bins=bins, alpha=0.6, label="defaults", density=True)
+    ax.axvline(r.operating_threshold, color="black", linestyle="--", label="operating threshold")
+    ax.set(xlabel="PD", ylabel="density", title="Score distribution by class")
+    ax.legend()
+    out["Score distribution"] = _png(fig)
+    return out
+
+
+def _fmt(v: float) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+def _status(c: gate.Check) -> str:
+    if c.note:
+        return "skipped" if math.isnan(c.value) else "reported"
+    return "pass" if c.passed else "FAIL"
+
+
+def _checks_rows(decision: gate.Decision) -> str:
+    rows = []
+    for c in decision.checks:
+        status = _status(c)
+        cls = {"pass": "ok", "FAIL": "bad", "skipped": "skip", "reported": "skip"}[status]
+        bar = "" if math.isnan(c.threshold) else f"{c.comparison} {c.threshold:.4g}"
+        rows.append(f"<tr class='{cls}'><td>{html.escape(c.name)}</td><td>{html.escape(c.group)}</td>"
+                    f"<td>{_fmt(c.value)}</td><td>{bar}</td><td>{status}</td>"
+                    f"<td>{html.escape(c.note)}</td></tr>")
+    return "\n".join(rows)
+
+
+def html_report(r: EvaluationResult, spec: FeatureSpec) -> str:
+    d = r.decision
+    plots = "".join(f"<figure><img alt='{html.escape(k)}' src='{v}'><figcaption>{html.escape(k)}</figcaption></figure>"
+                    for k, v in _plots(r).items())
+    metric_rows = "".join(
+        f"<tr><td>{k}</td><td>{_fmt(v)}</td><td>"
+        + (f"[{_fmt(r.intervals[k][0])}, {_fmt(r.intervals[k][1])}]" if k in r.intervals else "")
+        + (f"</td><td>{_fmt(r.champion_metrics.get(k))}" if r.champion_metrics else "</td><td>")
+        + "</td></tr>" for k, v in r.metrics.items())
+    fair_rows = []
+    for sl in r.fairness:
+        for g in sl.groups:
+            fair_rows.append(
+                f"<tr><td>{html.escape(sl.slice)}{' (protected)' if sl.protected else ''}</td>"
+                f"<td>{html.escape(g.group)}</td><td>{g.rows}{'' if g.included else ' (too few)'}</td>"
+                f"<td>{_fmt(g.default_rate)}</td><td>{_fmt(g.mean_pd)}</td><td>{_fmt(g.approval_rate)}</td>"
+                f"<td>{_fmt(g.auc)}</td></tr>")
+        fair_rows.append(f"<tr class='sum'><td colspan=7>{html.escape(sl.slice)}: disparate impact "
+                         f"{_fmt(sl.disparate_impact)}, AUC gap {_fmt(sl.auc_gap)} {html.escape(sl.note)}</td></tr>")
+    (tn, fp), (fn, tp) = r.confusion.tolist()
+    verdict_cls = "ok" if d.approved else "bad"
+    reasons = "".join(f"<li>{html.escape(x)}</li>" for x in d.reasons) or "<li>every check passed</li>"
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Evaluation: {html.escape(spec.name)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; }}
+h1 {{ margin-bottom: 4px; }} table {{ border-collapse: collapse; margin: 8px 0 20px; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 13px; text-align: left; }}
+th {{ background: #f0f0f0; }} tr.ok td:nth-child(5) {{ color: #11772d; font-weight: bold; }}
+tr.bad td {{ background: #fde8e8; }} tr.skip td {{ color: #777; }} tr.sum td {{ background: #f7f7f7; font-style: italic; }}
+.verdict {{ display: inline-block; padding: 6px 14px; border-radius: 4px; font-size: 20px; font-weight: bold; }}
+.verdict.ok {{ background: #dff5e3; color: #11772d; }} .verdict.bad {{ background: #fde8e8; color: #a11; }}
+figure {{ display: inline-block; margin: 0 12px 12px 0; }} figcaption {{ text-align: center; font-size: 12px; }}
+</style></head><body>
+<h1>Evaluation report: {html.escape(spec.name)}</h1>
+<p>Model <code>{html.escape(d.model_fingerprint)}</code> trained on <code>{html.escape(d.data_fingerprint)}</code>,
+evaluated on {int(r.metrics['rows'])} held-out rows <code>{html.escape(d.eval_data_fingerprint)}</code> at {html.escape(d.timestamp)}.</p>
+<div class="verdict {verdict_cls}">{d.decision.upper()}</div>
+<ul>{reasons}</ul>
+<h2>Gate checks</h2>
+<table><tr><th>check</th><th>group</th><th>value</th><th>required</th><th>result</th><th>note</th></tr>
+{_checks_rows(d)}</table>
+<h2>Metrics (held-out)</h2>
+<table><tr><th>metric</th><th>value</th><th>95% bootstrap CI</th><th>champion</th></tr>{metric_rows}</table>
+<p>Confusion matrix at PD &ge; {r.operating_threshold:g} predicted default:
+TN {tn}, FP {fp}, FN {fn}, TP {tp}.</p>
+<h2>Plots</h2>{plots}
+<h2>Fairness and slices (approved = PD &lt; {r.operating_threshold:g})</h2>
+<table><tr><th>slice</th><th>group</th><th>rows</th><th>default rate</th><th>mean PD</th><th>approval rate</th><th>AUC</th></tr>
+{''.join(fair_rows)}</table>
+</body></html>
+"""
+
+
+def model_card(r: EvaluationResult, spec: FeatureSpec) -> str:
+    d = r.decision
+    hp = r.model_info.get("hyperparameters", {})
+    inputs = ", ".join(f"`{f.name}`" for f in spec.model_features)
+    protected = ", ".join(f"`{f.name}`{'' if f.model_input else ' (not a model input)'}"
+                          for f in spec.protected_features) or "none declared"
+    lines = [
+        f"# Model card: {spec.name} probability of default", "",
+        f"**Approval: {d.decision.upper()}** ({d.timestamp})", "",
+        "## Intended use",
+        "Estimate the 12-month-style probability of default (PD) of a consumer-credit applicant from the "
+        "application features below, to support - not replace - a credit decision and its adverse-action "
+        "reasons. Not for: pricing outside the population it was trained on, employment or insurance "
+        "decisions, or any use on the protected attributes.", "",
+        "## Data",
+        f"- Dataset `{spec.name}`: {spec.description}",
+        f"- Training data fingerprint `{d.data_fingerprint}`; held-out evaluation data `{d.eval_data_fingerprint}` "
+        f"({int(r.metrics['rows'])} rows, default rate {r.metrics['default_rate']:.3f}).",
+        f"- Model inputs: {inputs}.",
+        f"- Protected attributes: {protected}.", "",
+        "## Model",
+        f"- Wide-and-deep Keras classifier, preprocessing inside the SavedModel; fingerprint `{d.model_fingerprint}`.",
+        f"- Hyperparameters: `{hp}`" if hp else "- Hyperparameters: not recorded.", "",
+        "## Metrics (held-out)", "", "| metric | value | 95% CI |", "|---|---|---|",
+    ]
+    for k, v in r.metrics.items():
+        ci = f"[{_fmt(r.intervals[k][0])}, {_fmt(r.intervals[k][1])}]" if k in r.intervals else ""
+        lines.append(f"| {k} | {_fmt(v)} | {ci} |")
+    lines += ["", "## Fairness", "", "| slice | disparate impact | AUC gap | note |", "|---|---|---|---|"]
+    lines += [f"| {s.slice} | {_fmt(s.disparate_impact)} | {_fmt(s.auc_gap)} | {s.note} |" for s in r.fairness]
+    lines += ["", "## Approval", "", "| check | group | value | required | result |", "|---|---|---|---|---|"]
+    for c in d.checks:
+        status = _status(c)
+        bar = "" if math.isnan(c.threshold) else f"{c.comparison} {c.threshold:.4g}"
+        lines.append(f"| {c.name} | {c.group} | {_fmt(c.value)} | {bar} | {status} {c.note} |")
+    lines += [""] + [f"- {x}" for x in d.reasons]
+    if d.override:
+        lines.append(f"- Override requested by **{d.override.approver}**: {d.override.rationale} "
+                     f"(allowed: {d.override.allowed}, applied: {d.override.applied})")
+    lines += ["", "## Limitations",
+              "- Metrics come from one held-out split; the bootstrap intervals show their uncertainty.",
+              "- Small groups (below the gate's minimum rows) are reported but not judged for fairness.",
+              "- The PD is only as representative as the training population; monitor drift after deployment."]
+    return "\n".join(lines) + "\n"
