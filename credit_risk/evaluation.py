@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from credit_risk import contract, fairness, gate, metrics
+from credit_risk import calibration, contract, fairness, gate, metrics
 from credit_risk.feature_spec import FeatureSpec
 from credit_risk.scoring import ExportedModel
 from credit_risk.training import fingerprint
@@ -81,6 +81,10 @@ def evaluate(model_dir: str, frame: pd.DataFrame, spec: FeatureSpec, config: gat
         champion_id = model_fingerprint(champion_dir)
     decision = gate.decide(scalars, config, slices, champion_metrics, model_uri=model_dir)
     info = _model_info(model_dir)
+    ece_failed = any(c.name == "max_ece" and not c.passed for c in decision.checks)
+    if ece_failed and config.recalibration:
+        decision.recalibration = calibration.recalibrate(y_true, y_score, config.recalibration,
+                                                         config.bootstrap_seed, CALIBRATION_BINS).to_dict()
     decision.intervals = intervals
     decision.model_fingerprint = model_fingerprint(model_dir)
     decision.data_fingerprint = info.get("training", {}).get("data_fingerprint", "")

@@ -45,6 +45,7 @@ class GateConfig:
     max_brier_increase: float | None = 0.005
     bootstrap_resamples: int = 1000
     bootstrap_seed: int = 42
+    recalibration: str | None = "platt"  # when max_ece fails: platt | isotonic | null (off)
 
     def __post_init__(self) -> None:
         for name in _UNIT_INTERVAL:
@@ -58,6 +59,8 @@ class GateConfig:
             items = [self.fairness_report_only] if isinstance(self.fairness_report_only, str) \
                 else self.fairness_report_only
             object.__setattr__(self, "fairness_report_only", tuple(items))
+        if self.recalibration not in (None, "platt", "isotonic"):
+            raise ConfigError(f"recalibration must be platt, isotonic or null, got {self.recalibration!r}")
         for name in ("min_group_rows", "bootstrap_resamples"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"gate setting {name} must be a positive integer, got {getattr(self, name)!r}")
@@ -128,6 +131,7 @@ class Decision:
     metrics: dict[str, float] = field(default_factory=dict)
     intervals: dict[str, list[float]] = field(default_factory=dict)
     champion: dict[str, Any] | None = None
+    recalibration: dict[str, Any] | None = None
     model_fingerprint: str = ""
     data_fingerprint: str = ""
     eval_data_fingerprint: str = ""

@@ -101,6 +101,17 @@ def _checks_rows(decision: gate.Decision) -> str:
     return "\n".join(rows)
 
 
+def _recalibration_html(d: gate.Decision) -> str:
+    rc = d.recalibration
+    if not rc:
+        return ""
+    return (f"<h2>Recalibration evidence ({html.escape(rc['method'])})</h2><p>Calibration failed its check. "
+            f"Fitted on {rc['fit_rows']} held-out rows, measured on the other {rc['test_rows']}: "
+            f"ECE {_fmt(rc['ece_before'])} &rarr; {_fmt(rc['ece_after'])}, Brier {_fmt(rc['brier_before'])} "
+            f"&rarr; {_fmt(rc['brier_after'])}, AUC {_fmt(rc['auc_before'])} &rarr; {_fmt(rc['auc_after'])}. "
+            "The gate judged the model as exported; a recalibrated model is a new model for the gate.</p>")
+
+
 def html_report(r: EvaluationResult, spec: FeatureSpec) -> str:
     d = r.decision
     plots = "".join(f"<figure><img alt='{html.escape(k)}' src='{v}'><figcaption>{html.escape(k)}</figcaption></figure>"
@@ -145,6 +156,7 @@ evaluated on {int(r.metrics['rows'])} held-out rows <code>{html.escape(d.eval_da
 {_checks_rows(d)}</table>
 <h2>Metrics (held-out)</h2>
 <table><tr><th>metric</th><th>value</th><th>95% bootstrap CI</th><th>champion</th></tr>{metric_rows}</table>
+{_recalibration_html(d)}
 <p>Confusion matrix at PD &ge; {r.operating_threshold:g} predicted default:
 TN {tn}, FP {fp}, FN {fn}, TP {tp}.</p>
 <h2>Plots</h2>{plots}
@@ -191,6 +203,11 @@ def model_card(r: EvaluationResult, spec: FeatureSpec) -> str:
         bar = "" if math.isnan(c.threshold) else f"{c.comparison} {c.threshold:.4g}"
         lines.append(f"| {c.name} | {c.group} | {_fmt(c.value)} | {bar} | {status} {c.note} |")
     lines += [""] + [f"- {x}" for x in d.reasons]
+    if d.recalibration:
+        rc = d.recalibration
+        lines.append(f"- Calibration failed; {rc['method']} recalibration on half the held-out rows would move "
+                     f"ECE {_fmt(rc['ece_before'])} -> {_fmt(rc['ece_after'])} and Brier "
+                     f"{_fmt(rc['brier_before'])} -> {_fmt(rc['brier_after'])} (evidence only).")
     if d.override:
         lines.append(f"- Override requested by **{d.override.approver}**: {d.override.rationale} "
                      f"(allowed: {d.override.allowed}, applied: {d.override.applied})")

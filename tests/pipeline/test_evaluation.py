@@ -97,3 +97,15 @@ def test_html_report_renders_in_headless_chromium(setup, tmp_path):
     assert pixels.shape[0] >= 1000 and pixels.shape[1] >= 1000
     assert pixels.std() > 20  # not blank: text, tables and plots
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200  # plots bring many colours
+
+
+@pytest.mark.slow
+def test_failed_calibration_check_reports_recalibration_evidence(setup):
+    strict = gate.GateConfig().with_overrides({"max_ece": 0.0})
+    result, out = _run(setup, "recal", config=strict)
+    assert any(c.name == "max_ece" and not c.passed for c in result.decision.checks)
+    rc = json.loads((out / "approval.json").read_text())["recalibration"]
+    assert rc["method"] == "platt" and rc["fit_rows"] + rc["test_rows"] == 250
+    assert "Recalibration evidence" in (out / "report.html").read_text()
+    off, _ = _run(setup, "recal-off", config=strict.with_overrides({"recalibration": None}))
+    assert off.decision.recalibration is None

@@ -98,3 +98,27 @@ def test_bootstrap_ci_is_seeded_and_brackets_the_estimate():
     assert lo < metrics.roc_auc_score(y, s) < hi
     assert (lo, hi) == metrics.bootstrap_ci(y, s, metrics.roc_auc_score, n_resamples=300, seed=7)
     assert 0.02 < hi - lo < 0.2
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic"])
+def test_recalibration_fixes_a_miscalibrated_score(method):
+    from credit_risk.calibration import recalibrate
+
+    rng = np.random.default_rng(3)
+    true_pd = rng.uniform(0.02, 0.6, 4000)
+    y = (rng.random(4000) < true_pd).astype(int)
+    overconfident = np.clip(true_pd ** 0.5, 0, 1)  # systematically too high
+    r = recalibrate(y, overconfident, method, seed=1)
+    assert r.fit_rows == r.test_rows == 2000
+    assert r.ece_before > 0.1 and r.ece_after < 0.03
+    assert r.brier_after < r.brier_before
+    if method == "platt":  # monotone in the score: ranking unchanged
+        assert r.auc_after == pytest.approx(r.auc_before, abs=1e-12)
+
+
+def test_recalibration_method_is_validated():
+    from credit_risk.calibration import recalibrate
+    from credit_risk.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="must be one of"):
+        recalibrate([0, 1] * 10, [0.2, 0.7] * 10, "magic")
