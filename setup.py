@@ -9,6 +9,7 @@ Two sides never share one environment (see README, "Two environments"):
   pip install .[serving]    kserve 0.21 + TF 2.21 (the KServe predictor)
 Exact versions live in ``locks/*.txt``; these ranges only say what the code needs.
 """
+
 import re
 from pathlib import Path
 

@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 
 totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
 for path in sys.argv[1:]:
-    root = ET.parse(path).getroot()
+    root = ET.parse(path).getroot()  # noqa: S314 - our own pytest output, not untrusted input
     suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
     for suite in suites:
         for key in totals:

@@ -10,4 +10,4 @@ from credit_risk.components.split import split
 from credit_risk.components.train import train
 from credit_risk.components.validate import validate
 
-__all__ = ["validate", "split", "train", "evaluate", "deploy"]
+__all__ = ["deploy", "evaluate", "split", "train", "validate"]

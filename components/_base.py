@@ -8,5 +8,4 @@ from credit_risk import images
 
 # Our image carries kfp and the package from locks/pipeline.txt: nothing is installed at run time.
 # `credit-risk compile --registry/--tag` rewrites this image in the compiled YAML.
-component = functools.partial(dsl.component, base_image=images.pipeline_image(),
-                              install_kfp_package=False)
+component = functools.partial(dsl.component, base_image=images.pipeline_image(), install_kfp_package=False)

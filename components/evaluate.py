@@ -1,6 +1,5 @@
-from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
-
 from credit_risk.components._base import component
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 
 @component
@@ -34,15 +33,26 @@ def evaluate(
       report: HTML evaluation report with ROC, KS, calibration, score histograms, fairness table.
     """
     import logging
+    import math
 
     from credit_risk import gate, steps
     from credit_risk.evaluation import roc_points
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = gate.GateConfig.load(gate_config_uri or None, gate_overrides)
-    result = steps.evaluate_step(model.path, eval_data.path, feature_spec_uri, config, approval.path,
-                                 model_card.path, report.path, champion_model_uri or None,
-                                 override_approver, override_rationale, allow_override)
+    result = steps.evaluate_step(
+        model.path,
+        eval_data.path,
+        feature_spec_uri,
+        config,
+        approval.path,
+        model_card.path,
+        report.path,
+        champion_model_uri or None,
+        override_approver,
+        override_rationale,
+        allow_override,
+    )
     for key, value in result.metrics.items():
         metrics.log_metric(key, round(value, 6))
     for key, (lo, hi) in result.intervals.items():
@@ -51,10 +61,15 @@ def evaluate(
     for sl in result.fairness:
         for name in ("disparate_impact", "auc_gap"):
             value = getattr(sl, name)
-            if value == value:  # not NaN
+            if not math.isnan(value):
                 metrics.log_metric(f"{name}_{sl.slice}", round(value, 6))
-    fpr, tpr, thr = zip(*roc_points(result.y_true, result.y_score))
+    fpr, tpr, thr = zip(*roc_points(result.y_true, result.y_score), strict=True)
     classification_metrics.log_roc_curve(list(fpr), list(tpr), list(thr))
     classification_metrics.log_confusion_matrix(["non-default", "default"], result.confusion.tolist())
-    approval.metadata.update({"decision": result.decision.decision, "reasons": result.decision.reasons,
-                              "model_fingerprint": result.decision.model_fingerprint})
+    approval.metadata.update(
+        {
+            "decision": result.decision.decision,
+            "reasons": result.decision.reasons,
+            "model_fingerprint": result.decision.model_fingerprint,
+        }
+    )

@@ -1,6 +1,5 @@
-from kfp.dsl import Dataset, Input, Output
-
 from credit_risk.components._base import component
+from kfp.dsl import Dataset, Input, Output
 
 
 @component
@@ -23,7 +22,8 @@ def split(
     from credit_risk import steps
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    n_train, n_eval = steps.split_step(validated_data.path, feature_spec_uri, eval_fraction, seed,
-                                       train_data.path, eval_data.path)
+    n_train, n_eval = steps.split_step(
+        validated_data.path, feature_spec_uri, eval_fraction, seed, train_data.path, eval_data.path
+    )
     train_data.metadata.update({"rows": n_train, "seed": seed})
     eval_data.metadata.update({"rows": n_eval, "seed": seed})

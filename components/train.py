@@ -1,6 +1,5 @@
-from kfp.dsl import Dataset, Input, Model, Output
-
 from credit_risk.components._base import component
+from kfp.dsl import Dataset, Input, Model, Output
 
 
 @component
@@ -28,10 +27,12 @@ def train(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = TrainingConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
     result = steps.train_step(train_data.path, feature_spec_uri, config, model.path)
-    model.metadata.update({
-        "framework": "tensorflow-keras",
-        "data_fingerprint": result.data_fingerprint,
-        "rows": result.rows,
-        "best_epoch": result.best_epoch,
-        **{f"train_{k}": round(v, 6) for k, v in result.metrics.items()},
-    })
+    model.metadata.update(
+        {
+            "framework": "tensorflow-keras",
+            "data_fingerprint": result.data_fingerprint,
+            "rows": result.rows,
+            "best_epoch": result.best_epoch,
+            **{f"train_{k}": round(v, 6) for k, v in result.metrics.items()},
+        }
+    )

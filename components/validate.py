@@ -1,6 +1,5 @@
-from kfp.dsl import HTML, Artifact, Dataset, Output
-
 from credit_risk.components._base import component
+from kfp.dsl import HTML, Artifact, Dataset, Output
 
 
 @component
@@ -29,17 +28,21 @@ def validate(
     from pathlib import Path
 
     from credit_risk import steps, validation
-    from credit_risk.errors import ValidationFailed
+    from credit_risk.errors import DataValidationError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     work = tempfile.mkdtemp(prefix="validate-")
     try:
         result = steps.validate_step(data_uri, feature_spec_uri, work, validated_data.path)
-    except ValidationFailed:
+    except DataValidationError:
         shutil.copyfile(Path(work) / validation.REPORT_FILE, anomalies.path)
         raise
-    for artifact, name in ((statistics, validation.STATS_FILE), (schema, validation.SCHEMA_FILE),
-                           (anomalies, validation.REPORT_FILE), (stats_report, validation.STATS_HTML_FILE)):
+    for artifact, name in (
+        (statistics, validation.STATS_FILE),
+        (schema, validation.SCHEMA_FILE),
+        (anomalies, validation.REPORT_FILE),
+        (stats_report, validation.STATS_HTML_FILE),
+    ):
         shutil.copyfile(Path(work) / name, artifact.path)
     validated_data.metadata.update({"rows": result.num_rows, "source_uri": data_uri})
     statistics.metadata["rows"] = result.num_rows

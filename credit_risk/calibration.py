@@ -9,8 +9,10 @@ would be a new model going through the gate again.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from credit_risk import metrics
 from credit_risk.errors import ConfigError
@@ -30,17 +32,18 @@ class RecalibrationReport:
     auc_before: float
     auc_after: float
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def _logit(p: NDArray[np.float64]) -> NDArray[np.float64]:
     p = np.clip(p, 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p)).reshape(-1, 1)
+    return np.asarray(np.log(p / (1 - p)), dtype=np.float64).reshape(-1, 1)
 
 
-def recalibrate(y_true, y_score, method: str = "platt", seed: int = 0,
-                n_bins: int = 10) -> RecalibrationReport:
+def recalibrate(
+    y_true: ArrayLike, y_score: ArrayLike, method: str = "platt", seed: int = 0, n_bins: int = 10
+) -> RecalibrationReport:
     """Fit ``method`` on a stratified half of the rows, measure on the other half."""
     from sklearn.isotonic import IsotonicRegression
     from sklearn.linear_model import LogisticRegression
@@ -58,8 +61,13 @@ def recalibrate(y_true, y_score, method: str = "platt", seed: int = 0,
         after = model.predict(s[idx_test])
     yt, before = y[idx_test], s[idx_test]
     return RecalibrationReport(
-        method=method, fit_rows=int(idx_fit.size), test_rows=int(idx_test.size),
+        method=method,
+        fit_rows=int(idx_fit.size),
+        test_rows=int(idx_test.size),
         ece_before=metrics.expected_calibration_error(yt, before, n_bins),
         ece_after=metrics.expected_calibration_error(yt, after, n_bins),
-        brier_before=metrics.brier_score_loss(yt, before), brier_after=metrics.brier_score_loss(yt, after),
-        auc_before=metrics.roc_auc_score(yt, before), auc_after=metrics.roc_auc_score(yt, after))
+        brier_before=metrics.brier_score_loss(yt, before),
+        brier_after=metrics.brier_score_loss(yt, after),
+        auc_before=metrics.roc_auc_score(yt, before),
+        auc_after=metrics.roc_auc_score(yt, after),
+    )

@@ -38,8 +38,9 @@ def resolve_dataset(args: argparse.Namespace) -> tuple[str, str]:
         name = args.dataset or "german_credit"
         spec_path = REPO_DATA_DIR / f"{name}{SPEC_SUFFIX}"
         if not spec_path.exists():
-            raise CreditRiskError(f"unknown dataset {name!r}; bundled: {bundled_datasets()} "
-                                  "(or pass --data URI --spec URI)")
+            raise CreditRiskError(
+                f"unknown dataset {name!r}; bundled: {bundled_datasets()} (or pass --data URI --spec URI)"
+            )
         spec_uri = str(spec_path)
     data_uri = args.data or feature_spec.load(spec_uri).data_path()
     if not data_uri:
@@ -62,13 +63,25 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 
 
 def _pipeline_params(args: argparse.Namespace) -> dict[str, Any]:
-    params = {k: v for k, v in {
-        "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-        "seed": args.seed, "eval_fraction": args.eval_fraction, "service_name": args.service_name,
-        "champion_model_uri": args.champion, "gate_config_uri": args.gate_config,
-    }.items() if v is not None}
-    overrides = {k: v for k, v in {"min_auc": args.min_auc, "min_ks": args.min_ks,
-                                   "max_brier": args.max_brier}.items() if v is not None}
+    params = {
+        k: v
+        for k, v in {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "learning_rate": args.learning_rate,
+            "seed": args.seed,
+            "eval_fraction": args.eval_fraction,
+            "service_name": args.service_name,
+            "champion_model_uri": args.champion,
+            "gate_config_uri": args.gate_config,
+        }.items()
+        if v is not None
+    }
+    overrides = {
+        k: v
+        for k, v in {"min_auc": args.min_auc, "min_ks": args.min_ks, "max_brier": args.max_brier}.items()
+        if v is not None
+    }
     if overrides:
         params["gate_overrides"] = overrides
     params.update(parse_params(args.param))
@@ -80,8 +93,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from credit_risk.pipelines.compile import COMPILED_FILE, compile_pipeline
 
     out = compile_pipeline(args.output or COMPILED_FILE, registry=args.registry, tag=args.tag)
-    print(f"compiled pipeline -> {out}  (images: {images.pipeline_image(args.registry, args.tag)}, "
-          f"{images.serving_image(args.registry, args.tag)})")
+    print(
+        f"compiled pipeline -> {out}  (images: {images.pipeline_image(args.registry, args.tag)}, "
+        f"{images.serving_image(args.registry, args.tag)})"
+    )
     return EXIT_OK
 
 
@@ -90,8 +105,13 @@ def cmd_run_local(args: argparse.Namespace) -> int:
 
     data_uri, spec_uri = resolve_dataset(args)
     params = _pipeline_params(args)
-    log.info("running pipeline locally: data=%s spec=%s root=%s params=%s", data_uri, spec_uri,
-             args.pipeline_root, params)
+    log.info(
+        "running pipeline locally: data=%s spec=%s root=%s params=%s",
+        data_uri,
+        spec_uri,
+        args.pipeline_root,
+        params,
+    )
     summary = run_local(data_uri, spec_uri, args.pipeline_root, **params)
     print(format_summary(summary))
     if args.summary_json:
@@ -105,9 +125,19 @@ def cmd_run_local(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from credit_risk.submit import SubmitConfig, submit
 
-    config = SubmitConfig(host=args.host, namespace=args.namespace, experiment=args.experiment,
-                          pipeline_file=args.pipeline_file, run_name=args.run_name,
-                          params=parse_params(args.param), wait=args.wait, timeout_s=args.timeout)
+    params = parse_params(args.param)
+    if args.fail_on_rejection:
+        params["fail_on_rejection"] = True
+    config = SubmitConfig(
+        host=args.host,
+        namespace=args.namespace,
+        experiment=args.experiment,
+        pipeline_file=args.pipeline_file,
+        run_name=args.run_name,
+        params=params,
+        wait=args.wait,
+        timeout_s=args.timeout,
+    )
     outcome = submit(config)
     print(json.dumps(outcome, indent=2))
     if args.wait and outcome.get("state") != "SUCCEEDED":
@@ -121,7 +151,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise CreditRiskError(
             f"the serving libraries are not installed here ({e}); serving runs in its own environment: "
-            f".venvs/serving/bin/credit-risk serve ... (create it with bin/setup-envs serving)") from e
+            f".venvs/serving/bin/credit-risk serve ... (create it with bin/setup-envs serving)"
+        ) from e
     serve(model_dir=args.model_dir, name=args.name, host=args.host, port=args.port)
     return EXIT_OK
 
@@ -142,9 +173,10 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 # --- parser ------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="credit-risk", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argparse declaration
+    parser = argparse.ArgumentParser(
+        prog="credit-risk", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -174,20 +206,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-brier", type=float, help="gate override: maximum Brier score")
     p.add_argument("--champion", help="deployed (champion) model dir to compare against")
     p.add_argument("--service-name", help="InferenceService name (default credit-risk)")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other pipeline parameter (repeatable)")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other pipeline parameter (repeatable)",
+    )
     p.add_argument("--summary-json", help="also write the run summary as JSON here")
     p.set_defaults(func=cmd_run_local)
 
     p = sub.add_parser("submit", help="submit the compiled pipeline to a Kubeflow Pipelines endpoint")
-    p.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline")
+    p.add_argument(
+        "--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline"
+    )
     p.add_argument("--namespace", help="Kubeflow profile namespace (multi-user installs)")
     p.add_argument("--experiment", default="credit-risk", help="experiment name (created if missing)")
     p.add_argument("--pipeline-file", default=None, help="compiled YAML (default: the committed one)")
     p.add_argument("--run-name", default=None, help="run display name")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="pipeline parameter (repeatable), e.g. data_uri=gs://bucket/loans.csv")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="pipeline parameter (repeatable), e.g. data_uri=gs://bucket/loans.csv",
+    )
     p.add_argument("--wait", action="store_true", help="wait for the run; non-zero exit unless it succeeds")
+    p.add_argument(
+        "--fail-on-rejection",
+        action="store_true",
+        help="make a model rejected by the gate fail the run (so --wait fails the CI job)",
+    )
     p.add_argument("--timeout", type=int, default=3600, help="seconds to wait with --wait (default 3600)")
     p.set_defaults(func=cmd_submit)
 
@@ -211,8 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return args.func(args)
     except CreditRiskError as e:

@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from credit_risk.feature_spec import FeatureSpec
+from credit_risk.feature_spec import Feature, FeatureSpec
+
+Array = np.ndarray[Any, np.dtype[Any]]
 
 MISSING_CATEGORY = ""
 SIGNATURE_NAME = "serving_default"
@@ -21,20 +23,21 @@ SPEC_FILE = "feature_spec.yaml"
 MODEL_INFO_FILE = "model_info.json"
 
 
-def numeric_array(values: Sequence[Any]) -> np.ndarray:
+def numeric_array(values: Sequence[Any]) -> Array:
     """[n] values (None/NaN = missing) -> float32 [n, 1]."""
     arr = np.asarray([np.nan if v is None else v for v in values], dtype=np.float32)
     return arr.reshape(-1, 1)
 
 
-def categorical_array(values: Sequence[Any]) -> np.ndarray:
+def categorical_array(values: Sequence[Any]) -> Array:
     """[n] values (None/NaN = missing) -> bytes-compatible object array [n, 1]."""
-    out = [MISSING_CATEGORY if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v)
-           for v in values]
+    out = [
+        MISSING_CATEGORY if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v) for v in values
+    ]
     return np.asarray(out, dtype=object).reshape(-1, 1)
 
 
-def columns_to_arrays(columns: Mapping[str, Sequence[Any]], spec: FeatureSpec) -> dict[str, np.ndarray]:
+def columns_to_arrays(columns: Mapping[str, Sequence[Any]], spec: FeatureSpec) -> dict[str, Array]:
     """Column-major raw values (exactly the spec's model inputs) -> the model's named input arrays."""
     return {
         f.name: numeric_array(columns[f.name]) if f.is_numeric else categorical_array(columns[f.name])
@@ -42,7 +45,7 @@ def columns_to_arrays(columns: Mapping[str, Sequence[Any]], spec: FeatureSpec) -
     }
 
 
-def frame_to_arrays(frame, spec: FeatureSpec) -> dict[str, np.ndarray]:
+def frame_to_arrays(frame: Any, spec: FeatureSpec) -> dict[str, Array]:
     """A pandas DataFrame with (at least) the model-input columns -> named input arrays."""
     return columns_to_arrays({f.name: frame[f.name].tolist() for f in spec.model_features}, spec)
 
@@ -70,26 +73,29 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _check_value(feature, value: Any, index: int) -> Any:
+def _check_value(feature: Feature, value: Any, index: int) -> Any:
     if value is None:
         if not feature.nullable:
             raise RequestError("is required and may not be null", index, feature.name)
         return None
     if feature.is_numeric:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RequestError(f"expected a number, got {type(value).__name__} {_describe(value)}",
-                               index, feature.name)
+            raise RequestError(
+                f"expected a number, got {type(value).__name__} {_describe(value)}", index, feature.name
+            )
         if not np.isfinite(value):
             raise RequestError(f"expected a finite number, got {value}", index, feature.name)
         return value
     if not isinstance(value, str):
-        raise RequestError(f"expected a string, got {type(value).__name__} {_describe(value)}",
-                           index, feature.name)
+        raise RequestError(
+            f"expected a string, got {type(value).__name__} {_describe(value)}", index, feature.name
+        )
     return value
 
 
-def parse_instances(payload: Any, spec: FeatureSpec,
-                    max_instances: int = DEFAULT_MAX_INSTANCES) -> dict[str, list[Any]]:
+def parse_instances(
+    payload: Any, spec: FeatureSpec, max_instances: int = DEFAULT_MAX_INSTANCES
+) -> dict[str, list[Any]]:
     """Validate a V1 body ``{"instances": [{feature: value, ...}, ...]}`` -> column-major values.
 
     Unknown fields are rejected; spec features that are not model inputs (e.g. protected attributes
@@ -110,8 +116,9 @@ def parse_instances(payload: Any, spec: FeatureSpec,
             raise RequestError(f"expected an object of named features, got {type(instance).__name__}", i)
         unknown = sorted(set(instance) - known)
         if unknown:
-            raise RequestError(f"unknown field(s) {unknown}; expected the features "
-                               f"{[f.name for f in inputs]}", i, unknown[0])
+            raise RequestError(
+                f"unknown field(s) {unknown}; expected the features {[f.name for f in inputs]}", i, unknown[0]
+            )
         for f in inputs:
             if f.name not in instance and not f.nullable:
                 raise RequestError("is required but missing", i, f.name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -60,8 +61,11 @@ def find_problems(raw: pd.DataFrame, spec: FeatureSpec) -> list[Problem]:
     problems: list[Problem] = []
     missing = [c for c in spec.columns if c not in raw.columns]
     for col in missing:
-        problems.append(Problem(col, "missing_column",
-                                f"column {col!r} is missing; the file has columns {list(raw.columns)}"))
+        problems.append(
+            Problem(
+                col, "missing_column", f"column {col!r} is missing; the file has columns {list(raw.columns)}"
+            )
+        )
     if len(raw) == 0:
         problems.append(Problem("*", "no_rows", "the dataset has a header but zero rows"))
         return problems
@@ -74,18 +78,26 @@ def find_problems(raw: pd.DataFrame, spec: FeatureSpec) -> list[Problem]:
             problems.append(Problem(f.name, "all_null", f"column {f.name!r} has no values at all"))
             continue
         if nulls.any() and not f.nullable:
-            problems.append(Problem(
-                f.name, "unexpected_null",
-                f"column {f.name!r} is not nullable in the spec but is empty at {_where(_rows(nulls))}"))
+            problems.append(
+                Problem(
+                    f.name,
+                    "unexpected_null",
+                    f"column {f.name!r} is not nullable in the spec but is empty at {_where(_rows(nulls))}",
+                )
+            )
         if f.is_numeric:
             coerced = pd.to_numeric(col, errors="coerce")
             bad = coerced.isna() & ~nulls
             if bad.any():
                 rows = _rows(bad)
                 values = [str(v) for v in col[bad].head(MAX_EXAMPLES)]
-                problems.append(Problem(
-                    f.name, "not_numeric",
-                    f"column {f.name!r} is numeric in the spec but holds text at {_where(rows, values)}"))
+                problems.append(
+                    Problem(
+                        f.name,
+                        "not_numeric",
+                        f"column {f.name!r} is numeric in the spec but holds text at {_where(rows, values)}",
+                    )
+                )
             elif not np.isfinite(coerced[~nulls].to_numpy(dtype=float)).all():
                 problems.append(Problem(f.name, "not_finite", f"column {f.name!r} holds inf values"))
     if spec.label not in missing:
@@ -94,13 +106,22 @@ def find_problems(raw: pd.DataFrame, spec: FeatureSpec) -> list[Problem]:
         if bad.any():
             rows = _rows(bad)
             values = [str(v) for v in label[bad].head(MAX_EXAMPLES)]
-            problems.append(Problem(
-                spec.label, "bad_label",
-                f"label {spec.label!r} must be 0 or 1 but is not at {_where(rows, values)}"))
+            problems.append(
+                Problem(
+                    spec.label,
+                    "bad_label",
+                    f"label {spec.label!r} must be 0 or 1 but is not at {_where(rows, values)}",
+                )
+            )
         elif label.nunique() < 2:
-            problems.append(Problem(spec.label, "single_class",
-                                    f"label {spec.label!r} has a single class ({label.iloc[0]}); "
-                                    "a PD model needs both defaults and non-defaults"))
+            problems.append(
+                Problem(
+                    spec.label,
+                    "single_class",
+                    f"label {spec.label!r} has a single class ({label.iloc[0]}); "
+                    "a PD model needs both defaults and non-defaults",
+                )
+            )
     return problems
 
 
@@ -126,37 +147,46 @@ def load_dataset(uri: str, spec: FeatureSpec) -> pd.DataFrame:
     raw = read_raw(uri)
     problems = find_problems(raw, spec)
     if problems:
-        raise DataError(f"{uri} does not match feature spec {spec.name!r}:\n"
-                        + "\n".join(f"  - {p.message}" for p in problems))
+        raise DataError(
+            f"{uri} does not match feature spec {spec.name!r}:\n"
+            + "\n".join(f"  - {p.message}" for p in problems)
+        )
     log.info("read %d rows x %d columns from %s", len(raw), len(raw.columns), uri)
     return typed_frame(raw, spec)[spec.columns]
 
 
-def split_train_eval(df: pd.DataFrame, spec: FeatureSpec, eval_fraction: float,
-                     seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_train_eval(
+    df: pd.DataFrame, spec: FeatureSpec, eval_fraction: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stratified, seeded split; the eval rows are never seen by training."""
     from sklearn.model_selection import train_test_split
 
     if not 0.05 <= eval_fraction <= 0.5:
         raise DataError(f"eval_fraction must be in [0.05, 0.5], got {eval_fraction}")
-    train, evaluation = train_test_split(df, test_size=eval_fraction, random_state=seed,
-                                         stratify=df[spec.label])
+    train, evaluation = train_test_split(
+        df, test_size=eval_fraction, random_state=seed, stratify=df[spec.label]
+    )
     return train.reset_index(drop=True), evaluation.reset_index(drop=True)
 
 
-def instances(frame: pd.DataFrame, spec: FeatureSpec) -> list[dict]:
+def instances(frame: pd.DataFrame, spec: FeatureSpec) -> list[dict[str, Any]]:
     """Rows as KServe V1 instances: model inputs only, JSON types, missing = null."""
     out = []
     for _, row in frame.iterrows():
-        out.append({f.name: (None if pd.isna(row[f.name]) else
-                             float(row[f.name]) if f.is_numeric else str(row[f.name]))
-                    for f in spec.model_features})
+        out.append(
+            {
+                f.name: (
+                    None if pd.isna(row[f.name]) else float(row[f.name]) if f.is_numeric else str(row[f.name])
+                )
+                for f in spec.model_features
+            }
+        )
     return out
 
 
-def sample_request(uri: str, spec: FeatureSpec, rows: int = 1, offset: int = 0) -> dict:
+def sample_request(uri: str, spec: FeatureSpec, rows: int = 1, offset: int = 0) -> dict[str, Any]:
     """A KServe V1 body ``{"instances": [...]}`` from rows of a dataset."""
-    frame = load_dataset(uri, spec).iloc[offset:offset + rows]
+    frame = load_dataset(uri, spec).iloc[offset : offset + rows]
     if frame.empty:
         raise DataError(f"{uri} has no rows at offset {offset}")
     return {"instances": instances(frame, spec)}

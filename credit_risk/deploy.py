@@ -9,6 +9,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -37,11 +38,15 @@ class DeployConfig:
         for key in ("name", "namespace"):
             value = getattr(self, key)
             if not _DNS1123.match(value):
-                raise ConfigError(f"{key} {value!r} is not a DNS-1123 label (lowercase letters, digits, "
-                                  "'-', at most 45 characters, starting with a letter)")
+                raise ConfigError(
+                    f"{key} {value!r} is not a DNS-1123 label (lowercase letters, digits, "
+                    "'-', at most 45 characters, starting with a letter)"
+                )
         if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
-            raise ConfigError(f"replicas must satisfy 0 <= min_replicas <= max_replicas >= 1, got "
-                              f"{self.min_replicas}..{self.max_replicas}")
+            raise ConfigError(
+                f"replicas must satisfy 0 <= min_replicas <= max_replicas >= 1, got "
+                f"{self.min_replicas}..{self.max_replicas}"
+            )
         if self.serving_image.endswith(":latest") or ":" not in self.serving_image.split("/")[-1]:
             raise ConfigError(f"serving_image {self.serving_image!r} must carry a pinned tag, not latest")
 
@@ -57,7 +62,7 @@ class DeployRecord:
         return json.dumps(asdict(self), indent=2)
 
 
-def render_inference_service(storage_uri: str, config: DeployConfig, model_version: str) -> dict:
+def render_inference_service(storage_uri: str, config: DeployConfig, model_version: str) -> dict[str, Any]:
     """A ``serving.kserve.io/v1beta1`` InferenceService running our predictor on ``storage_uri``."""
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
@@ -65,37 +70,54 @@ def render_inference_service(storage_uri: str, config: DeployConfig, model_versi
         "metadata": {
             "name": config.name,
             "namespace": config.namespace,
-            "labels": {"app.kubernetes.io/name": config.name,
-                       "app.kubernetes.io/part-of": "credit-risk-kfp",
-                       "credit-risk/package-version": __version__},
-            "annotations": {"credit-risk/model-version": model_version,
-                            "credit-risk/storage-uri": storage_uri},
+            "labels": {
+                "app.kubernetes.io/name": config.name,
+                "app.kubernetes.io/part-of": "credit-risk-kfp",
+                "credit-risk/package-version": __version__,
+            },
+            "annotations": {
+                "credit-risk/model-version": model_version,
+                "credit-risk/storage-uri": storage_uri,
+            },
         },
         "spec": {
             "predictor": {
                 "serviceAccountName": config.service_account,
                 "minReplicas": config.min_replicas,
                 "maxReplicas": config.max_replicas,
-                "containers": [{
-                    "name": "kserve-container",
-                    "image": config.serving_image,
-                    "args": ["--model_name", config.name, "--model_dir", MODEL_MOUNT,
-                             "--host", "0.0.0.0", "--http_port", "8080"],
-                    "env": [{"name": "STORAGE_URI", "value": storage_uri}],
-                    "ports": [{"containerPort": 8080, "protocol": "TCP"}],
-                    "resources": {
-                        "requests": {"cpu": config.cpu_request, "memory": config.memory_request},
-                        "limits": {"cpu": config.cpu_limit, "memory": config.memory_limit},
-                    },
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                    "readinessProbe": {"httpGet": {"path": f"/v1/models/{config.name}", "port": 8080},
-                                       "initialDelaySeconds": 10, "periodSeconds": 5},
-                }],
+                "containers": [
+                    {
+                        "name": "kserve-container",
+                        "image": config.serving_image,
+                        "args": [
+                            "--model_name",
+                            config.name,
+                            "--model_dir",
+                            MODEL_MOUNT,
+                            "--host",
+                            "0.0.0.0",  # noqa: S104 - in the pod, behind the KServe ingress
+                            "--http_port",
+                            "8080",
+                        ],
+                        "env": [{"name": "STORAGE_URI", "value": storage_uri}],
+                        "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                        "resources": {
+                            "requests": {"cpu": config.cpu_request, "memory": config.memory_request},
+                            "limits": {"cpu": config.cpu_limit, "memory": config.memory_limit},
+                        },
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "allowPrivilegeEscalation": False,
+                            "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                        "readinessProbe": {
+                            "httpGet": {"path": f"/v1/models/{config.name}", "port": 8080},
+                            "initialDelaySeconds": 10,
+                            "periodSeconds": 5,
+                        },
+                    }
+                ],
             }
         },
     }
@@ -111,8 +133,9 @@ def read_decision(path: str | Path) -> tuple[Decision | None, str]:
         return None, f"approval record at {path} is unreadable: {e}"
 
 
-def deploy(approval_path: str | Path, model_uri: str, config: DeployConfig,
-           manifest_path: str | Path) -> DeployRecord:
+def deploy(
+    approval_path: str | Path, model_uri: str, config: DeployConfig, manifest_path: str | Path
+) -> DeployRecord:
     """Render the InferenceService for an approved model; otherwise record why not. Never raises
     for a rejection - not deploying a rejected model is the correct, successful outcome."""
     decision, problem = read_decision(approval_path)

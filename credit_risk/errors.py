@@ -13,8 +13,12 @@ class DataError(CreditRiskError):
     """Input data does not match the feature spec (names column, row and value)."""
 
 
-class ValidationFailed(CreditRiskError):
+class DataValidationError(CreditRiskError):
     """TFDV found anomalies; the message lists every one."""
+
+
+class ModelRejectedError(CreditRiskError):
+    """The gate rejected the model and the caller asked for that to fail the run (CI)."""
 
 
 class ConfigError(CreditRiskError):

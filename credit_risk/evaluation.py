@@ -54,8 +54,13 @@ def _model_info(model_dir: str | Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def evaluate(model_dir: str, frame: pd.DataFrame, spec: FeatureSpec, config: gate.GateConfig,
-             champion_dir: str | None = None) -> EvaluationResult:
+def evaluate(
+    model_dir: str,
+    frame: pd.DataFrame,
+    spec: FeatureSpec,
+    config: gate.GateConfig,
+    champion_dir: str | None = None,
+) -> EvaluationResult:
     """Score ``frame`` (held-out rows) through the exported serving signature and apply the gate.
 
     ``frame`` must hold the model inputs, the label and every slice / protected column.
@@ -68,11 +73,14 @@ def evaluate(model_dir: str, frame: pd.DataFrame, spec: FeatureSpec, config: gat
     y_true = frame[spec.label].to_numpy()
     scalars = metrics.summary(y_true, y_score, CALIBRATION_BINS)
     intervals = {
-        name: list(metrics.bootstrap_ci(y_true, y_score, fn, config.bootstrap_resamples, config.bootstrap_seed))
+        name: list(
+            metrics.bootstrap_ci(y_true, y_score, fn, config.bootstrap_resamples, config.bootstrap_seed)
+        )
         for name, fn in (("auc", metrics.roc_auc_score), ("ks", metrics.ks_statistic))
     }
-    slices = fairness.fairness_report(frame.reset_index(drop=True), y_true, y_score, spec,
-                                      config.operating_threshold, config.min_group_rows)
+    slices = fairness.fairness_report(
+        frame.reset_index(drop=True), y_true, y_score, spec, config.operating_threshold, config.min_group_rows
+    )
     champion_metrics, champion_score, champion_id = None, None, None
     if champion_dir:
         champion = ExportedModel(champion_dir)
@@ -83,27 +91,45 @@ def evaluate(model_dir: str, frame: pd.DataFrame, spec: FeatureSpec, config: gat
     info = _model_info(model_dir)
     ece_failed = any(c.name == "max_ece" and not c.passed for c in decision.checks)
     if ece_failed and config.recalibration:
-        decision.recalibration = calibration.recalibrate(y_true, y_score, config.recalibration,
-                                                         config.bootstrap_seed, CALIBRATION_BINS).to_dict()
+        decision.recalibration = calibration.recalibrate(
+            y_true, y_score, config.recalibration, config.bootstrap_seed, CALIBRATION_BINS
+        ).to_dict()
     decision.intervals = intervals
     decision.model_fingerprint = model_fingerprint(model_dir)
     decision.data_fingerprint = info.get("training", {}).get("data_fingerprint", "")
     decision.eval_data_fingerprint = fingerprint(frame)
     if champion_metrics is not None:
-        decision.champion = {"model_uri": champion_dir, "model_fingerprint": champion_id,
-                             "metrics": champion_metrics}
-    log.info("evaluated %d held-out rows in %.2fs: %s -> %s", len(frame), time.perf_counter() - start,
-             {k: round(v, 4) for k, v in scalars.items()}, decision.decision)
+        decision.champion = {
+            "model_uri": champion_dir,
+            "model_fingerprint": champion_id,
+            "metrics": champion_metrics,
+        }
+    log.info(
+        "evaluated %d held-out rows in %.2fs: %s -> %s",
+        len(frame),
+        time.perf_counter() - start,
+        {k: round(v, 4) for k, v in scalars.items()},
+        decision.decision,
+    )
     return EvaluationResult(
-        metrics=scalars, intervals=intervals, decision=decision, y_true=y_true, y_score=y_score,
+        metrics=scalars,
+        intervals=intervals,
+        decision=decision,
+        y_true=y_true,
+        y_score=y_score,
         confusion=metrics.confusion_matrix(y_true, y_score, config.operating_threshold),
         operating_threshold=config.operating_threshold,
         calibration=metrics.calibration_curve(y_true, y_score, CALIBRATION_BINS),
-        fairness=slices, champion_metrics=champion_metrics, champion_score=champion_score,
-        model_info=info)
+        fairness=slices,
+        champion_metrics=champion_metrics,
+        champion_score=champion_score,
+        model_info=info,
+    )
 
 
-def roc_points(y_true: np.ndarray, y_score: np.ndarray, max_points: int = 200) -> list[tuple[float, float, float]]:
+def roc_points(
+    y_true: np.ndarray, y_score: np.ndarray, max_points: int = 200
+) -> list[tuple[float, float, float]]:
     """(fpr, tpr, threshold) rows for the KFP ROC plot, thinned to at most ``max_points``."""
     fpr, tpr, thr = metrics.roc_curve(y_true, y_score)
     thr = np.where(np.isinf(thr), 1.0, thr)  # KFP wants finite thresholds

@@ -25,6 +25,7 @@ YAML keys::
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,7 +94,7 @@ class FeatureSpec:
     @property
     def columns(self) -> list[str]:
         """Every column a dataset must have: the features then the label."""
-        return self.feature_names + [self.label]
+        return [*self.feature_names, self.label]
 
     def feature(self, name: str) -> Feature:
         for f in self.features:
@@ -124,12 +125,14 @@ class FeatureSpec:
         out["features"] = features
         out["crosses"] = [list(c) for c in self.crosses]
         if self.slices:
-            out["slices"] = [{"name": s.name, "feature": s.feature, **({"bins": list(s.bins)} if s.bins else {})}
-                             for s in self.slices]
+            out["slices"] = [
+                {"name": s.name, "feature": s.feature, **({"bins": list(s.bins)} if s.bins else {})}
+                for s in self.slices
+            ]
         return out
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return str(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -141,26 +144,33 @@ def _require(cond: bool, where: str, msg: str) -> None:
 def _parse_bool(raw: dict[str, Any], key: str, default: bool, where: str) -> bool:
     value = raw.get(key, default)
     _require(isinstance(value, bool), f"{where}.{key}", f"expected true/false, got {value!r}")
-    return value
+    return bool(value)
 
 
-def from_dict(raw: Any, source_uri: str | None = None) -> FeatureSpec:
+def from_dict(raw: Any, source_uri: str | None = None) -> FeatureSpec:  # noqa: PLR0915 - one check per key
     """Build and validate a spec; every error names the key path and the bad value."""
     where = source_uri or "<dict>"
     _require(isinstance(raw, dict), where, f"expected a mapping at top level, got {type(raw).__name__}")
     unknown = set(raw) - _TOP_KEYS
     _require(not unknown, where, f"unknown keys {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
     name = raw.get("name")
-    _require(isinstance(name, str) and bool(_NAME_RE.match(name or "")), f"{where}: name",
-             f"expected an identifier, got {name!r}")
+    _require(
+        isinstance(name, str) and bool(_NAME_RE.match(name or "")),
+        f"{where}: name",
+        f"expected an identifier, got {name!r}",
+    )
     label_raw = raw.get("label")
     label = label_raw.get("name") if isinstance(label_raw, dict) else label_raw
-    _require(isinstance(label, str) and bool(_NAME_RE.match(label or "")), f"{where}: label.name",
-             f"expected a column name, got {label!r}")
+    _require(
+        isinstance(label, str) and bool(_NAME_RE.match(label or "")),
+        f"{where}: label.name",
+        f"expected a column name, got {label!r}",
+    )
 
     feats_raw = raw.get("features")
-    _require(isinstance(feats_raw, list) and len(feats_raw) > 0, f"{where}: features",
-             "expected a non-empty list")
+    _require(
+        isinstance(feats_raw, list) and len(feats_raw) > 0, f"{where}: features", "expected a non-empty list"
+    )
     features: list[Feature] = []
     seen: set[str] = set()
     for i, fr in enumerate(feats_raw):
@@ -169,21 +179,26 @@ def from_dict(raw: Any, source_uri: str | None = None) -> FeatureSpec:
         unknown = set(fr) - _FEATURE_KEYS
         _require(not unknown, at, f"unknown keys {sorted(unknown)}; allowed: {sorted(_FEATURE_KEYS)}")
         fname = fr.get("name")
-        _require(isinstance(fname, str) and bool(_NAME_RE.match(fname or "")), f"{at}.name",
-                 f"expected an identifier, got {fname!r}")
+        _require(
+            isinstance(fname, str) and bool(_NAME_RE.match(fname or "")),
+            f"{at}.name",
+            f"expected an identifier, got {fname!r}",
+        )
         _require(fname not in seen, f"{at}.name", f"duplicate feature {fname!r}")
         _require(fname != label, f"{at}.name", f"feature {fname!r} is also the label")
         ftype = fr.get("type")
         _require(ftype in FEATURE_TYPES, f"{at}.type", f"expected one of {FEATURE_TYPES}, got {ftype!r}")
         seen.add(fname)
-        features.append(Feature(
-            name=fname,
-            type=ftype,
-            nullable=_parse_bool(fr, "nullable", False, at),
-            model_input=_parse_bool(fr, "model_input", True, at),
-            protected=_parse_bool(fr, "protected", False, at),
-            description=str(fr.get("description", "")),
-        ))
+        features.append(
+            Feature(
+                name=fname,
+                type=ftype,
+                nullable=_parse_bool(fr, "nullable", False, at),
+                model_input=_parse_bool(fr, "model_input", True, at),
+                protected=_parse_bool(fr, "protected", False, at),
+                description=str(fr.get("description", "")),
+            )
+        )
     _require(any(f.model_input for f in features), f"{where}: features", "no feature is a model_input")
 
     by_name = {f.name: f for f in features}
@@ -204,26 +219,36 @@ def from_dict(raw: Any, source_uri: str | None = None) -> FeatureSpec:
         _require(isinstance(sr, dict), at, f"expected a mapping, got {sr!r}")
         unknown = set(sr) - _SLICE_KEYS
         _require(not unknown, at, f"unknown keys {sorted(unknown)}; allowed: {sorted(_SLICE_KEYS)}")
-        _require(isinstance(sr.get("name"), str) and bool(_NAME_RE.match(sr.get("name") or "")), f"{at}.name",
-                 f"expected an identifier, got {sr.get('name')!r}")
+        _require(
+            isinstance(sr.get("name"), str) and bool(_NAME_RE.match(sr.get("name") or "")),
+            f"{at}.name",
+            f"expected an identifier, got {sr.get('name')!r}",
+        )
         _require(sr.get("feature") in by_name, f"{at}.feature", f"unknown feature {sr.get('feature')!r}")
         bins = sr.get("bins")
         if bins is not None:
             _require(by_name[sr["feature"]].is_numeric, f"{at}.bins", "bins apply to numeric features only")
-            _require(isinstance(bins, list) and len(bins) >= 3
-                     and all(isinstance(b, (int, float)) for b in bins)
-                     and all(a < b for a, b in zip(bins, bins[1:])), f"{at}.bins",
-                     f"expected >= 3 increasing numbers, got {bins!r}")
+            _require(
+                isinstance(bins, list)
+                and len(bins) >= 3
+                and all(isinstance(b, (int, float)) for b in bins)
+                and all(a < b for a, b in itertools.pairwise(bins)),
+                f"{at}.bins",
+                f"expected >= 3 increasing numbers, got {bins!r}",
+            )
         else:
             _require(not by_name[sr["feature"]].is_numeric, f"{at}.bins", "a numeric slice needs bins")
         slices.append(Slice(sr["name"], sr["feature"], tuple(float(b) for b in bins) if bins else None))
 
     data_file = raw.get("data_file")
-    _require(data_file is None or isinstance(data_file, str), f"{where}: data_file",
-             f"expected a file name, got {data_file!r}")
+    _require(
+        data_file is None or isinstance(data_file, str),
+        f"{where}: data_file",
+        f"expected a file name, got {data_file!r}",
+    )
     return FeatureSpec(
         name=name,
-        label=label,
+        label=str(label),
         features=tuple(features),
         crosses=tuple(crosses),
         slices=tuple(slices),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,23 @@ import yaml
 
 from credit_risk import storage
 from credit_risk.errors import ConfigError
+from credit_risk.fairness import SliceReport
 
 APPROVED = "approved"
 REJECTED = "rejected"
 DEFAULT_CONFIG = Path(__file__).parent / "config" / "gate.yaml"
 
-_UNIT_INTERVAL = {"min_auc", "min_ks", "max_brier", "max_ece", "operating_threshold",
-                  "min_disparate_impact", "max_auc_gap", "max_auc_drop", "max_brier_increase"}
+_UNIT_INTERVAL = {
+    "min_auc",
+    "min_ks",
+    "max_brier",
+    "max_ece",
+    "operating_threshold",
+    "min_disparate_impact",
+    "max_auc_gap",
+    "max_auc_drop",
+    "max_brier_increase",
+}
 
 
 @dataclass(frozen=True)
@@ -50,22 +60,28 @@ class GateConfig:
     def __post_init__(self) -> None:
         for name in _UNIT_INTERVAL:
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not 0.0 <= value <= 1.0):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0
+            ):
                 raise ConfigError(f"gate setting {name} must be a number in [0, 1] or null, got {value!r}")
         if self.operating_threshold is None or not 0 < self.operating_threshold < 1:
             raise ConfigError(f"operating_threshold must be in (0, 1), got {self.operating_threshold!r}")
         if isinstance(self.fairness_report_only, (list, str)):
-            items = [self.fairness_report_only] if isinstance(self.fairness_report_only, str) \
+            items = (
+                [self.fairness_report_only]
+                if isinstance(self.fairness_report_only, str)
                 else self.fairness_report_only
+            )
             object.__setattr__(self, "fairness_report_only", tuple(items))
         if self.recalibration not in (None, "platt", "isotonic"):
             raise ConfigError(f"recalibration must be platt, isotonic or null, got {self.recalibration!r}")
         for name in ("min_group_rows", "bootstrap_resamples"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"gate setting {name} must be a positive integer, got {getattr(self, name)!r}")
+                raise ConfigError(
+                    f"gate setting {name} must be a positive integer, got {getattr(self, name)!r}"
+                )
 
-    def with_overrides(self, overrides: dict[str, Any] | None) -> "GateConfig":
+    def with_overrides(self, overrides: dict[str, Any] | None) -> GateConfig:
         overrides = overrides or {}
         known = {f.name for f in fields(self)}
         unknown = sorted(set(overrides) - known)
@@ -74,7 +90,7 @@ class GateConfig:
         return replace(self, **overrides)
 
     @classmethod
-    def load(cls, uri: str | None = None, overrides: dict[str, Any] | None = None) -> "GateConfig":
+    def load(cls, uri: str | None = None, overrides: dict[str, Any] | None = None) -> GateConfig:
         """The config file at ``uri`` (default: the packaged one), then ``overrides`` on top."""
         source = str(uri or DEFAULT_CONFIG)
         try:
@@ -111,7 +127,8 @@ class Check:
                 return f"{self.name}: {self.note}"
             return f"{self.metric}{where} = {self.value:.4f}: {self.note}"
         verdict = "pass" if self.passed else "FAIL"
-        return f"{self.metric}{where} = {self.value:.4f} (required {self.comparison} {self.threshold:g}): {verdict}"
+        required = f"required {self.comparison} {self.threshold:g}"
+        return f"{self.metric}{where} = {self.value:.4f} ({required}): {verdict}"
 
 
 @dataclass(frozen=True)
@@ -137,7 +154,7 @@ class Decision:
     eval_data_fingerprint: str = ""
     override: Override | None = None
     gate_config: dict[str, Any] = field(default_factory=dict)
-    timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    timestamp: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     @property
     def approved(self) -> bool:
@@ -148,11 +165,12 @@ class Decision:
         return json.dumps(_nan_to_none(asdict(self)), indent=2, allow_nan=False)
 
     @classmethod
-    def from_json(cls, text: str) -> "Decision":
+    def from_json(cls, text: str) -> Decision:
         raw = json.loads(text)
-        raw["checks"] = [Check(**{**c, "value": _none_to_nan(c["value"]),
-                                  "threshold": _none_to_nan(c["threshold"])})
-                         for c in raw.get("checks", [])]
+        raw["checks"] = [
+            Check(**{**c, "value": _none_to_nan(c["value"]), "threshold": _none_to_nan(c["threshold"])})
+            for c in raw.get("checks", [])
+        ]
         if raw.get("override"):
             raw["override"] = Override(**raw["override"])
         return cls(**raw)
@@ -178,64 +196,135 @@ def _compare(name: str, metric: str, value: float, op: str, bar: float, group: s
 
 
 def absolute_checks(metrics: dict[str, float], config: GateConfig) -> list[Check]:
-    plan = [("min_auc", "auc", ">="), ("min_ks", "ks", ">="), ("max_brier", "brier", "<="),
-            ("max_ece", "ece", "<=")]
-    return [_compare(name, key, float(metrics.get(key, math.nan)), op, getattr(config, name))
-            for name, key, op in plan if getattr(config, name) is not None]
+    plan = [
+        ("min_auc", "auc", ">="),
+        ("min_ks", "ks", ">="),
+        ("max_brier", "brier", "<="),
+        ("max_ece", "ece", "<="),
+    ]
+    return [
+        _compare(name, key, float(metrics.get(key, math.nan)), op, getattr(config, name))
+        for name, key, op in plan
+        if getattr(config, name) is not None
+    ]
 
 
-def fairness_checks(reports: list, config: GateConfig) -> list[Check]:
+def fairness_checks(reports: list[SliceReport], config: GateConfig) -> list[Check]:
     """One disparate-impact and one AUC-gap check per slice; a slice that cannot be assessed (too
     few rows per group) is recorded as such and does not fail the gate."""
     checks = []
     for r in reports:
-        for name, metric, value, op in (("min_disparate_impact", "disparate_impact", r.disparate_impact, ">="),
-                                        ("max_auc_gap", "auc_gap", r.auc_gap, "<=")):
+        for name, metric, value, op in (
+            ("min_disparate_impact", "disparate_impact", r.disparate_impact, ">="),
+            ("max_auc_gap", "auc_gap", r.auc_gap, "<="),
+        ):
             bar = getattr(config, name)
             if bar is None:
                 continue
             if math.isnan(value):
-                checks.append(Check(name, metric, math.nan, op, bar, True, r.slice,
-                                    f"[{r.slice}] not assessable: {r.note or 'undefined for these groups'}"))
+                checks.append(
+                    Check(
+                        name,
+                        metric,
+                        math.nan,
+                        op,
+                        bar,
+                        True,
+                        r.slice,
+                        f"[{r.slice}] not assessable: {r.note or 'undefined for these groups'}",
+                    )
+                )
             elif r.slice in config.fairness_report_only:
                 check = _compare(name, metric, value, op, bar, r.slice)
-                checks.append(replace(check, note=f"reported, not judged (gate config fairness_report_only); "
-                                                  f"would {'pass' if check.passed else 'FAIL'} {op} {bar:g}"))
+                checks.append(
+                    replace(
+                        check,
+                        note=f"reported, not judged (gate config fairness_report_only); "
+                        f"would {'pass' if check.passed else 'FAIL'} {op} {bar:g}",
+                    )
+                )
             else:
                 checks.append(_compare(name, metric, value, op, bar, r.slice))
     return checks
 
 
-def champion_checks(metrics: dict[str, float], champion: dict[str, float] | None,
-                    config: GateConfig) -> list[Check]:
+def champion_checks(
+    metrics: dict[str, float], champion: dict[str, float] | None, config: GateConfig
+) -> list[Check]:
     if champion is None:
-        return [Check("champion_challenger", "auc", math.nan, ">=", math.nan, True, "",
-                      "no champion model given: first model, relative checks skipped")]
+        return [
+            Check(
+                "champion_challenger",
+                "auc",
+                math.nan,
+                ">=",
+                math.nan,
+                True,
+                "",
+                "no champion model given: first model, relative checks skipped",
+            )
+        ]
     checks = []
     if config.max_auc_drop is not None:
-        checks.append(_compare("max_auc_drop", "auc", float(metrics.get("auc", math.nan)), ">=",
-                               champion["auc"] - config.max_auc_drop, "vs champion"))
+        checks.append(
+            _compare(
+                "max_auc_drop",
+                "auc",
+                float(metrics.get("auc", math.nan)),
+                ">=",
+                champion["auc"] - config.max_auc_drop,
+                "vs champion",
+            )
+        )
     if config.max_brier_increase is not None:
-        checks.append(_compare("max_brier_increase", "brier", float(metrics.get("brier", math.nan)), "<=",
-                               champion["brier"] + config.max_brier_increase, "vs champion"))
+        checks.append(
+            _compare(
+                "max_brier_increase",
+                "brier",
+                float(metrics.get("brier", math.nan)),
+                "<=",
+                champion["brier"] + config.max_brier_increase,
+                "vs champion",
+            )
+        )
     return checks
 
 
-def decide(metrics: dict[str, float], config: GateConfig, fairness: list | None = None,
-           champion_metrics: dict[str, float] | None = None, model_uri: str = "") -> Decision:
+def decide(
+    metrics: dict[str, float],
+    config: GateConfig,
+    fairness: list[SliceReport] | None = None,
+    champion_metrics: dict[str, float] | None = None,
+    model_uri: str = "",
+) -> Decision:
     checks = absolute_checks(metrics, config) + fairness_checks(fairness or [], config)
     checks += champion_checks(metrics, champion_metrics, config)
     judged = [c for c in checks if not c.note]  # noted checks were skipped / not assessable
     if not judged:
-        return Decision(REJECTED, checks, ["no thresholds configured: the gate refuses to approve blind"],
-                        model_uri, dict(metrics), gate_config=config.to_dict())
+        return Decision(
+            REJECTED,
+            checks,
+            ["no thresholds configured: the gate refuses to approve blind"],
+            model_uri,
+            dict(metrics),
+            gate_config=config.to_dict(),
+        )
     reasons = []
     for c in judged:
         if not c.passed:
-            reasons.append(c.describe() if not math.isnan(c.value)
-                           else f"{c.metric} is undefined (NaN) on the evaluation data: fail closed")
-    return Decision(APPROVED if not reasons else REJECTED, checks, reasons, model_uri, dict(metrics),
-                    gate_config=config.to_dict())
+            reasons.append(
+                c.describe()
+                if not math.isnan(c.value)
+                else f"{c.metric} is undefined (NaN) on the evaluation data: fail closed"
+            )
+    return Decision(
+        APPROVED if not reasons else REJECTED,
+        checks,
+        reasons,
+        model_uri,
+        dict(metrics),
+        gate_config=config.to_dict(),
+    )
 
 
 def apply_override(decision: Decision, approver: str, rationale: str, allow_override: bool) -> Decision:
@@ -244,14 +333,18 @@ def apply_override(decision: Decision, approver: str, rationale: str, allow_over
     if not approver and not rationale:
         return decision
     if not approver or not rationale:
-        raise ConfigError("an override needs both an approver and a rationale "
-                          f"(got approver={approver!r}, rationale={rationale!r})")
+        raise ConfigError(
+            "an override needs both an approver and a rationale "
+            f"(got approver={approver!r}, rationale={rationale!r})"
+        )
     applies = allow_override and not decision.approved
     decision.override = Override(approver, rationale, allowed=allow_override, applied=applies)
     if applies:
         decision.reasons.append(f"OVERRIDDEN by {approver}: {rationale}")
         decision.decision = APPROVED
     elif not decision.approved:
-        decision.reasons.append(f"override requested by {approver} but overrides are disabled "
-                                "(allow_override=false): the rejection stands")
+        decision.reasons.append(
+            f"override requested by {approver} but overrides are disabled "
+            "(allow_override=false): the rejection stands"
+        )
     return decision

@@ -63,8 +63,12 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "succeeded": self.succeeded, "verdict": self.verdict, "run_dir": self.run_dir,
-            "seconds": round(self.seconds, 1), "error": self.error, "failed_task": self.failed_task,
+            "succeeded": self.succeeded,
+            "verdict": self.verdict,
+            "run_dir": self.run_dir,
+            "seconds": round(self.seconds, 1),
+            "error": self.error,
+            "failed_task": self.failed_task,
             "anomalies": self.anomalies,
             "decision": json.loads(self.decision.to_json()) if self.decision else None,
             "deployment": json.loads(self.deployment.to_json()) if self.deployment else None,
@@ -87,8 +91,7 @@ def collect(run_dir: Path) -> dict[str, str]:
     return found
 
 
-def run_local(data_uri: str, feature_spec_uri: str, pipeline_root: str | Path,
-              **params: Any) -> RunSummary:
+def run_local(data_uri: str, feature_spec_uri: str, pipeline_root: str | Path, **params: Any) -> RunSummary:
     """Run the whole pipeline locally; never raises for a failed run (the summary says why)."""
     import kfp.local
 
@@ -110,8 +113,9 @@ def run_local(data_uri: str, feature_spec_uri: str, pipeline_root: str | Path,
     seconds = time.perf_counter() - start
     run_dir = _latest_run_dir(root, PIPELINE_NAME, before)
     artifacts = collect(run_dir) if run_dir else {}
-    summary = RunSummary(succeeded=not error, run_dir=str(run_dir or ""), seconds=seconds,
-                         error=error, artifacts=artifacts)
+    summary = RunSummary(
+        succeeded=not error, run_dir=str(run_dir or ""), seconds=seconds, error=error, artifacts=artifacts
+    )
     if error:
         summary.failed_task = next((task for task, _ in ARTIFACTS.values() if f"'{task}'" in error), "")
     if "anomalies" in artifacts:
@@ -124,8 +128,12 @@ def run_local(data_uri: str, feature_spec_uri: str, pipeline_root: str | Path,
 
 
 def format_summary(summary: RunSummary) -> str:
-    lines = ["", "=" * 72, f"credit-risk pipeline run: {summary.verdict.upper()} in {summary.seconds:.0f}s",
-             f"run directory: {summary.run_dir}"]
+    lines = [
+        "",
+        "=" * 72,
+        f"credit-risk pipeline run: {summary.verdict.upper()} in {summary.seconds:.0f}s",
+        f"run directory: {summary.run_dir}",
+    ]
     if not summary.succeeded:
         lines.append(f"FAILED at step '{summary.failed_task or '?'}': {summary.error}")
     if summary.anomalies:
@@ -137,9 +145,11 @@ def format_summary(summary: RunSummary) -> str:
     if d:
         m = d.metrics
         ci = d.intervals.get("auc", [float("nan")] * 2)
-        lines.append(f"held-out metrics: AUC {m.get('auc', float('nan')):.4f} (95% CI {ci[0]:.3f}-{ci[1]:.3f})  "
-                     f"KS {m.get('ks', float('nan')):.4f}  Brier {m.get('brier', float('nan')):.4f}  "
-                     f"ECE {m.get('ece', float('nan')):.4f}  (rows {int(m.get('rows', 0))})")
+        lines.append(
+            f"held-out metrics: AUC {m.get('auc', float('nan')):.4f} (95% CI {ci[0]:.3f}-{ci[1]:.3f})  "
+            f"KS {m.get('ks', float('nan')):.4f}  Brier {m.get('brier', float('nan')):.4f}  "
+            f"ECE {m.get('ece', float('nan')):.4f}  (rows {int(m.get('rows', 0))})"
+        )
         lines.append(f"verdict: {d.decision.upper()}")
         lines += [f"  - {c.describe()}" for c in d.checks]
         lines += [f"  reason: {r}" for r in d.reasons]

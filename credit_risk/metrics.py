@@ -7,13 +7,19 @@ class) return NaN, never a guess; the approval gate treats NaN as a failure.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy.stats import rankdata
 
 from credit_risk.errors import DataError
 
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
 
-def check_inputs(y_true, y_score) -> tuple[np.ndarray, np.ndarray]:
+
+def check_inputs(y_true: ArrayLike, y_score: ArrayLike) -> tuple[IntArray, FloatArray]:
     """Validate at the boundary: same length, non-empty, labels in {0,1}, finite scores in [0,1]."""
     y = np.asarray(y_true).reshape(-1)
     s = np.asarray(y_score, dtype=np.float64).reshape(-1)
@@ -36,11 +42,11 @@ def check_inputs(y_true, y_score) -> tuple[np.ndarray, np.ndarray]:
     return y.astype(np.int64), s
 
 
-def _both_classes(y: np.ndarray) -> bool:
+def _both_classes(y: IntArray) -> bool:
     return 0 < int(y.sum()) < y.size
 
 
-def roc_auc_score(y_true, y_score) -> float:
+def roc_auc_score(y_true: ArrayLike, y_score: ArrayLike) -> float:
     """Area under the ROC curve (Mann-Whitney U with average ranks for ties); NaN for one class."""
     y, s = check_inputs(y_true, y_score)
     if not _both_classes(y):
@@ -51,12 +57,12 @@ def roc_auc_score(y_true, y_score) -> float:
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def gini_score(y_true, y_score) -> float:
+def gini_score(y_true: ArrayLike, y_score: ArrayLike) -> float:
     """Accuracy ratio / Gini = 2 * AUC - 1."""
     return 2.0 * roc_auc_score(y_true, y_score) - 1.0
 
 
-def roc_curve(y_true, y_score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_curve(y_true: ArrayLike, y_score: ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
     """(fpr, tpr, thresholds), thresholds decreasing, first point (0, 0) at threshold +inf."""
     y, s = check_inputs(y_true, y_score)
     order = np.argsort(-s, kind="mergesort")
@@ -70,7 +76,7 @@ def roc_curve(y_true, y_score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return fpr, tpr, np.r_[np.inf, s_sorted[last_of_run]]
 
 
-def ks_statistic(y_true, y_score) -> float:
+def ks_statistic(y_true: ArrayLike, y_score: ArrayLike) -> float:
     """Kolmogorov-Smirnov: max distance between the score CDFs of defaults and non-defaults."""
     y, s = check_inputs(y_true, y_score)
     if not _both_classes(y):
@@ -79,27 +85,31 @@ def ks_statistic(y_true, y_score) -> float:
     return float(np.max(np.abs(tpr - fpr)))
 
 
-def brier_score_loss(y_true, y_score) -> float:
+def brier_score_loss(y_true: ArrayLike, y_score: ArrayLike) -> float:
     """Mean squared error of the PD against the 0/1 outcome."""
     y, s = check_inputs(y_true, y_score)
     return float(np.mean((s - y) ** 2))
 
 
-def log_loss(y_true, y_score, eps: float = 1e-15) -> float:
+def log_loss(y_true: ArrayLike, y_score: ArrayLike, eps: float = 1e-15) -> float:
     y, s = check_inputs(y_true, y_score)
     s = np.clip(s, eps, 1 - eps)
     return float(-np.mean(y * np.log(s) + (1 - y) * np.log(1 - s)))
 
 
-def confusion_matrix(y_true, y_score, threshold: float) -> np.ndarray:
+def confusion_matrix(y_true: ArrayLike, y_score: ArrayLike, threshold: float) -> IntArray:
     """[[TN, FP], [FN, TP]] when predicting default for PD >= threshold."""
     y, s = check_inputs(y_true, y_score)
     pred = (s >= threshold).astype(np.int64)
-    return np.array([[int(((y == 0) & (pred == 0)).sum()), int(((y == 0) & (pred == 1)).sum())],
-                     [int(((y == 1) & (pred == 0)).sum()), int(((y == 1) & (pred == 1)).sum())]])
+    return np.array(
+        [
+            [int(((y == 0) & (pred == 0)).sum()), int(((y == 0) & (pred == 1)).sum())],
+            [int(((y == 1) & (pred == 0)).sum()), int(((y == 1) & (pred == 1)).sum())],
+        ]
+    )
 
 
-def average_precision_score(y_true, y_score) -> float:
+def average_precision_score(y_true: ArrayLike, y_score: ArrayLike) -> float:
     """PR AUC as average precision: sum over thresholds of (R_n - R_(n-1)) * P_n; NaN without defaults."""
     y, s = check_inputs(y_true, y_score)
     if int(y.sum()) == 0:
@@ -112,14 +122,16 @@ def average_precision_score(y_true, y_score) -> float:
     return float(np.sum(recall_steps * precision))
 
 
-def _uniform_bins(s: np.ndarray, n_bins: int) -> np.ndarray:
+def _uniform_bins(s: FloatArray, n_bins: int) -> IntArray:
     if n_bins < 1:
         raise DataError(f"n_bins must be >= 1, got {n_bins}")
     # as scikit-learn's calibration_curve(strategy="uniform"): bins (lo, hi], the first [0, hi]
     return np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], s, side="left")
 
 
-def calibration_curve(y_true, y_score, n_bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def calibration_curve(
+    y_true: ArrayLike, y_score: ArrayLike, n_bins: int = 10
+) -> tuple[FloatArray, FloatArray, IntArray]:
     """Reliability curve over equal-width PD bins: (observed default rate, mean PD, rows) per
     non-empty bin, in increasing PD order."""
     y, s = check_inputs(y_true, y_score)
@@ -131,14 +143,20 @@ def calibration_curve(y_true, y_score, n_bins: int = 10) -> tuple[np.ndarray, np
     return observed[keep] / counts[keep], predicted[keep] / counts[keep], counts[keep]
 
 
-def expected_calibration_error(y_true, y_score, n_bins: int = 10) -> float:
+def expected_calibration_error(y_true: ArrayLike, y_score: ArrayLike, n_bins: int = 10) -> float:
     """Row-weighted mean |observed default rate - mean PD| over equal-width PD bins (a loss)."""
     observed, predicted, counts = calibration_curve(y_true, y_score, n_bins)
     return float(np.sum(counts * np.abs(observed - predicted)) / np.sum(counts))
 
 
-def bootstrap_ci(y_true, y_score, metric, n_resamples: int = 1000, seed: int = 0,
-                 confidence: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    y_true: ArrayLike,
+    y_score: ArrayLike,
+    metric: Callable[[IntArray, FloatArray], float],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float]:
     """Percentile bootstrap interval of ``metric(y, s)`` over seeded row resamples.
 
     Resamples that draw a single class (metric NaN) are dropped; (NaN, NaN) if none is usable.
@@ -159,7 +177,7 @@ def bootstrap_ci(y_true, y_score, metric, n_resamples: int = 1000, seed: int = 0
     return float(lo), float(hi)
 
 
-def summary(y_true, y_score, n_bins: int = 10) -> dict[str, float]:
+def summary(y_true: ArrayLike, y_score: ArrayLike, n_bins: int = 10) -> dict[str, float]:
     """The headline metrics the gate reads (no intervals: see ``bootstrap_ci``)."""
     y, s = check_inputs(y_true, y_score)
     return {

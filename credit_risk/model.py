@@ -71,8 +71,11 @@ def build_model(spec: FeatureSpec, train: pd.DataFrame, config: ModelConfig):
             deep.append(layers.Normalization(mean=mean, variance=var, name=f"{f.name}_norm")(filled))
             bounds = _quantile_boundaries(finite, config.num_buckets)
             bucket = layers.Discretization(bin_boundaries=bounds, name=f"{f.name}_bucket")(filled)
-            wide.append(layers.CategoryEncoding(num_tokens=len(bounds) + 1, output_mode="one_hot",
-                                                name=f"{f.name}_bucket_onehot")(bucket))
+            wide.append(
+                layers.CategoryEncoding(
+                    num_tokens=len(bounds) + 1, output_mode="one_hot", name=f"{f.name}_bucket_onehot"
+                )(bucket)
+            )
             if f.nullable:
                 wide.append(missing)
                 deep.append(missing)
@@ -82,17 +85,23 @@ def build_model(spec: FeatureSpec, train: pd.DataFrame, config: ModelConfig):
             vocab = sorted(set(train[f.name].dropna().astype(str)) - {MISSING_CATEGORY})
             idx = layers.StringLookup(vocabulary=vocab, num_oov_indices=1, name=f"{f.name}_lookup")(x)
             size = len(vocab) + 1
-            wide.append(layers.CategoryEncoding(num_tokens=size, output_mode="one_hot",
-                                                name=f"{f.name}_onehot")(idx))
-            emb = layers.Embedding(size, config.embedding_dim, embeddings_regularizer=reg,
-                                   name=f"{f.name}_embedding")(idx)
+            wide.append(
+                layers.CategoryEncoding(num_tokens=size, output_mode="one_hot", name=f"{f.name}_onehot")(idx)
+            )
+            emb = layers.Embedding(
+                size, config.embedding_dim, embeddings_regularizer=reg, name=f"{f.name}_embedding"
+            )(idx)
             deep.append(layers.Flatten(name=f"{f.name}_embedding_flat")(emb))
     for a, b in spec.crosses:
-        wide.append(layers.HashedCrossing(num_bins=config.cross_hash_bins, output_mode="one_hot",
-                                          name=f"{a}_x_{b}")((inputs[a], inputs[b])))
+        wide.append(
+            layers.HashedCrossing(num_bins=config.cross_hash_bins, output_mode="one_hot", name=f"{a}_x_{b}")(
+                (inputs[a], inputs[b])
+            )
+        )
 
     wide_logit = layers.Dense(1, kernel_regularizer=reg, name="wide_logit")(
-        layers.Concatenate(name="wide_features")(wide))
+        layers.Concatenate(name="wide_features")(wide)
+    )
     h = layers.Concatenate(name="deep_features")(deep)
     for i, units in enumerate(config.hidden_units):
         h = layers.Dense(units, activation="relu", kernel_regularizer=reg, name=f"deep_{i}")(h)

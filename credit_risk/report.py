@@ -10,6 +10,7 @@ import base64
 import html
 import io
 import math
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from credit_risk.evaluation import EvaluationResult
 from credit_risk.feature_spec import FeatureSpec
 
 
-def _png(fig) -> str:
+def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -38,7 +39,7 @@ def _plots(r: EvaluationResult) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(4.5, 4))
     fpr, tpr, _ = metrics.roc_curve(y, s)
     ax.plot(fpr, tpr, label=f"challenger AUC {r.metrics['auc']:.3f}")
-    if r.champion_score is not None:
+    if r.champion_score is not None and r.champion_metrics is not None:
         cf, ct, _ = metrics.roc_curve(y, r.champion_score)
         ax.plot(cf, ct, "--", label=f"champion AUC {r.champion_metrics['auc']:.3f}")
     ax.plot([0, 1], [0, 1], ":", color="grey")
@@ -62,14 +63,14 @@ def _plots(r: EvaluationResult) -> dict[str, str]:
     observed, predicted, counts = r.calibration
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect")
     ax.plot(predicted, observed, "o-", label=f"model (ECE {r.metrics['ece']:.3f})")
-    for x, yy, n in zip(predicted, observed, counts):
+    for x, yy, n in zip(predicted, observed, counts, strict=True):
         ax.annotate(str(int(n)), (x, yy), fontsize=7, xytext=(3, -9), textcoords="offset points")
     ax.set(xlabel="mean predicted PD", ylabel="observed default rate", title="Calibration (rows per bin)")
     ax.legend(loc="upper left")
     out["Calibration"] = _png(fig)
 
     fig, ax = plt.subplots(figsize=(4.5, 4))
-    bins = np.linspace(0, 1, 26)
+    bins = np.linspace(0, 1, 26).tolist()
     ax.hist(s[y == 0], bins=bins, alpha=0.6, label="non-defaults", density=True)
     ax.hist(s[y == 1], bins=bins, alpha=0.6, label="defaults", density=True)
     ax.axvline(r.operating_threshold, color="black", linestyle="--", label="operating threshold")
@@ -79,7 +80,7 @@ def _plots(r: EvaluationResult) -> dict[str, str]:
     return out
 
 
-def _fmt(v: float) -> str:
+def _fmt(v: float | None) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
 
 
@@ -95,9 +96,11 @@ def _checks_rows(decision: gate.Decision) -> str:
         status = _status(c)
         cls = {"pass": "ok", "FAIL": "bad", "skipped": "skip", "reported": "skip"}[status]
         bar = "" if math.isnan(c.threshold) else f"{c.comparison} {c.threshold:.4g}"
-        rows.append(f"<tr class='{cls}'><td>{html.escape(c.name)}</td><td>{html.escape(c.group)}</td>"
-                    f"<td>{_fmt(c.value)}</td><td>{bar}</td><td>{status}</td>"
-                    f"<td>{html.escape(c.note)}</td></tr>")
+        rows.append(
+            f"<tr class='{cls}'><td>{html.escape(c.name)}</td><td>{html.escape(c.group)}</td>"
+            f"<td>{_fmt(c.value)}</td><td>{bar}</td><td>{status}</td>"
+            f"<td>{html.escape(c.note)}</td></tr>"
+        )
     return "\n".join(rows)
 
 
@@ -105,22 +108,28 @@ def _recalibration_html(d: gate.Decision) -> str:
     rc = d.recalibration
     if not rc:
         return ""
-    return (f"<h2>Recalibration evidence ({html.escape(rc['method'])})</h2><p>Calibration failed its check. "
-            f"Fitted on {rc['fit_rows']} held-out rows, measured on the other {rc['test_rows']}: "
-            f"ECE {_fmt(rc['ece_before'])} &rarr; {_fmt(rc['ece_after'])}, Brier {_fmt(rc['brier_before'])} "
-            f"&rarr; {_fmt(rc['brier_after'])}, AUC {_fmt(rc['auc_before'])} &rarr; {_fmt(rc['auc_after'])}. "
-            "The gate judged the model as exported; a recalibrated model is a new model for the gate.</p>")
+    return (
+        f"<h2>Recalibration evidence ({html.escape(rc['method'])})</h2><p>Calibration failed its check. "
+        f"Fitted on {rc['fit_rows']} held-out rows, measured on the other {rc['test_rows']}: "
+        f"ECE {_fmt(rc['ece_before'])} &rarr; {_fmt(rc['ece_after'])}, Brier {_fmt(rc['brier_before'])} "
+        f"&rarr; {_fmt(rc['brier_after'])}, AUC {_fmt(rc['auc_before'])} &rarr; {_fmt(rc['auc_after'])}. "
+        "The gate judged the model as exported; a recalibrated model is a new model for the gate.</p>"
+    )
 
 
 def html_report(r: EvaluationResult, spec: FeatureSpec) -> str:
     d = r.decision
-    plots = "".join(f"<figure><img alt='{html.escape(k)}' src='{v}'><figcaption>{html.escape(k)}</figcaption></figure>"
-                    for k, v in _plots(r).items())
+    plots = "".join(
+        f"<figure><img alt='{html.escape(k)}' src='{v}'><figcaption>{html.escape(k)}</figcaption></figure>"
+        for k, v in _plots(r).items()
+    )
     metric_rows = "".join(
         f"<tr><td>{k}</td><td>{_fmt(v)}</td><td>"
         + (f"[{_fmt(r.intervals[k][0])}, {_fmt(r.intervals[k][1])}]" if k in r.intervals else "")
         + (f"</td><td>{_fmt(r.champion_metrics.get(k))}" if r.champion_metrics else "</td><td>")
-        + "</td></tr>" for k, v in r.metrics.items())
+        + "</td></tr>"
+        for k, v in r.metrics.items()
+    )
     fair_rows = []
     for sl in r.fairness:
         for g in sl.groups:
@@ -128,9 +137,12 @@ def html_report(r: EvaluationResult, spec: FeatureSpec) -> str:
                 f"<tr><td>{html.escape(sl.slice)}{' (protected)' if sl.protected else ''}</td>"
                 f"<td>{html.escape(g.group)}</td><td>{g.rows}{'' if g.included else ' (too few)'}</td>"
                 f"<td>{_fmt(g.default_rate)}</td><td>{_fmt(g.mean_pd)}</td><td>{_fmt(g.approval_rate)}</td>"
-                f"<td>{_fmt(g.auc)}</td></tr>")
-        fair_rows.append(f"<tr class='sum'><td colspan=7>{html.escape(sl.slice)}: disparate impact "
-                         f"{_fmt(sl.disparate_impact)}, AUC gap {_fmt(sl.auc_gap)} {html.escape(sl.note)}</td></tr>")
+                f"<td>{_fmt(g.auc)}</td></tr>"
+            )
+        fair_rows.append(
+            f"<tr class='sum'><td colspan=7>{html.escape(sl.slice)}: disparate impact "
+            f"{_fmt(sl.disparate_impact)}, AUC gap {_fmt(sl.auc_gap)} {html.escape(sl.note)}</td></tr>"
+        )
     (tn, fp), (fn, tp) = r.confusion.tolist()
     verdict_cls = "ok" if d.approved else "bad"
     reasons = "".join(f"<li>{html.escape(x)}</li>" for x in d.reasons) or "<li>every check passed</li>"
@@ -148,7 +160,7 @@ figure {{ display: inline-block; margin: 0 12px 12px 0; }} figcaption {{ text-al
 </style></head><body>
 <h1>Evaluation report: {html.escape(spec.name)}</h1>
 <p>Model <code>{html.escape(d.model_fingerprint)}</code> trained on <code>{html.escape(d.data_fingerprint)}</code>,
-evaluated on {int(r.metrics['rows'])} held-out rows <code>{html.escape(d.eval_data_fingerprint)}</code> at {html.escape(d.timestamp)}.</p>
+evaluated on {int(r.metrics["rows"])} held-out rows <code>{html.escape(d.eval_data_fingerprint)}</code> at {html.escape(d.timestamp)}.</p>
 <div class="verdict {verdict_cls}">{d.decision.upper()}</div>
 <ul>{reasons}</ul>
 <h2>Gate checks</h2>
@@ -162,7 +174,7 @@ TN {tn}, FP {fp}, FN {fn}, TP {tp}.</p>
 <h2>Plots</h2>{plots}
 <h2>Fairness and slices (approved = PD &lt; {r.operating_threshold:g})</h2>
 <table><tr><th>slice</th><th>group</th><th>rows</th><th>default rate</th><th>mean PD</th><th>approval rate</th><th>AUC</th></tr>
-{''.join(fair_rows)}</table>
+{"".join(fair_rows)}</table>
 </body></html>
 """
 
@@ -171,32 +183,46 @@ def model_card(r: EvaluationResult, spec: FeatureSpec) -> str:
     d = r.decision
     hp = r.model_info.get("hyperparameters", {})
     inputs = ", ".join(f"`{f.name}`" for f in spec.model_features)
-    protected = ", ".join(f"`{f.name}`{'' if f.model_input else ' (not a model input)'}"
-                          for f in spec.protected_features) or "none declared"
+    protected = (
+        ", ".join(
+            f"`{f.name}`{'' if f.model_input else ' (not a model input)'}" for f in spec.protected_features
+        )
+        or "none declared"
+    )
     lines = [
-        f"# Model card: {spec.name} probability of default", "",
-        f"**Approval: {d.decision.upper()}** ({d.timestamp})", "",
+        f"# Model card: {spec.name} probability of default",
+        "",
+        f"**Approval: {d.decision.upper()}** ({d.timestamp})",
+        "",
         "## Intended use",
         "Estimate the 12-month-style probability of default (PD) of a consumer-credit applicant from the "
         "application features below, to support - not replace - a credit decision and its adverse-action "
         "reasons. Not for: pricing outside the population it was trained on, employment or insurance "
-        "decisions, or any use on the protected attributes.", "",
+        "decisions, or any use on the protected attributes.",
+        "",
         "## Data",
         f"- Dataset `{spec.name}`: {spec.description}",
         f"- Training data fingerprint `{d.data_fingerprint}`; held-out evaluation data `{d.eval_data_fingerprint}` "
         f"({int(r.metrics['rows'])} rows, default rate {r.metrics['default_rate']:.3f}).",
         f"- Model inputs: {inputs}.",
-        f"- Protected attributes: {protected}.", "",
+        f"- Protected attributes: {protected}.",
+        "",
         "## Model",
         f"- Wide-and-deep Keras classifier, preprocessing inside the SavedModel; fingerprint `{d.model_fingerprint}`.",
-        f"- Hyperparameters: `{hp}`" if hp else "- Hyperparameters: not recorded.", "",
-        "## Metrics (held-out)", "", "| metric | value | 95% CI |", "|---|---|---|",
+        f"- Hyperparameters: `{hp}`" if hp else "- Hyperparameters: not recorded.",
+        "",
+        "## Metrics (held-out)",
+        "",
+        "| metric | value | 95% CI |",
+        "|---|---|---|",
     ]
     for k, v in r.metrics.items():
         ci = f"[{_fmt(r.intervals[k][0])}, {_fmt(r.intervals[k][1])}]" if k in r.intervals else ""
         lines.append(f"| {k} | {_fmt(v)} | {ci} |")
     lines += ["", "## Fairness", "", "| slice | disparate impact | AUC gap | note |", "|---|---|---|---|"]
-    lines += [f"| {s.slice} | {_fmt(s.disparate_impact)} | {_fmt(s.auc_gap)} | {s.note} |" for s in r.fairness]
+    lines += [
+        f"| {s.slice} | {_fmt(s.disparate_impact)} | {_fmt(s.auc_gap)} | {s.note} |" for s in r.fairness
+    ]
     lines += ["", "## Approval", "", "| check | group | value | required | result |", "|---|---|---|---|---|"]
     for c in d.checks:
         status = _status(c)
@@ -205,14 +231,21 @@ def model_card(r: EvaluationResult, spec: FeatureSpec) -> str:
     lines += [""] + [f"- {x}" for x in d.reasons]
     if d.recalibration:
         rc = d.recalibration
-        lines.append(f"- Calibration failed; {rc['method']} recalibration on half the held-out rows would move "
-                     f"ECE {_fmt(rc['ece_before'])} -> {_fmt(rc['ece_after'])} and Brier "
-                     f"{_fmt(rc['brier_before'])} -> {_fmt(rc['brier_after'])} (evidence only).")
+        lines.append(
+            f"- Calibration failed; {rc['method']} recalibration on half the held-out rows would move "
+            f"ECE {_fmt(rc['ece_before'])} -> {_fmt(rc['ece_after'])} and Brier "
+            f"{_fmt(rc['brier_before'])} -> {_fmt(rc['brier_after'])} (evidence only)."
+        )
     if d.override:
-        lines.append(f"- Override requested by **{d.override.approver}**: {d.override.rationale} "
-                     f"(allowed: {d.override.allowed}, applied: {d.override.applied})")
-    lines += ["", "## Limitations",
-              "- Metrics come from one held-out split; the bootstrap intervals show their uncertainty.",
-              "- Small groups (below the gate's minimum rows) are reported but not judged for fairness.",
-              "- The PD is only as representative as the training population; monitor drift after deployment."]
+        lines.append(
+            f"- Override requested by **{d.override.approver}**: {d.override.rationale} "
+            f"(allowed: {d.override.allowed}, applied: {d.override.applied})"
+        )
+    lines += [
+        "",
+        "## Limitations",
+        "- Metrics come from one held-out split; the bootstrap intervals show their uncertainty.",
+        "- Small groups (below the gate's minimum rows) are reported but not judged for fairness.",
+        "- The PD is only as representative as the training population; monitor drift after deployment.",
+    ]
     return "\n".join(lines) + "\n"

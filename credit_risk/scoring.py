@@ -29,6 +29,8 @@ class ExportedModel:
         return out[contract.OUTPUT_KEY].numpy().reshape(-1)
 
     def predict_frame(self, frame: pd.DataFrame, batch_size: int = 8192) -> np.ndarray:
-        parts = [self.predict_arrays(contract.frame_to_arrays(frame.iloc[i:i + batch_size], self.spec))
-                 for i in range(0, len(frame), batch_size)]
+        parts = [
+            self.predict_arrays(contract.frame_to_arrays(frame.iloc[i : i + batch_size], self.spec))
+            for i in range(0, len(frame), batch_size)
+        ]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from credit_risk import data, feature_spec, gate
 from credit_risk.deploy import DeployConfig, DeployRecord, deploy
-from credit_risk.errors import ValidationFailed
+from credit_risk.errors import DataValidationError, ModelRejectedError
 from credit_risk.evaluation import EvaluationResult, evaluate, write_decision
 from credit_risk.report import html_report, model_card
 from credit_risk.training import TrainingConfig, TrainingResult, train_and_export
@@ -31,13 +31,13 @@ def _csv_in(artifact_path: str) -> str:
 def validate_step(data_uri: str, spec_uri: str, out_dir: str, snapshot_path: str) -> ValidationResult:
     """Validate ``data_uri``; on success copy it to ``snapshot_path`` (what later steps read).
 
-    Raises ValidationFailed (listing every anomaly) and writes no snapshot when anything is wrong.
+    Raises DataValidationError (listing every anomaly) and writes no snapshot when anything is wrong.
     """
     spec = feature_spec.load(spec_uri)
     result = validate(data_uri, spec, out_dir)
     if not result.passed:
         log.error("%s", result.summary())
-        raise ValidationFailed(result.summary())
+        raise DataValidationError(result.summary())
     log.info("%s", result.summary())
     snapshot = Path(snapshot_path)
     snapshot.parent.mkdir(parents=True, exist_ok=True)
@@ -46,16 +46,23 @@ def validate_step(data_uri: str, spec_uri: str, out_dir: str, snapshot_path: str
     return result
 
 
-def split_step(dataset_path: str, spec_uri: str, eval_fraction: float, seed: int,
-               train_path: str, eval_path: str) -> tuple[int, int]:
+def split_step(
+    dataset_path: str, spec_uri: str, eval_fraction: float, seed: int, train_path: str, eval_path: str
+) -> tuple[int, int]:
     spec = feature_spec.load(spec_uri)
     frame = data.load_dataset(_csv_in(dataset_path), spec)
     train, held_out = data.split_train_eval(frame, spec, eval_fraction, seed)
     for frame_, path in ((train, train_path), (held_out, eval_path)):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         frame_.to_csv(path, index=False)
-    log.info("split %d rows -> train %d (%s), eval %d (%s)", len(frame), len(train), train_path,
-             len(held_out), eval_path)
+    log.info(
+        "split %d rows -> train %d (%s), eval %d (%s)",
+        len(frame),
+        len(train),
+        train_path,
+        len(held_out),
+        eval_path,
+    )
     return len(train), len(held_out)
 
 
@@ -65,10 +72,19 @@ def train_step(train_path: str, spec_uri: str, config: TrainingConfig, model_dir
     return train_and_export(frame, spec, config, model_dir)
 
 
-def evaluate_step(model_dir: str, eval_path: str, spec_uri: str, config: gate.GateConfig,
-                  approval_path: str, model_card_path: str, html_path: str,
-                  champion_dir: str | None = None, override_approver: str = "",
-                  override_rationale: str = "", allow_override: bool = False) -> EvaluationResult:
+def evaluate_step(
+    model_dir: str,
+    eval_path: str,
+    spec_uri: str,
+    config: gate.GateConfig,
+    approval_path: str,
+    model_card_path: str,
+    html_path: str,
+    champion_dir: str | None = None,
+    override_approver: str = "",
+    override_rationale: str = "",
+    allow_override: bool = False,
+) -> EvaluationResult:
     """Evaluate, decide (with any human override recorded), and write the approval record, the
     Markdown model card and the HTML report."""
     spec = feature_spec.load(spec_uri)
@@ -82,14 +98,24 @@ def evaluate_step(model_dir: str, eval_path: str, spec_uri: str, config: gate.Ga
     return result
 
 
-def deploy_step(approval_path: str, model_uri: str, config: DeployConfig, manifest_path: str,
-                record_path: str) -> DeployRecord:
+def deploy_step(
+    approval_path: str,
+    model_uri: str,
+    config: DeployConfig,
+    manifest_path: str,
+    record_path: str,
+    fail_on_rejection: bool = False,
+) -> DeployRecord:
+    """Deploy an approved model, record why not otherwise. With ``fail_on_rejection`` (CI submits)
+    a model that was not deployed also fails the step, so the run and the CI job fail."""
     start = time.perf_counter()
     record = deploy(approval_path, model_uri, config, manifest_path)
     Path(record_path).parent.mkdir(parents=True, exist_ok=True)
     Path(record_path).write_text(record.to_json())
     log.info("%s (%.2fs) -> %s", record.reason, time.perf_counter() - start, record_path)
+    if fail_on_rejection and not record.deployed:
+        raise ModelRejectedError(record.reason)
     return record
 
 
-__all__ = ["validate_step", "split_step", "train_step", "evaluate_step", "deploy_step"]
+__all__ = ["deploy_step", "evaluate_step", "split_step", "train_step", "validate_step"]

@@ -20,7 +20,7 @@ def is_gcs(uri: str) -> bool:
 
 
 def _split_gcs(uri: str) -> tuple[str, str]:
-    bucket, _, blob = uri[len(GCS_SCHEME):].partition("/")
+    bucket, _, blob = uri[len(GCS_SCHEME) :].partition("/")
     if not bucket:
         raise ValueError(f"not a gs://bucket/path URI: {uri!r}")
     return bucket, blob
@@ -32,8 +32,9 @@ def _client():  # pragma: no cover - exercised against the emulator in the stora
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         from google.auth.credentials import AnonymousCredentials
 
-        return gcs.Client(project=os.environ.get("GCLOUD_PROJECT", "test"),
-                          credentials=AnonymousCredentials())
+        return gcs.Client(
+            project=os.environ.get("GCLOUD_PROJECT", "test"), credentials=AnonymousCredentials()
+        )
     return gcs.Client()
 
 

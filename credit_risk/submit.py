@@ -42,18 +42,22 @@ class SubmitConfig:
             raise ConfigError(f"--timeout must be > 0 seconds, got {self.timeout_s}")
 
 
-def pipeline_inputs(pipeline_file: str | Path) -> dict[str, dict]:
+def pipeline_inputs(pipeline_file: str | Path) -> dict[str, dict[str, Any]]:
     """The compiled pipeline's parameter definitions (name -> {parameterType, defaultValue?})."""
     spec = next(yaml.safe_load_all(Path(pipeline_file).read_text()))
-    return spec["root"]["inputDefinitions"]["parameters"]
+    params: dict[str, dict[str, Any]] = spec["root"]["inputDefinitions"]["parameters"]
+    return params
 
 
-def check_params(params: dict[str, Any], inputs: dict[str, dict]) -> None:
+def check_params(params: dict[str, Any], inputs: dict[str, dict[str, Any]]) -> None:
     unknown = sorted(set(params) - set(inputs))
     if unknown:
         raise ConfigError(f"unknown pipeline parameter(s) {unknown}; the pipeline takes {sorted(inputs)}")
-    missing = sorted(k for k, v in inputs.items()
-                     if "defaultValue" not in v and not v.get("isOptional") and k not in params)
+    missing = sorted(
+        k
+        for k, v in inputs.items()
+        if "defaultValue" not in v and not v.get("isOptional") and k not in params
+    )
     if missing:
         raise ConfigError(f"missing required pipeline parameter(s) {missing} (pass --param name=value)")
 
@@ -71,14 +75,24 @@ def submit(config: SubmitConfig) -> dict[str, Any]:
     if not Path(pipeline_file).exists():
         raise ConfigError(f"pipeline file not found: {pipeline_file} (run `credit-risk compile`)")
     check_params(config.params, pipeline_inputs(pipeline_file))
-    client = kfp.Client(host=config.host, namespace=config.namespace,
-                        existing_token=os.environ.get("KFP_TOKEN") or None,
-                        cookies=os.environ.get("KFP_COOKIE") or None)
+    client = kfp.Client(
+        host=config.host,
+        namespace=config.namespace,
+        existing_token=os.environ.get("KFP_TOKEN") or None,
+        cookies=os.environ.get("KFP_COOKIE") or None,
+    )
     result = client.create_run_from_pipeline_package(
-        pipeline_file, arguments=config.params, run_name=config.run_name,
-        experiment_name=config.experiment, namespace=config.namespace)
-    outcome: dict[str, Any] = {"run_id": result.run_id, "experiment": config.experiment,
-                               "url": f"{config.host.rstrip('/')}/#/runs/details/{result.run_id}"}
+        pipeline_file,
+        arguments=config.params,
+        run_name=config.run_name,
+        experiment_name=config.experiment,
+        namespace=config.namespace,
+    )
+    outcome: dict[str, Any] = {
+        "run_id": result.run_id,
+        "experiment": config.experiment,
+        "url": f"{config.host.rstrip('/')}/#/runs/details/{result.run_id}",
+    }
     log.info("submitted run %s to %s (experiment %s)", result.run_id, config.host, config.experiment)
     if config.wait:
         start = time.monotonic()

@@ -85,28 +85,42 @@ def train(frame: pd.DataFrame, spec: FeatureSpec, config: TrainingConfig):
 
     y = frame[spec.label].to_numpy()
     if len(frame) < 20 or len(np.unique(y)) < 2:
-        raise DataError(f"training needs >= 20 rows with both label classes; got {len(frame)} rows, "
-                        f"classes {sorted(set(y.tolist()))}")
+        raise DataError(
+            f"training needs >= 20 rows with both label classes; got {len(frame)} rows, "
+            f"classes {sorted(set(y.tolist()))}"
+        )
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
-    fit_df, val_df = train_test_split(frame, test_size=config.validation_fraction,
-                                      random_state=config.seed, stratify=y)
+    fit_df, val_df = train_test_split(
+        frame, test_size=config.validation_fraction, random_state=config.seed, stratify=y
+    )
     model = build_model(spec, fit_df, config.model)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                  loss={contract.OUTPUT_KEY: "binary_crossentropy"},
-                  metrics={contract.OUTPUT_KEY: [keras.metrics.AUC(name="auc")]})
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss={contract.OUTPUT_KEY: "binary_crossentropy"},
+        metrics={contract.OUTPUT_KEY: [keras.metrics.AUC(name="auc")]},
+    )
     class_weight = None
     if config.class_weighting:
         pos = float(fit_df[spec.label].mean())
         class_weight = {0: 0.5 / (1 - pos), 1: 0.5 / pos}
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience,
-                                         restore_best_weights=True)
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
+    )
     history = model.fit(
-        _tensors(fit_df, spec), {contract.OUTPUT_KEY: fit_df[spec.label].to_numpy("float32")},
-        validation_data=(_tensors(val_df, spec),
-                         {contract.OUTPUT_KEY: val_df[spec.label].to_numpy("float32")}),
-        epochs=config.epochs, batch_size=config.batch_size, shuffle=True, verbose=0,
-        callbacks=[stop], class_weight=class_weight)
+        _tensors(fit_df, spec),
+        {contract.OUTPUT_KEY: fit_df[spec.label].to_numpy("float32")},
+        validation_data=(
+            _tensors(val_df, spec),
+            {contract.OUTPUT_KEY: val_df[spec.label].to_numpy("float32")},
+        ),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[stop],
+        class_weight=class_weight,
+    )
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     best = int(np.argmin(hist["val_loss"]))
     return model, hist, best
@@ -158,20 +172,36 @@ def export(model, spec: FeatureSpec, export_dir: str | Path, info: dict) -> None
     log.info("exported SavedModel -> %s", target)
 
 
-def train_and_export(frame: pd.DataFrame, spec: FeatureSpec, config: TrainingConfig,
-                     export_dir: str | Path) -> TrainingResult:
+def train_and_export(
+    frame: pd.DataFrame, spec: FeatureSpec, config: TrainingConfig, export_dir: str | Path
+) -> TrainingResult:
     start = time.perf_counter()
     log.info("training %s on %d rows: %s", spec.name, len(frame), json.dumps(config.to_dict()))
     model, hist, best = train(frame, spec, config)
     metrics = {k: v[best] for k, v in hist.items()}
     seconds = time.perf_counter() - start
-    log.info("trained %d epochs (best %d) in %.1fs: %s", len(hist["loss"]), best + 1, seconds,
-             {k: round(v, 4) for k, v in metrics.items()})
-    result = TrainingResult(export_dir=str(export_dir), rows=len(frame), epochs_run=len(hist["loss"]),
-                            best_epoch=best + 1, metrics=metrics, seconds=seconds,
-                            data_fingerprint=fingerprint(frame))
-    info = {"package_version": __version__, "dataset": spec.name, "training": asdict(result),
-            "hyperparameters": config.to_dict()}
-    info["training"].pop("export_dir")
+    log.info(
+        "trained %d epochs (best %d) in %.1fs: %s",
+        len(hist["loss"]),
+        best + 1,
+        seconds,
+        {k: round(v, 4) for k, v in metrics.items()},
+    )
+    result = TrainingResult(
+        export_dir=str(export_dir),
+        rows=len(frame),
+        epochs_run=len(hist["loss"]),
+        best_epoch=best + 1,
+        metrics=metrics,
+        seconds=seconds,
+        data_fingerprint=fingerprint(frame),
+    )
+    info = {
+        "package_version": __version__,
+        "dataset": spec.name,
+        "training": asdict(result),
+        "hyperparameters": config.to_dict(),
+    }
+    info["training"] = {k: v for k, v in asdict(result).items() if k != "export_dir"}
     export(model, spec, export_dir, info)
     return result

@@ -58,9 +58,16 @@ class ValidationResult:
         return "\n".join(lines)
 
     def to_json(self) -> str:
-        return json.dumps({"data_uri": self.data_uri, "num_rows": self.num_rows,
-                           "num_columns": self.num_columns, "passed": self.passed,
-                           "anomalies": [asdict(a) for a in self.anomalies]}, indent=2)
+        return json.dumps(
+            {
+                "data_uri": self.data_uri,
+                "num_rows": self.num_rows,
+                "num_columns": self.num_columns,
+                "passed": self.passed,
+                "anomalies": [asdict(a) for a in self.anomalies],
+            },
+            indent=2,
+        )
 
 
 def schema_for_spec(stats, spec: FeatureSpec):
@@ -102,8 +109,14 @@ def _tfdv_anomalies(anomalies_proto) -> list[Anomaly]:
     for column, info in sorted(anomalies_proto.anomaly_info.items()):
         kinds = ",".join(anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in info.reason) or "UNKNOWN"
         severity = anomalies_pb2.AnomalyInfo.Severity.Name(info.severity)
-        out.append(Anomaly(column=column, kind=kinds, severity=severity,
-                           description=info.description or info.short_description))
+        out.append(
+            Anomaly(
+                column=column,
+                kind=kinds,
+                severity=severity,
+                description=info.description or info.short_description,
+            )
+        )
     for reason in anomalies_proto.dataset_anomaly_info.reason:
         out.append(Anomaly(column="*", kind=str(reason.type), description=reason.description))
     return out
@@ -137,16 +150,24 @@ def validate(data_uri: str, spec: FeatureSpec, out_dir: str | Path) -> Validatio
     schema = schema_for_spec(stats, spec)
     anomalies_proto = tfdv.validate_statistics(stats, schema)
     anomalies = _tfdv_anomalies(anomalies_proto)
-    anomalies += [Anomaly(column=p.column, kind=p.kind, description=p.message, source="spec")
-                  for p in problems]
+    anomalies += [
+        Anomaly(column=p.column, kind=p.kind, description=p.message, source="spec") for p in problems
+    ]
 
     tfdv.write_stats_text(stats, str(out / STATS_FILE))
     tfdv.write_schema_text(schema, str(out / SCHEMA_FILE))
     tfdv.write_anomalies_text(anomalies_proto, str(out / TFDV_ANOMALIES_FILE))
     (out / STATS_HTML_FILE).write_text(display_util.get_statistics_html(stats))
-    result = ValidationResult(data_uri=data_uri, num_rows=len(raw), num_columns=len(raw.columns),
-                              anomalies=anomalies)
+    result = ValidationResult(
+        data_uri=data_uri, num_rows=len(raw), num_columns=len(raw.columns), anomalies=anomalies
+    )
     (out / REPORT_FILE).write_text(result.to_json())
-    log.info("validated %s: %d rows, %d anomalies in %.2fs -> %s", data_uri, len(raw),
-             len(anomalies), time.perf_counter() - start, out)
+    log.info(
+        "validated %s: %d rows, %d anomalies in %.2fs -> %s",
+        data_uri,
+        len(raw),
+        len(anomalies),
+        time.perf_counter() - start,
+        out,
+    )
     return result

@@ -11,13 +11,13 @@ from credit_risk import images
 COMPILED_FILE = Path(__file__).with_name("training_pipeline.yaml")
 
 
-def compile_pipeline(output: str | Path = COMPILED_FILE, registry: str | None = None,
-                     tag: str | None = None) -> Path:
+def compile_pipeline(
+    output: str | Path = COMPILED_FILE, registry: str | None = None, tag: str | None = None
+) -> Path:
     """Compile to ``output``; ``registry``/``tag`` replace the default image of every component and
     the default serving image (users push our images to their own registry)."""
-    from kfp import compiler
-
     from credit_risk.pipelines.training_pipeline import training_pipeline
+    from kfp import compiler
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -7,9 +7,8 @@ is set and ``--model_dir`` is empty, KServe's storage initializer has already pu
 import argparse
 import logging
 
-from kserve.model_server import parser as kserve_parser
-
 from credit_risk.serving.server import serve
+from kserve.model_server import parser as kserve_parser
 
 
 def main() -> None:

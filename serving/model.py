@@ -27,8 +27,8 @@ class CreditRiskModel(Model):
         self.model_dir = model_dir
         self.max_instances = max_instances
         self.spec: feature_spec.FeatureSpec | None = None
-        self._signature = None
-        self._saved_model = None
+        self._signature: Any = None
+        self._saved_model: Any = None
 
     def load(self) -> bool:
         import tensorflow as tf
@@ -40,8 +40,13 @@ class CreditRiskModel(Model):
         self._saved_model = tf.saved_model.load(self.model_dir)
         self._signature = self._saved_model.signatures[contract.SIGNATURE_NAME]
         self.ready = True
-        log.info("loaded model %s (%s, %d inputs) from %s", self.name, self.spec.name,
-                 len(self.spec.model_features), self.model_dir)
+        log.info(
+            "loaded model %s (%s, %d inputs) from %s",
+            self.name,
+            self.spec.name,
+            len(self.spec.model_features),
+            self.model_dir,
+        )
         return self.ready
 
     def predict_arrays(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
@@ -59,7 +64,9 @@ class CreditRiskModel(Model):
             raise InvalidInput(str(e)) from e
         return contract.columns_to_arrays(columns, self.spec)
 
-    async def predict(self, arrays: dict[str, np.ndarray], headers: dict[str, str] | None = None) -> np.ndarray:
+    async def predict(
+        self, arrays: dict[str, np.ndarray], headers: dict[str, str] | None = None
+    ) -> np.ndarray:
         # TensorFlow releases the GIL; a thread keeps the event loop answering other requests.
         return await asyncio.to_thread(self.predict_arrays, arrays)
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from credit_risk.serving.model import CreditRiskModel
 from kserve import ModelServer
 from kserve.model_server import FASTAPI_APP_IMPORT_STRING
 from kserve.protocol.rest.server import RESTServer
-
-from credit_risk.serving.model import CreditRiskModel
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +27,16 @@ class HostBoundModelServer(ModelServer):
     def start(self, models) -> None:
         self._register_and_check_atleast_one_model_is_ready(models)
         self._rest_server = RESTServer(
-            FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension, self.http_port,
-            access_log_format=self.access_log_format, workers=1, grace_period=self.grace_period,
-            event_loop=self.event_loop, timeout_keep_alive=self.timeout_keep_alive)
+            FASTAPI_APP_IMPORT_STRING,
+            self.dataplane,
+            self.model_repository_extension,
+            self.http_port,
+            access_log_format=self.access_log_format,
+            workers=1,
+            grace_period=self.grace_period,
+            event_loop=self.event_loop,
+            timeout_keep_alive=self.timeout_keep_alive,
+        )
         self._rest_server.config.host = self.host
         self.servers.append(self._rest_server.start())
         self.setup_event_loop()

@@ -18,9 +18,12 @@ GERMAN_SPEC = DATA / "german_credit.spec.yaml"
 CREDIT_SPEC = DATA / "credit_data.spec.yaml"
 GERMAN_CSV = DATA / "german_credit.csv"
 CREDIT_CSV = DATA / "credit_data.csv"
-KSERVE_CRD = Path(os.environ.get(
-    "CREDIT_RISK_KSERVE_CRD",
-    REPO.parent / "shared" / "reference" / "kserve" / "serving.kserve.io_inferenceservices.yaml"))
+KSERVE_CRD = Path(
+    os.environ.get(
+        "CREDIT_RISK_KSERVE_CRD",
+        REPO.parent / "shared" / "reference" / "kserve" / "serving.kserve.io_inferenceservices.yaml",
+    )
+)
 
 
 def read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -42,8 +45,7 @@ def free_port() -> int:
 
 
 def http(method: str, url: str, body: bytes | None = None, timeout: float = 30) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=body, method=method,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read()

@@ -37,9 +37,15 @@ class FakeKfpApi:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
                 url = urlparse(self.path)
-                fake.requests.append({"method": method, "path": url.path, "query": parse_qs(url.query),
-                                      "body": body,
-                                      "headers": {k.lower(): v for k, v in self.headers.items()}})
+                fake.requests.append(
+                    {
+                        "method": method,
+                        "path": url.path,
+                        "query": parse_qs(url.query),
+                        "body": body,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                    }
+                )
                 status, reply = fake.route(method, url.path, parse_qs(url.query), body)
                 self._reply(status, reply)
 
@@ -53,7 +59,7 @@ class FakeKfpApi:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def route(self, method: str, path: str, query: dict, body: dict | None) -> tuple[int, dict]:
+    def route(self, method: str, path: str, query: dict, body: dict | None) -> tuple[int, dict]:  # noqa: PLR0911
         if method == "GET" and path == "/apis/v2beta1/healthz":
             return 200, {"multi_user": False}
         if method == "GET" and path == "/apis/v2beta1/experiments":
@@ -79,7 +85,7 @@ class FakeKfpApi:
             return 200, run
         return 404, {"error": f"fake KFP API: no route for {method} {path}"}
 
-    def __enter__(self) -> "FakeKfpApi":
+    def __enter__(self) -> FakeKfpApi:
         self._thread.start()
         return self
 

@@ -12,8 +12,13 @@ COMMANDS = ["compile", "run-local", "submit", "serve", "sample-request", "datase
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
 def test_help_everywhere(command):
-    out = subprocess.run([sys.executable, "-m", "credit_risk.cli", *command, "--help"],
-                         capture_output=True, text=True, cwd=REPO, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "credit_risk.cli", *command, "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    ).stdout
     assert out.startswith("usage: credit-risk")
 
 
@@ -44,4 +49,9 @@ def test_serve_without_serving_env_says_where_to_go(capsys):
 
 
 def test_parse_params_types():
-    assert cli.parse_params(["a=1", "b=0.5", "c=text", "d=true"]) == {"a": 1, "b": 0.5, "c": "text", "d": True}
+    assert cli.parse_params(["a=1", "b=0.5", "c=text", "d=true"]) == {
+        "a": 1,
+        "b": 0.5,
+        "c": "text",
+        "d": True,
+    }

@@ -28,7 +28,9 @@ def test_text_in_numeric_column_names_column_row_and_value(tmp_path, german_spec
     header, rows = read_rows(GERMAN_CSV)
     col = header.index("credit_amount")
     rows[6][col] = "lots"
-    problems = data.find_problems(data.read_raw(str(write_rows(tmp_path / "d.csv", header, rows))), german_spec)
+    problems = data.find_problems(
+        data.read_raw(str(write_rows(tmp_path / "d.csv", header, rows))), german_spec
+    )
     assert _kinds(problems) == {("credit_amount", "not_numeric")}
     assert "row 7 (file line 8) value 'lots'" in problems[0].message
 
@@ -39,7 +41,9 @@ def test_missing_column_and_bad_label(tmp_path, german_spec):
     header2 = [h for i, h in enumerate(header) if i != drop]
     rows2 = [[v for i, v in enumerate(r) if i != drop] for r in rows]
     rows2[0][-1] = "2"
-    problems = data.find_problems(data.read_raw(str(write_rows(tmp_path / "d.csv", header2, rows2))), german_spec)
+    problems = data.find_problems(
+        data.read_raw(str(write_rows(tmp_path / "d.csv", header2, rows2))), german_spec
+    )
     assert _kinds(problems) == {("purpose", "missing_column"), ("default", "bad_label")}
     assert any("row 1 (file line 2) value '2'" in p.message for p in problems)
 
@@ -47,18 +51,22 @@ def test_missing_column_and_bad_label(tmp_path, german_spec):
 def test_null_in_non_nullable_column(tmp_path, credit_spec):
     header, rows = read_rows(CREDIT_CSV)
     rows[3][header.index("Age")] = ""
-    problems = data.find_problems(data.read_raw(str(write_rows(tmp_path / "d.csv", header, rows))), credit_spec)
+    problems = data.find_problems(
+        data.read_raw(str(write_rows(tmp_path / "d.csv", header, rows))), credit_spec
+    )
     assert _kinds(problems) == {("Age", "unexpected_null")}
     assert "row 4" in problems[0].message
 
 
 def test_zero_rows_single_class_and_empty_file(tmp_path, german_spec):
     header, rows = read_rows(GERMAN_CSV)
-    assert _kinds(data.find_problems(data.read_raw(str(write_rows(tmp_path / "h.csv", header, []))),
-                                     german_spec)) == {("*", "no_rows")}
+    assert _kinds(
+        data.find_problems(data.read_raw(str(write_rows(tmp_path / "h.csv", header, []))), german_spec)
+    ) == {("*", "no_rows")}
     good = [r for r in rows if r[-1] == "0"]
     assert ("default", "single_class") in _kinds(
-        data.find_problems(data.read_raw(str(write_rows(tmp_path / "s.csv", header, good))), german_spec))
+        data.find_problems(data.read_raw(str(write_rows(tmp_path / "s.csv", header, good))), german_spec)
+    )
     (tmp_path / "e.csv").write_text("")
     with pytest.raises(DataError, match="empty"):
         data.read_raw(str(tmp_path / "e.csv"))

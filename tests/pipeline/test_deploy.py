@@ -28,7 +28,9 @@ def _approval(tmp_path, approved=True):
 def test_rendered_inference_service_validates_against_crd_schema(isvc_schema):
     import jsonschema
 
-    manifest = deploy.render_inference_service("gs://bucket/models/v1", deploy.DeployConfig(name="pd-model"), "v1")
+    manifest = deploy.render_inference_service(
+        "gs://bucket/models/v1", deploy.DeployConfig(name="pd-model"), "v1"
+    )
     jsonschema.validate(manifest, isvc_schema)
     container = manifest["spec"]["predictor"]["containers"][0]
     assert container["image"] == images.serving_image()
@@ -54,7 +56,9 @@ def test_approved_model_gets_a_manifest(tmp_path):
 
 def test_rejected_model_is_never_rendered(tmp_path):
     out = tmp_path / "isvc.yaml"
-    record = deploy.deploy(_approval(tmp_path, approved=False), "gs://b/model", deploy.DeployConfig(name="pd"), out)
+    record = deploy.deploy(
+        _approval(tmp_path, approved=False), "gs://b/model", deploy.DeployConfig(name="pd"), out
+    )
     assert not record.deployed and not out.exists()
     assert record.reason.startswith("not deployed: model rejected") and "auc = 0.5000" in record.reason
 
@@ -69,12 +73,15 @@ def test_missing_or_corrupt_approval_fails_closed(tmp_path, content):
     assert not record.deployed and not out.exists() and "fail closed" in record.reason
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"name": "Bad_Name"}, "not a DNS-1123 label"),
-    ({"name": "ok", "min_replicas": 3, "max_replicas": 1}, "replicas"),
-    ({"name": "ok", "serving_image": "registry/predictor:latest"}, "pinned tag"),
-    ({"name": "ok", "serving_image": "registry/predictor"}, "pinned tag"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"name": "Bad_Name"}, "not a DNS-1123 label"),
+        ({"name": "ok", "min_replicas": 3, "max_replicas": 1}, "replicas"),
+        ({"name": "ok", "serving_image": "registry/predictor:latest"}, "pinned tag"),
+        ({"name": "ok", "serving_image": "registry/predictor"}, "pinned tag"),
+    ],
+)
 def test_bad_deploy_config(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         deploy.DeployConfig(**kwargs)

@@ -3,13 +3,11 @@
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from credit_risk import data, gate, steps, training
-from credit_risk.report import html_report, model_card
 from tests.helpers import GERMAN_CSV, GERMAN_SPEC
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -28,15 +26,22 @@ def setup(tmp_path_factory, german_spec):
 def _run(setup, name, **kw):
     out = setup / name
     out.mkdir()
-    result = steps.evaluate_step(str(setup / "model"), str(setup / "eval.csv"), str(GERMAN_SPEC),
-                                 kw.pop("config", gate.GateConfig()), str(out / "approval.json"),
-                                 str(out / "card.md"), str(out / "report.html"), **kw)
+    result = steps.evaluate_step(
+        str(setup / "model"),
+        str(setup / "eval.csv"),
+        str(GERMAN_SPEC),
+        kw.pop("config", gate.GateConfig()),
+        str(out / "approval.json"),
+        str(out / "card.md"),
+        str(out / "report.html"),
+        **kw,
+    )
     return result, out
 
 
 @pytest.mark.slow
 def test_evidence_record_and_reports(setup):
-    result, out = _run(setup, "plain")
+    _, out = _run(setup, "plain")
     record = json.loads((out / "approval.json").read_text())
     assert record["decision"] in (gate.APPROVED, gate.REJECTED)
     for key in ("model_fingerprint", "data_fingerprint", "eval_data_fingerprint", "timestamp", "gate_config"):
@@ -47,12 +52,26 @@ def test_evidence_record_and_reports(setup):
     assert lo < record["metrics"]["auc"] < hi
     assert {"auc", "gini", "ks", "pr_auc", "brier", "ece", "log_loss"} <= set(record["metrics"])
     page = (out / "report.html").read_text()
-    for needle in ("ROC curve", "KS curve", "Calibration", "Score distribution", "personal_status_and_sex",
-                   "age_band", "disparate impact"):
+    for needle in (
+        "ROC curve",
+        "KS curve",
+        "Calibration",
+        "Score distribution",
+        "personal_status_and_sex",
+        "age_band",
+        "disparate impact",
+    ):
         assert needle in page, needle
     assert page.count("data:image/png;base64,") == 4
     card = (out / "card.md").read_text()
-    for section in ("## Intended use", "## Data", "## Metrics", "## Fairness", "## Limitations", "## Approval"):
+    for section in (
+        "## Intended use",
+        "## Data",
+        "## Metrics",
+        "## Fairness",
+        "## Limitations",
+        "## Approval",
+    ):
         assert section in card
     assert "| personal_status_and_sex |" in card and "| age_band |" in card
 
@@ -72,12 +91,22 @@ def test_failed_gate_override_only_when_enabled(setup):
     strict = gate.GateConfig().with_overrides({"min_auc": 0.99})
     result, _ = _run(setup, "no-override", config=strict, override_approver="a.b", override_rationale="why")
     assert result.decision.decision == gate.REJECTED and not result.decision.override.applied
-    result, out = _run(setup, "override", config=strict, override_approver="a.b",
-                       override_rationale="interim model, RISK-7", allow_override=True)
+    result, out = _run(
+        setup,
+        "override",
+        config=strict,
+        override_approver="a.b",
+        override_rationale="interim model, RISK-7",
+        allow_override=True,
+    )
     record = json.loads((out / "approval.json").read_text())
     assert record["decision"] == gate.APPROVED
-    assert record["override"] == {"approver": "a.b", "rationale": "interim model, RISK-7", "allowed": True,
-                                  "applied": True}
+    assert record["override"] == {
+        "approver": "a.b",
+        "rationale": "interim model, RISK-7",
+        "allowed": True,
+        "applied": True,
+    }
 
 
 @pytest.mark.slow
@@ -88,11 +117,26 @@ def test_html_report_renders_in_headless_chromium(setup, tmp_path):
         pytest.fail("chromium is not installed: bin/test installs it (apt-get install chromium)")
     _, out = _run(setup, "screenshot")
     shot = tmp_path / "report.png"
-    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1800",
-                    f"--screenshot={shot}", (out / "report.html").as_uri()],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,1800",
+            f"--screenshot={shot}",
+            (out / "report.html").as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
     assert pixels.shape[0] >= 1000 and pixels.shape[1] >= 1000
     assert pixels.std() > 20  # not blank: text, tables and plots

@@ -8,22 +8,30 @@ from credit_risk import fairness
 from credit_risk.errors import DataError
 from credit_risk.feature_spec import from_dict
 
-SPEC = from_dict({
-    "name": "toy", "label": "default",
-    "features": [
-        {"name": "income", "type": "numeric"},
-        {"name": "sex", "type": "categorical", "protected": True, "model_input": False},
-        {"name": "age", "type": "numeric", "protected": True},
-    ],
-    "slices": [{"name": "age_band", "feature": "age", "bins": [18, 30, 120]}],
-})
+SPEC = from_dict(
+    {
+        "name": "toy",
+        "label": "default",
+        "features": [
+            {"name": "income", "type": "numeric"},
+            {"name": "sex", "type": "categorical", "protected": True, "model_input": False},
+            {"name": "age", "type": "numeric", "protected": True},
+        ],
+        "slices": [{"name": "age_band", "feature": "age", "bins": [18, 30, 120]}],
+    }
+)
 
 
 def _frame():
     rng = np.random.default_rng(0)
     n = 400
-    frame = pd.DataFrame({"income": rng.random(n), "sex": np.where(np.arange(n) < 300, "m", "f"),
-                          "age": np.where(np.arange(n) % 2 == 0, 25.0, 45.0)})
+    frame = pd.DataFrame(
+        {
+            "income": rng.random(n),
+            "sex": np.where(np.arange(n) < 300, "m", "f"),
+            "age": np.where(np.arange(n) % 2 == 0, 25.0, 45.0),
+        }
+    )
     y = rng.integers(0, 2, n)
     s = np.clip(0.3 * y + 0.7 * rng.random(n), 0, 1)
     return frame, y, s
@@ -44,7 +52,9 @@ def test_groups_rates_and_ratios_against_hand_computation():
 
 def test_small_groups_are_reported_but_not_judged():
     frame, y, s = _frame()
-    (r,) = [r for r in fairness.fairness_report(frame, y, s, SPEC, 0.5, min_group_rows=150) if r.slice == "sex"]
+    (r,) = [
+        r for r in fairness.fairness_report(frame, y, s, SPEC, 0.5, min_group_rows=150) if r.slice == "sex"
+    ]
     assert [g.included for g in r.groups] == [False, True]  # f has 100 rows, m 300
     assert math.isnan(r.disparate_impact) and "fewer than two groups" in r.note
 

@@ -29,16 +29,19 @@ def _raw():
     return yaml.safe_load(GERMAN_SPEC.read_text())
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda r: r["features"][0].update(type="text"), "features[0].type: expected one of"),
-    (lambda r: r["features"].append(dict(r["features"][0])), "duplicate feature"),
-    (lambda r: r.update(crosses=[["purpose", "no_such"]]), "crosses[0]: unknown feature 'no_such'"),
-    (lambda r: r.update(crosses=[["purpose", "duration_in_month"]]), "only categoricals are crossed"),
-    (lambda r: r["features"][0].update(nullable="yes"), "nullable: expected true/false"),
-    (lambda r: r.update(label={"name": "duration_in_month"}), "is also the label"),
-    (lambda r: r.update(colour="red"), "unknown keys ['colour']"),
-    (lambda r: r.update(features=[]), "features: expected a non-empty list"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda r: r["features"][0].update(type="text"), "features[0].type: expected one of"),
+        (lambda r: r["features"].append(dict(r["features"][0])), "duplicate feature"),
+        (lambda r: r.update(crosses=[["purpose", "no_such"]]), "crosses[0]: unknown feature 'no_such'"),
+        (lambda r: r.update(crosses=[["purpose", "duration_in_month"]]), "only categoricals are crossed"),
+        (lambda r: r["features"][0].update(nullable="yes"), "nullable: expected true/false"),
+        (lambda r: r.update(label={"name": "duration_in_month"}), "is also the label"),
+        (lambda r: r.update(colour="red"), "unknown keys ['colour']"),
+        (lambda r: r.update(features=[]), "features: expected a non-empty list"),
+    ],
+)
 def test_bad_spec_names_key_and_value(mutate, message):
     raw = _raw()
     mutate(raw)

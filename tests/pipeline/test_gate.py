@@ -11,8 +11,9 @@ CFG = gate.GateConfig()
 
 
 def _slice(name, di, gap, note=""):
-    return SliceReport(slice=name, feature=name, protected=True, groups=[], disparate_impact=di,
-                       auc_gap=gap, note=note)
+    return SliceReport(
+        slice=name, feature=name, protected=True, groups=[], disparate_impact=di, auc_gap=gap, note=note
+    )
 
 
 def _failed(d):
@@ -22,14 +23,23 @@ def _failed(d):
 def test_good_model_is_approved_with_every_check_recorded():
     d = gate.decide(GOOD, CFG, [_slice("sex", 0.95, 0.05)])
     assert d.approved and d.reasons == []
-    assert [c.name for c in d.checks] == ["min_auc", "min_ks", "max_brier", "max_ece", "min_disparate_impact",
-                                          "max_auc_gap", "champion_challenger"]
+    assert [c.name for c in d.checks] == [
+        "min_auc",
+        "min_ks",
+        "max_brier",
+        "max_ece",
+        "min_disparate_impact",
+        "max_auc_gap",
+        "champion_challenger",
+    ]
     assert "first model" in d.checks[-1].note
     assert d.metrics == GOOD and d.gate_config["min_auc"] == 0.70
 
 
-@pytest.mark.parametrize("metric, value, check", [
-    ("auc", 0.65, "min_auc"), ("ks", 0.2, "min_ks"), ("brier", 0.25, "max_brier"), ("ece", 0.2, "max_ece")])
+@pytest.mark.parametrize(
+    "metric, value, check",
+    [("auc", 0.65, "min_auc"), ("ks", 0.2, "min_ks"), ("brier", 0.25, "max_brier"), ("ece", 0.2, "max_ece")],
+)
 def test_each_absolute_check_alone_can_reject(metric, value, check):
     d = gate.decide({**GOOD, metric: value}, CFG)
     assert d.decision == gate.REJECTED and _failed(d) == [(check, "")]
@@ -72,8 +82,19 @@ def test_nan_metric_fails_closed():
 
 
 def test_no_thresholds_rejects():
-    off = {k: None for k in ("min_auc", "min_ks", "max_brier", "max_ece", "min_disparate_impact",
-                             "max_auc_gap", "max_auc_drop", "max_brier_increase")}
+    off = {
+        k: None
+        for k in (
+            "min_auc",
+            "min_ks",
+            "max_brier",
+            "max_ece",
+            "min_disparate_impact",
+            "max_auc_gap",
+            "max_auc_drop",
+            "max_brier_increase",
+        )
+    }
     d = gate.decide(GOOD, CFG.with_overrides(off))
     assert not d.approved and "no thresholds" in d.reasons[0]
 
@@ -85,7 +106,9 @@ def test_override_disabled_cannot_approve_a_failed_gate():
 
 
 def test_override_enabled_approves_and_is_recorded():
-    d = gate.apply_override(gate.decide({**GOOD, "auc": 0.6}, CFG), "j.doe", "interim model, ticket RISK-12", True)
+    d = gate.apply_override(
+        gate.decide({**GOOD, "auc": 0.6}, CFG), "j.doe", "interim model, ticket RISK-12", True
+    )
     assert d.approved and d.override.applied and d.override.approver == "j.doe"
     assert any("OVERRIDDEN by j.doe" in r for r in d.reasons)
     assert gate.Decision.from_json(d.to_json()).override == d.override
@@ -104,12 +127,15 @@ def test_config_file_and_overrides(tmp_path):
     assert gate.GateConfig.load().fairness_report_only == ("age_band",)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"min_auc": 7}, "min_auc must be a number in \\[0, 1\\] or null, got 7"),
-    ({"min_acu": 0.7}, "unknown gate setting\\(s\\) \\['min_acu'\\]"),
-    ({"operating_threshold": 1.0}, "operating_threshold must be in \\(0, 1\\)"),
-    ({"min_group_rows": 0}, "min_group_rows must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"min_auc": 7}, "min_auc must be a number in \\[0, 1\\] or null, got 7"),
+        ({"min_acu": 0.7}, "unknown gate setting\\(s\\) \\['min_acu'\\]"),
+        ({"operating_threshold": 1.0}, "operating_threshold must be in \\(0, 1\\)"),
+        ({"min_group_rows": 0}, "min_group_rows must be a positive integer"),
+    ],
+)
 def test_bad_gate_config_names_the_setting(overrides, message):
     with pytest.raises(ConfigError, match=message):
         gate.GateConfig.load(None, overrides)
@@ -118,11 +144,15 @@ def test_bad_gate_config_names_the_setting(overrides, message):
 def test_decision_json_round_trip_is_strict_json():
     import json
 
-    d = gate.decide(GOOD, CFG, [_slice("sex", 0.9, 0.1), _slice("x", math.nan, math.nan, "few")],
-                    {"auc": 0.79, "brier": 0.16}, model_uri="gs://b/m")
+    d = gate.decide(
+        GOOD,
+        CFG,
+        [_slice("sex", 0.9, 0.1), _slice("x", math.nan, math.nan, "few")],
+        {"auc": 0.79, "brier": 0.16},
+        model_uri="gs://b/m",
+    )
     text = d.to_json()
     json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     again = gate.Decision.from_json(text)
     assert again.to_json() == text and again.decision == d.decision
     assert [c.describe() for c in again.checks] == [c.describe() for c in d.checks]
-

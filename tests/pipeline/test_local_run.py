@@ -18,8 +18,20 @@ def test_german_credit_end_to_end_is_approved_and_deployable(tmp_path):
     assert s.succeeded, s.error
     assert s.verdict == gate.APPROVED
     assert s.decision.metrics["auc"] >= 0.70 and s.decision.metrics["rows"] == 250
-    for label in ("statistics", "schema", "anomalies", "stats_report", "train_data", "eval_data",
-                  "model", "approval", "evaluation_report", "model_card", "deployment", "inference_service"):
+    for label in (
+        "statistics",
+        "schema",
+        "anomalies",
+        "stats_report",
+        "train_data",
+        "eval_data",
+        "model",
+        "approval",
+        "evaluation_report",
+        "model_card",
+        "deployment",
+        "inference_service",
+    ):
         assert Path(s.artifacts[label]).exists(), label
     assert (Path(s.model_dir) / "saved_model.pb").exists()
     isvc = yaml.safe_load(Path(s.artifacts["inference_service"]).read_text())
@@ -28,7 +40,8 @@ def test_german_credit_end_to_end_is_approved_and_deployable(tmp_path):
     # KFP UI metrics are recorded in the evaluate task's executor output
     out = json.loads((Path(s.run_dir) / "evaluate" / "executor_output.json").read_text())
     assert out["artifacts"]["metrics"]["artifacts"][0]["metadata"]["auc"] == pytest.approx(
-        s.decision.metrics["auc"], abs=1e-6)
+        s.decision.metrics["auc"], abs=1e-6
+    )
     assert "confusionMatrix" in out["artifacts"]["classification_metrics"]["artifacts"][0]["metadata"]
     # german_credit fairness evidence: disparate impact for the protected attribute and age bands
     logged = out["artifacts"]["metrics"]["artifacts"][0]["metadata"]

@@ -11,8 +11,9 @@ BASE_ISVC = REPO / "manifests" / "base" / "inference-service.yaml"
 
 def test_base_inference_service_is_what_the_deploy_step_renders():
     base = yaml.safe_load(BASE_ISVC.read_text())
-    rendered = render_inference_service("gs://MODEL_BUCKET/credit-risk/models/VERSION",
-                                        DeployConfig(name="credit-risk"), "VERSION")
+    rendered = render_inference_service(
+        "gs://MODEL_BUCKET/credit-risk/models/VERSION", DeployConfig(name="credit-risk"), "VERSION"
+    )
     del rendered["metadata"]["namespace"]
     assert base == rendered, "manifests/base/inference-service.yaml drifted from credit_risk/deploy.py"
 

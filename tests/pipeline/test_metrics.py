@@ -37,8 +37,9 @@ def test_against_scikit_learn(y, s):
     np.testing.assert_allclose(predicted, prob_pred, atol=1e-12)
     assert counts.sum() == len(y)
     for t in (0.3, 0.5):
-        np.testing.assert_array_equal(metrics.confusion_matrix(y, s, t),
-                                      skm.confusion_matrix(y, (s >= t).astype(int), labels=[0, 1]))
+        np.testing.assert_array_equal(
+            metrics.confusion_matrix(y, s, t), skm.confusion_matrix(y, (s >= t).astype(int), labels=[0, 1])
+        )
 
 
 def test_ks_against_two_sample_definition():
@@ -62,13 +63,16 @@ def test_single_class_is_nan_not_a_guess():
     assert math.isnan(metrics.ks_statistic([0, 0], [0.2, 0.5]))
 
 
-@pytest.mark.parametrize("y, s, message", [
-    ([0, 1, 1], [0.1, 0.2], "y_true has 3 values but y_score has 2"),
-    ([0, 1], [0.1, float("nan")], "non-finite values; first at row 1"),
-    ([0, 2], [0.1, 0.2], "row 1 is 2"),
-    ([0, 1], [0.1, 1.2], "row 1 is 1.2"),
-    ([], [], "no rows"),
-])
+@pytest.mark.parametrize(
+    "y, s, message",
+    [
+        ([0, 1, 1], [0.1, 0.2], "y_true has 3 values but y_score has 2"),
+        ([0, 1], [0.1, float("nan")], "non-finite values; first at row 1"),
+        ([0, 2], [0.1, 0.2], "row 1 is 2"),
+        ([0, 1], [0.1, 1.2], "row 1 is 1.2"),
+        ([], [], "no rows"),
+    ],
+)
 def test_bad_input_is_a_clear_error(y, s, message):
     with pytest.raises(DataError, match=message):
         metrics.summary(y, s)
@@ -107,7 +111,7 @@ def test_recalibration_fixes_a_miscalibrated_score(method):
     rng = np.random.default_rng(3)
     true_pd = rng.uniform(0.02, 0.6, 4000)
     y = (rng.random(4000) < true_pd).astype(int)
-    overconfident = np.clip(true_pd ** 0.5, 0, 1)  # systematically too high
+    overconfident = np.clip(true_pd**0.5, 0, 1)  # systematically too high
     r = recalibrate(y, overconfident, method, seed=1)
     assert r.fit_rows == r.test_rows == 2000
     assert r.ece_before > 0.1 and r.ece_after < 0.03

@@ -1,13 +1,14 @@
 import yaml
+from credit_risk.pipelines.compile import COMPILED_FILE, compile_pipeline
 
 from credit_risk import images
-from credit_risk.pipelines.compile import COMPILED_FILE, compile_pipeline
 
 
 def test_committed_yaml_is_up_to_date(tmp_path):
     fresh = compile_pipeline(tmp_path / "p.yaml")
     assert fresh.read_text() == COMPILED_FILE.read_text(), (
-        "pipelines/training_pipeline.yaml is stale: run `credit-risk compile` and commit it")
+        "pipelines/training_pipeline.yaml is stale: run `credit-risk compile` and commit it"
+    )
 
 
 def test_compiled_pipeline_shape(tmp_path):
@@ -17,7 +18,9 @@ def test_compiled_pipeline_shape(tmp_path):
     assert tasks["deploy"]["dependentTasks"] == ["evaluate", "train"]
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert "defaultValue" not in params["data_uri"] and "defaultValue" not in params["feature_spec_uri"]
-    assert params["gate_overrides"]["defaultValue"] == {} and params["allow_override"]["defaultValue"] is False
+    assert (
+        params["gate_overrides"]["defaultValue"] == {} and params["allow_override"]["defaultValue"] is False
+    )
     for executor in spec["deploymentSpec"]["executors"].values():
         assert executor["container"]["image"] == images.pipeline_image()
         # no pip install at run time: the command runs the embedded function directly
@@ -25,7 +28,9 @@ def test_compiled_pipeline_shape(tmp_path):
 
 
 def test_registry_and_tag_are_baked_in(tmp_path):
-    spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml", registry="eu.gcr.io/acme", tag="1.2.3").read_text())
+    spec = yaml.safe_load(
+        compile_pipeline(tmp_path / "p.yaml", registry="eu.gcr.io/acme", tag="1.2.3").read_text()
+    )
     images_used = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images_used == {"eu.gcr.io/acme/credit-risk-pipeline:1.2.3"}
     serving = spec["root"]["inputDefinitions"]["parameters"]["serving_image"]["defaultValue"]

@@ -10,8 +10,12 @@ from credit_risk.errors import ConfigError
 from credit_risk.submit import SubmitConfig, submit
 from tests.kfp_api_fake import FakeKfpApi
 
-PARAMS = {"data_uri": "gs://bank/loans.csv", "feature_spec_uri": "gs://bank/loans.spec.yaml", "epochs": 50,
-          "gate_overrides": {"min_auc": 0.75}}
+PARAMS = {
+    "data_uri": "gs://bank/loans.csv",
+    "feature_spec_uri": "gs://bank/loans.spec.yaml",
+    "epochs": 50,
+    "gate_overrides": {"min_auc": 0.75},
+}
 
 
 def test_submit_creates_experiment_and_run_with_parameters_and_token(monkeypatch):
@@ -39,16 +43,21 @@ def test_wait_reports_final_state_and_cli_fails_on_failed_run(capsys):
 
 def test_wait_success_exit_zero_and_cli_params_arrive_typed():
     with FakeKfpApi(run_states=["SUCCEEDED"]) as api:
-        args = ["submit", "--host", api.url, "--wait"] + [f"--param={k}={json.dumps(v) if isinstance(v, dict) else v}" for k, v in PARAMS.items()]
+        args = ["submit", "--host", api.url, "--wait"] + [
+            f"--param={k}={json.dumps(v) if isinstance(v, dict) else v}" for k, v in PARAMS.items()
+        ]
         assert cli.main(args) == cli.EXIT_OK
     run = next(r for r in api.requests if r["path"] == "/apis/v2beta1/runs")
     assert run["body"]["runtime_config"]["parameters"] == PARAMS
 
 
-@pytest.mark.parametrize("params, message", [
-    ({**PARAMS, "learning_rte": 0.1}, "unknown pipeline parameter(s) ['learning_rte']"),
-    ({"data_uri": "gs://b/d.csv"}, "missing required pipeline parameter(s) ['feature_spec_uri']"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({**PARAMS, "learning_rte": 0.1}, "unknown pipeline parameter(s) ['learning_rte']"),
+        ({"data_uri": "gs://b/d.csv"}, "missing required pipeline parameter(s) ['feature_spec_uri']"),
+    ],
+)
 def test_bad_parameters_are_refused_before_anything_is_sent(params, message):
     with FakeKfpApi() as api:
         with pytest.raises(ConfigError) as e:

@@ -21,7 +21,7 @@ def credit_frames(credit_spec):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, credit_spec, credit_frames):
     train_frame, _ = credit_frames
-    model, hist, best = training.train(train_frame, credit_spec, FAST)
+    model, _, _ = training.train(train_frame, credit_spec, FAST)
     export_dir = tmp_path_factory.mktemp("export") / "model"
     training.export(model, credit_spec, export_dir, {"note": "test"})
     return model, export_dir
@@ -97,16 +97,19 @@ def test_single_class_training_data_is_refused(german_spec):
         training.train(frame[frame["default"] == 0], german_spec, FAST)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"epochs": 0}, "epochs must be >= 1, got 0"),
-    ({"learning_rate": 2.0}, "learning_rate must be in \\(0, 1\\), got 2.0"),
-    ({"validation_fraction": 0.9}, "validation_fraction"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epochs": 0}, "epochs must be >= 1, got 0"),
+        ({"learning_rate": 2.0}, "learning_rate must be in \\(0, 1\\), got 2.0"),
+        ({"validation_fraction": 0.9}, "validation_fraction"),
+    ],
+)
 def test_bad_training_config(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         training.TrainingConfig(**kwargs)
 
 
 def test_bad_model_config():
-    with pytest.raises(ConfigError, match="dropout must be in \\[0, 1\\), got 1.5"):
+    with pytest.raises(ConfigError, match=r"dropout must be in \[0, 1\), got 1.5"):
         ModelConfig(dropout=1.5)

@@ -3,18 +3,24 @@ import json
 import pytest
 
 from credit_risk import steps, validation
-from credit_risk.errors import ValidationFailed
+from credit_risk.errors import DataValidationError
 from tests.helpers import CREDIT_CSV, GERMAN_CSV, GERMAN_SPEC, read_rows, write_rows
 
 
-@pytest.mark.parametrize("csv_path, spec_fixture, rows", [
-    (GERMAN_CSV, "german_spec", 1000), (CREDIT_CSV, "credit_spec", 4454)])
+@pytest.mark.parametrize(
+    "csv_path, spec_fixture, rows", [(GERMAN_CSV, "german_spec", 1000), (CREDIT_CSV, "credit_spec", 4454)]
+)
 def test_bundled_data_passes_and_writes_every_output(tmp_path, request, csv_path, spec_fixture, rows):
     result = validation.validate(str(csv_path), request.getfixturevalue(spec_fixture), tmp_path)
     assert result.passed, result.summary()
     assert result.num_rows == rows
-    for name in (validation.STATS_FILE, validation.SCHEMA_FILE, validation.TFDV_ANOMALIES_FILE,
-                 validation.STATS_HTML_FILE, validation.REPORT_FILE):
+    for name in (
+        validation.STATS_FILE,
+        validation.SCHEMA_FILE,
+        validation.TFDV_ANOMALIES_FILE,
+        validation.STATS_HTML_FILE,
+        validation.REPORT_FILE,
+    ):
         assert (tmp_path / name).stat().st_size > 0
     assert "<facets-overview" in (tmp_path / validation.STATS_HTML_FILE).read_text()
     assert json.loads((tmp_path / validation.REPORT_FILE).read_text())["passed"] is True
@@ -49,8 +55,11 @@ def test_text_in_numeric_column_is_reported_by_tfdv_and_by_row(tmp_path, german_
 def test_missing_column_is_reported(tmp_path, german_spec):
     header, rows = read_rows(GERMAN_CSV)
     drop = header.index("housing")
-    path = write_rows(tmp_path / "bad.csv", [h for i, h in enumerate(header) if i != drop],
-                      [[v for i, v in enumerate(r) if i != drop] for r in rows])
+    path = write_rows(
+        tmp_path / "bad.csv",
+        [h for i, h in enumerate(header) if i != drop],
+        [[v for i, v in enumerate(r) if i != drop] for r in rows],
+    )
     result = validation.validate(str(path), german_spec, tmp_path / "out")
     assert {a.column for a in result.anomalies} == {"housing"}
     assert any("missing" in a.description.lower() for a in result.anomalies)
@@ -61,7 +70,7 @@ def test_validate_step_fails_and_writes_no_snapshot(tmp_path):
     rows[0][header.index("duration_in_month")] = "six"
     path = write_rows(tmp_path / "bad.csv", header, rows)
     snapshot = tmp_path / "snapshot.csv"
-    with pytest.raises(ValidationFailed, match="duration_in_month"):
+    with pytest.raises(DataValidationError, match="duration_in_month"):
         steps.validate_step(str(path), str(GERMAN_SPEC), str(tmp_path / "out"), str(snapshot))
     assert not snapshot.exists()
 

@@ -15,8 +15,9 @@ def fixture_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("serving-fixture")
     python = VENVS / "pipeline" / "bin" / "python"
     assert python.exists(), "the pipeline environment is missing: run bin/setup-envs"
-    subprocess.run([str(python), "-m", "tests.make_serving_fixture", str(out)], cwd=REPO, check=True,
-                   timeout=600)
+    subprocess.run(
+        [str(python), "-m", "tests.make_serving_fixture", str(out)], cwd=REPO, check=True, timeout=600
+    )
     return out
 
 
@@ -46,9 +47,21 @@ def server(model_dir, tmp_path_factory):
     log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "w") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "credit_risk.serving", "--model_dir", str(model_dir),
-             "--model_name", MODEL_NAME, "--http_port", str(port)],
-            cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "credit_risk.serving",
+                "--model_dir",
+                str(model_dir),
+                "--model_name",
+                MODEL_NAME,
+                "--http_port",
+                str(port),
+            ],
+            cwd=REPO,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http_ok(f"{base}/v1/models/{MODEL_NAME}", proc)

@@ -7,9 +7,21 @@ from credit_risk import contract, feature_spec
 from tests.helpers import CREDIT_SPEC
 
 SPEC = feature_spec.load(CREDIT_SPEC)
-GOOD = {"Seniority": 9, "Home": "rent", "Time": 60, "Age": 30, "Marital": "married", "Records": "no",
-        "Job": "freelance", "Expenses": 73, "Income": 129.0, "Assets": 0.0, "Debt": 0.0,
-        "Amount": 800, "Price": 846}
+GOOD = {
+    "Seniority": 9,
+    "Home": "rent",
+    "Time": 60,
+    "Age": 30,
+    "Marital": "married",
+    "Records": "no",
+    "Job": "freelance",
+    "Expenses": 73,
+    "Income": 129.0,
+    "Assets": 0.0,
+    "Debt": 0.0,
+    "Amount": 800,
+    "Price": 846,
+}
 
 
 def parse(*instances, **kw):
@@ -30,13 +42,16 @@ def test_missing_nullable_field_means_null():
     assert parse(instance)["Debt"] == [None]
 
 
-@pytest.mark.parametrize("change, index_field, message", [
-    ({"Age": "thirty"}, "instance 1, field 'Age'", "expected a number, got str 'thirty'"),
-    ({"Age": True}, "instance 1, field 'Age'", "expected a number, got bool"),
-    ({"Age": None}, "instance 1, field 'Age'", "required and may not be null"),
-    ({"Home": 3}, "instance 1, field 'Home'", "expected a string, got int 3"),
-    ({"colour": "red"}, "instance 1, field 'colour'", "unknown field(s) ['colour']"),
-])
+@pytest.mark.parametrize(
+    "change, index_field, message",
+    [
+        ({"Age": "thirty"}, "instance 1, field 'Age'", "expected a number, got str 'thirty'"),
+        ({"Age": True}, "instance 1, field 'Age'", "expected a number, got bool"),
+        ({"Age": None}, "instance 1, field 'Age'", "required and may not be null"),
+        ({"Home": 3}, "instance 1, field 'Home'", "expected a string, got int 3"),
+        ({"colour": "red"}, "instance 1, field 'colour'", "unknown field(s) ['colour']"),
+    ],
+)
 def test_bad_value_names_instance_and_field(change, index_field, message):
     with pytest.raises(contract.RequestError) as e:
         parse(GOOD, {**GOOD, **change})
@@ -51,12 +66,15 @@ def test_missing_required_field():
         parse(instance)
 
 
-@pytest.mark.parametrize("payload, message", [
-    ([], "must be a JSON object"),
-    ({}, "'instances' must be a non-empty list"),
-    ({"instances": []}, "non-empty"),
-    ({"instances": [[1, 2]]}, "instance 0: expected an object"),
-])
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        ([], "must be a JSON object"),
+        ({}, "'instances' must be a non-empty list"),
+        ({"instances": []}, "non-empty"),
+        ({"instances": [[1, 2]]}, "instance 0: expected an object"),
+    ],
+)
 def test_bad_body_shape(payload, message):
     with pytest.raises(contract.RequestError, match=message):
         contract.parse_instances(payload, SPEC)

@@ -20,6 +20,7 @@ def predict_in_process(model, body):
     async def go():
         arrays = await model.preprocess(body)
         return await model.postprocess(await model.predict(arrays))
+
     return run(go())
 
 
@@ -49,25 +50,32 @@ def test_v1_over_http_equals_in_process(server, loaded_model, expected):
     np.testing.assert_allclose(over_http, in_process, atol=1e-6)
 
 
-@pytest.mark.parametrize("mutate, status, fragment", [
-    (lambda i: {"instances": [dict(i, Age="old")]}, 400, "instance 0, field 'Age'"),
-    (lambda i: {"instances": [dict(i, Salary=1.0)]}, 400, "field 'Salary'"),
-    (lambda i: {"instances": [{k: v for k, v in i.items() if k != "Time"}]}, 400, "field 'Time'"),
-    (lambda i: {"instances": []}, 400, "non-empty"),
-    (lambda i: {"rows": [i]}, 400, "'instances'"),
-])
-def test_bad_requests_get_400_naming_the_problem_and_server_keeps_serving(server, expected, mutate,
-                                                                          status, fragment):
+@pytest.mark.parametrize(
+    "mutate, status, fragment",
+    [
+        (lambda i: {"instances": [dict(i, Age="old")]}, 400, "instance 0, field 'Age'"),
+        (lambda i: {"instances": [dict(i, Salary=1.0)]}, 400, "field 'Salary'"),
+        (lambda i: {"instances": [{k: v for k, v in i.items() if k != "Time"}]}, 400, "field 'Time'"),
+        (lambda i: {"instances": []}, 400, "non-empty"),
+        (lambda i: {"rows": [i]}, 400, "'instances'"),
+    ],
+)
+def test_bad_requests_get_400_naming_the_problem_and_server_keeps_serving(
+    server, expected, mutate, status, fragment
+):
     body = mutate(dict(expected["instances"][0]))
     code, raw = http("POST", f"{server}/v1/models/{MODEL_NAME}:predict", json.dumps(body).encode())
     assert code == status and fragment in json.loads(raw)["error"]
-    ok, _ = http("POST", f"{server}/v1/models/{MODEL_NAME}:predict",
-                 json.dumps({"instances": expected["instances"][:1]}).encode())
+    ok, _ = http(
+        "POST",
+        f"{server}/v1/models/{MODEL_NAME}:predict",
+        json.dumps({"instances": expected["instances"][:1]}).encode(),
+    )
     assert ok == 200
 
 
 def test_malformed_json_is_400(server):
-    code, raw = http("POST", f"{server}/v1/models/{MODEL_NAME}:predict", b"{not json")
+    code, _ = http("POST", f"{server}/v1/models/{MODEL_NAME}:predict", b"{not json")
     assert code == 400
 
 

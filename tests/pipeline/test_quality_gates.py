@@ -1,0 +1,114 @@
+"""Each quality gate of bin/check fails on a planted violation (in a temp copy, never the repo)."""
+
+import datetime as dt
+import subprocess
+from importlib.machinery import SourceFileLoader
+
+import pytest
+
+from tests.helpers import REPO
+
+Q = REPO / ".venvs" / "quality" / "bin"
+check = SourceFileLoader("check", str(REPO / "bin" / "check")).load_module()
+
+
+def _run(*cmd, cwd=REPO):
+    proc = subprocess.run(
+        [str(c) for c in cmd], check=False, cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_ruff_catches_a_planted_lint_error(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\n\n\ndef f(x):\n    return x == None\n")
+    rc, out = _run(Q / "ruff", "check", "--config", REPO / "ruff.toml", bad)
+    assert rc == 1 and "F401" in out and "E711" in out
+
+
+def test_ruff_format_catches_unformatted_code(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("x = {  'a':1 }\n")
+    rc, _ = _run(Q / "ruff", "format", "--check", "--config", REPO / "ruff.toml", bad)
+    assert rc == 1
+
+
+def test_mypy_is_strict_on_the_pure_core(tmp_path):
+    pkg = tmp_path / "credit_risk"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "metrics.py").write_text("def score(y, s):\n    return 1\n")
+    (pkg / "training.py").write_text("def fit(y, s):\n    return 1\n")
+    rc, out = _run(Q / "mypy", "--config-file", REPO / "mypy.ini", "credit_risk", cwd=tmp_path)
+    assert rc == 1 and "metrics.py:1: error: Function is missing a type annotation" in out
+    assert "training.py" not in out  # the non-core module is checked, not held to strict typing
+
+
+def test_hadolint_catches_latest_and_unpinned_installs(tmp_path):
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN pip install requests\n")
+    rc, out = _run(Q / "hadolint", "--config", REPO / ".hadolint.yaml", bad)
+    assert rc == 1 and "DL3007" in out and "DL3013" in out
+
+
+def test_workflow_schema_catches_a_broken_workflow(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: push\njobs:\n  test:\n    runs-on: ubuntu-latest\n    stepz:\n      - run: bin/test\n"
+    )
+    rc, _ = _run(Q / "check-jsonschema", "--builtin-schema", "vendor.github-workflows", bad)
+    assert rc == 1
+
+
+def test_jenkinsfile_steps_must_exist():
+    text = (REPO / "Jenkinsfile").read_text()
+    assert check.jenkinsfile_problems(text) == []
+    planted = text + "\nsh '''bin/deploy-all --now \\\n  --force && rm -rf /tmp/x'''\n"
+    assert check.jenkinsfile_problems(planted) == [
+        "step calls 'bin/deploy-all', which is not a file in the repo",
+        "step calls 'rm', which is not a file in the repo",
+    ]
+
+
+REPORT = {
+    "dependencies": [
+        {
+            "name": "urllib3",
+            "version": "1.0",
+            "vulns": [{"id": "PYSEC-1", "aliases": ["GHSA-aaaa"], "fix_versions": ["2.0"]}],
+        },
+        {"name": "six", "version": "1.0", "vulns": []},
+        {
+            "name": "numpy",
+            "version": "1.0",
+            "skip_reason": "Dependency not found on PyPI and could not be audited",
+        },
+    ]
+}
+
+
+def test_audit_finding_fails_unless_waived():
+    findings, audited, unreachable = check.audit_findings(REPORT, waived=set())
+    assert findings == ["urllib3 1.0: PYSEC-1 (fix: ['2.0'])"] and (audited, unreachable) == (2, 1)
+    assert check.audit_findings(REPORT, waived={"GHSA-aaaa"})[0] == []
+
+
+def test_waivers_need_every_field_and_expire(tmp_path):
+    path = tmp_path / "w.toml"
+    path.write_text(
+        '[[waiver]]\nid = "GHSA-1"\npackage = "a"\nreason = "not reachable"\nrevisit = 2030-01-01\n'
+        '[[waiver]]\nid = "GHSA-2"\npackage = "b"\nreason = "old"\nrevisit = 2020-01-01\n'
+        '[[waiver]]\nid = "GHSA-3"\npackage = "c"\nrevisit = 2030-01-01\n'
+    )
+    active, problems = check.load_waivers(path, today=dt.date(2026, 11, 28))
+    assert active == {"GHSA-1"}
+    assert problems == [
+        "waiver GHSA-2 (b) expired on 2020-01-01: re-review it",
+        "waiver GHSA-3: missing ['reason']",
+    ]
+
+
+@pytest.mark.parametrize("gate", ["ruff", "ruff-format", "hadolint", "workflows", "jenkinsfile"])
+def test_gate_passes_on_the_repo(gate):
+    ok, detail = check.GATES[gate]()
+    assert ok, detail
