@@ -93,3 +93,30 @@ def test_images_derive_from_version_and_refuse_latest():
     assert images.pipeline_image("r.example/x") == f"r.example/x/credit-risk-pipeline:{__version__}"
     with pytest.raises(ValueError, match="latest"):
         images.serving_image(tag="latest")
+
+
+def test_fail_on_rejection_fails_the_step_after_recording_why(tmp_path):
+    from credit_risk import steps
+    from credit_risk.errors import ModelRejectedError
+
+    record = tmp_path / "record.json"
+    with pytest.raises(ModelRejectedError, match="model rejected by the gate"):
+        steps.deploy_step(
+            str(_approval(tmp_path, approved=False)),
+            "gs://b/m",
+            deploy.DeployConfig(name="pd"),
+            str(tmp_path / "isvc.yaml"),
+            str(record),
+            fail_on_rejection=True,
+        )
+    assert json.loads(record.read_text())["deployed"] is False
+    assert not (tmp_path / "isvc.yaml").exists()
+    ok = steps.deploy_step(
+        str(_approval(tmp_path)),
+        "gs://b/m",
+        deploy.DeployConfig(name="pd"),
+        str(tmp_path / "isvc.yaml"),
+        str(record),
+        fail_on_rejection=True,
+    )
+    assert ok.deployed

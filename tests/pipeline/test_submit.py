@@ -33,6 +33,15 @@ def test_submit_creates_experiment_and_run_with_parameters_and_token(monkeypatch
     assert all(r["headers"].get("authorization") == "Bearer secret-token" for r in api.requests)
 
 
+def test_fail_on_rejection_flag_reaches_the_run():
+    with FakeKfpApi() as api:
+        args = ["submit", "--host", api.url, "--fail-on-rejection"]
+        args += ["--param=data_uri=gs://b/d.csv", "--param=feature_spec_uri=gs://b/s.yaml"]
+        assert cli.main(args) == cli.EXIT_OK
+    run = next(r for r in api.requests if r["path"] == "/apis/v2beta1/runs")
+    assert run["body"]["runtime_config"]["parameters"]["fail_on_rejection"] is True
+
+
 def test_wait_reports_final_state_and_cli_fails_on_failed_run(capsys):
     with FakeKfpApi(run_states=["FAILED"]) as api:
         args = ["submit", "--host", api.url, "--wait", "--timeout", "60"]
