@@ -19,6 +19,7 @@ from credit_risk.gate import Decision
 
 _DNS1123 = re.compile(r"^[a-z]([-a-z0-9]{0,43}[a-z0-9])?$")
 MODEL_MOUNT = "/mnt/models"  # where KServe's storage initializer puts STORAGE_URI's content
+RUN_AS_UID = 10001  # the non-root user of docker/serving.Dockerfile
 
 
 @dataclass(frozen=True)
@@ -83,12 +84,20 @@ def render_inference_service(storage_uri: str, config: DeployConfig, model_versi
         "spec": {
             "predictor": {
                 "serviceAccountName": config.service_account,
+                # the predictor never talks to the Kubernetes API
+                "automountServiceAccountToken": False,
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": RUN_AS_UID,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
                 "minReplicas": config.min_replicas,
                 "maxReplicas": config.max_replicas,
                 "containers": [
                     {
                         "name": "kserve-container",
                         "image": config.serving_image,
+                        "imagePullPolicy": "Always",
                         "args": [
                             "--model_name",
                             config.name,
@@ -107,6 +116,7 @@ def render_inference_service(storage_uri: str, config: DeployConfig, model_versi
                         },
                         "securityContext": {
                             "runAsNonRoot": True,
+                            "runAsUser": RUN_AS_UID,
                             "allowPrivilegeEscalation": False,
                             "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]},
@@ -115,6 +125,12 @@ def render_inference_service(storage_uri: str, config: DeployConfig, model_versi
                             "httpGet": {"path": f"/v1/models/{config.name}", "port": 8080},
                             "initialDelaySeconds": 10,
                             "periodSeconds": 5,
+                        },
+                        "livenessProbe": {
+                            "httpGet": {"path": "/", "port": 8080},
+                            "initialDelaySeconds": 30,
+                            "periodSeconds": 10,
+                            "failureThreshold": 6,
                         },
                     }
                 ],

@@ -45,3 +45,54 @@ def test_dockerfile_builds_from_its_lock_pinned_and_non_root(side):
     assert re.match(r"python:3\.11\.\d+-slim-\w+$", base), base
     assert re.search(r"^USER 10001$", text, re.M)
     assert "pip install --no-cache-dir" in text and ":latest" not in text
+
+
+KUBECTL = REPO / ".venvs" / "quality" / "bin" / "kubectl"
+
+
+@pytest.mark.parametrize("overlay, replicas", [("dev", (1, 1)), ("prod", (2, 10))])
+def test_overlays_render_and_validate_against_crd(overlay, replicas):
+    import subprocess
+
+    import jsonschema
+
+    rendered = subprocess.run(
+        [str(KUBECTL), "kustomize", str(REPO / "manifests" / "overlays" / overlay)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    docs = list(yaml.safe_load_all(rendered))
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == [
+        "InferenceService",
+        "NetworkPolicy",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+        "ServiceAccount",
+    ]
+    isvc = next(d for d in docs if d["kind"] == "InferenceService")
+    predictor = isvc["spec"]["predictor"]
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == replicas
+    if KSERVE_CRD.exists():
+        crd = yaml.safe_load(KSERVE_CRD.read_text())
+        schema = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")["schema"][
+            "openAPIV3Schema"
+        ]
+        jsonschema.validate(isvc, schema)
+
+
+def test_predictor_workload_equivalent_carries_the_pod_spec():
+    from credit_risk.manifests import predictor_workloads
+
+    isvc = render_inference_service("gs://b/m", DeployConfig(name="pd"), "v1")
+    (workload,) = predictor_workloads([isvc, {"kind": "ServiceAccount", "metadata": {"name": "x"}}])
+    pod = workload["spec"]["template"]["spec"]
+    assert workload["kind"] == "Deployment" and workload["spec"]["replicas"] == 1
+    assert (
+        pod["serviceAccountName"] == "credit-risk-predictor" and pod["automountServiceAccountToken"] is False
+    )
+    assert pod["containers"] == isvc["spec"]["predictor"]["containers"]
+    assert "minReplicas" not in pod
+    assert workload["spec"]["template"]["metadata"]["labels"] == {"serving.kserve.io/inferenceservice": "pd"}

@@ -108,7 +108,21 @@ def test_waivers_need_every_field_and_expire(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("gate", ["ruff", "ruff-format", "hadolint", "workflows", "jenkinsfile"])
+@pytest.mark.parametrize("gate", ["ruff", "ruff-format", "hadolint", "workflows", "jenkinsfile", "manifests"])
 def test_gate_passes_on_the_repo(gate):
     ok, detail = check.GATES[gate]()
     assert ok, detail
+
+
+def test_manifest_scan_catches_a_privileged_root_container(tmp_path):
+    (tmp_path / "bad.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: bad, namespace: credit-risk}\n"
+        "spec:\n  selector: {matchLabels: {app: bad}}\n  template:\n    metadata: {labels: {app: bad}}\n"
+        "    spec:\n      containers:\n        - name: c\n          image: registry.example/x:1.0\n"
+        "          securityContext: {privileged: true, runAsUser: 0}\n"
+    )
+    ok, detail = check.scan_manifests(tmp_path)
+    assert not ok
+    # privileged, no CPU limits, privilege escalation, writable root filesystem, root user
+    for check_id in ("CKV_K8S_16", "CKV_K8S_11", "CKV_K8S_20", "CKV_K8S_22", "CKV_K8S_23"):
+        assert check_id in detail, detail
