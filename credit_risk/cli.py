@@ -137,6 +137,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         params=params,
         wait=args.wait,
         timeout_s=args.timeout,
+        upload=args.upload,
     )
     outcome = submit(config)
     print(json.dumps(outcome, indent=2))
@@ -232,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
         help="pipeline parameter (repeatable), e.g. data_uri=gs://bucket/loans.csv",
     )
     p.add_argument("--wait", action="store_true", help="wait for the run; non-zero exit unless it succeeds")
+    p.add_argument(
+        "--upload",
+        action="store_true",
+        help="register the pipeline and a content-addressed version in KFP and run that version "
+        "(default: run the package directly, without registering it)",
+    )
     p.add_argument(
         "--fail-on-rejection",
         action="store_true",

@@ -8,6 +8,7 @@ before anything is sent.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -34,6 +35,8 @@ class SubmitConfig:
     params: dict[str, Any] = field(default_factory=dict)
     wait: bool = False
     timeout_s: int = 3600
+    upload: bool = False  # register the pipeline (and a version) in KFP, then run that version
+    pipeline_name: str = "credit-risk-training"
 
     def __post_init__(self) -> None:
         if not self.host.startswith(("http://", "https://")):
@@ -62,6 +65,45 @@ def check_params(params: dict[str, Any], inputs: dict[str, dict[str, Any]]) -> N
         raise ConfigError(f"missing required pipeline parameter(s) {missing} (pass --param name=value)")
 
 
+def version_name(pipeline_file: str | Path) -> str:
+    """Package version + content hash: the same YAML always maps to the same KFP version."""
+    from credit_risk import __version__
+
+    digest = hashlib.sha256(Path(pipeline_file).read_bytes()).hexdigest()[:12]
+    return f"{__version__}-{digest}"
+
+
+def upload(client: Any, pipeline_file: str, pipeline_name: str, namespace: str | None) -> tuple[str, str]:
+    """Make sure the pipeline and this exact version exist in KFP; return (pipeline_id, version_id).
+
+    An unknown pipeline is uploaded (KFP makes this file its first version); a known one gets a
+    version named ``<package version>-<content hash>`` unless that version is already there, so
+    re-submitting the same YAML never piles up duplicate versions.
+    """
+    name = version_name(pipeline_file)
+    pipeline_id = client.get_pipeline_id(pipeline_name)
+    if pipeline_id is None:
+        pipeline = client.upload_pipeline(
+            pipeline_file,
+            pipeline_name=pipeline_name,
+            namespace=namespace,
+            description=f"credit-risk-kfp {name}",
+        )
+        # uploading a new pipeline also creates its first version, holding exactly this file
+        first = client.list_pipeline_versions(pipeline.pipeline_id, page_size=1).pipeline_versions[0]
+        log.info("created pipeline %s with version %s", pipeline.pipeline_id, first.pipeline_version_id)
+        return pipeline.pipeline_id, first.pipeline_version_id
+    for v in client.list_pipeline_versions(pipeline_id, page_size=200).pipeline_versions or []:
+        if v.display_name == name:
+            log.info("pipeline version %s (%s) already uploaded", name, v.pipeline_version_id)
+            return pipeline_id, v.pipeline_version_id
+    version = client.upload_pipeline_version(
+        pipeline_file, pipeline_version_name=name, pipeline_id=pipeline_id
+    )
+    log.info("uploaded pipeline version %s (%s)", name, version.pipeline_version_id)
+    return pipeline_id, version.pipeline_version_id
+
+
 def submit(config: SubmitConfig) -> dict[str, Any]:
     """Create the run (and experiment if needed); with ``wait``, poll until it ends.
 
@@ -81,23 +123,33 @@ def submit(config: SubmitConfig) -> dict[str, Any]:
         existing_token=os.environ.get("KFP_TOKEN") or None,
         cookies=os.environ.get("KFP_COOKIE") or None,
     )
-    result = client.create_run_from_pipeline_package(
-        pipeline_file,
-        arguments=config.params,
-        run_name=config.run_name,
-        experiment_name=config.experiment,
-        namespace=config.namespace,
-    )
-    outcome: dict[str, Any] = {
-        "run_id": result.run_id,
-        "experiment": config.experiment,
-        "url": f"{config.host.rstrip('/')}/#/runs/details/{result.run_id}",
-    }
-    log.info("submitted run %s to %s (experiment %s)", result.run_id, config.host, config.experiment)
+    outcome: dict[str, Any] = {"experiment": config.experiment}
+    if config.upload:
+        pipeline_id, version_id = upload(client, pipeline_file, config.pipeline_name, config.namespace)
+        experiment = client.create_experiment(name=config.experiment, namespace=config.namespace)
+        run = client.run_pipeline(
+            experiment_id=experiment.experiment_id,
+            job_name=config.run_name or f"{config.pipeline_name} {version_name(pipeline_file)}",
+            pipeline_id=pipeline_id,
+            version_id=version_id,
+            params=config.params,
+        )
+        run_id = run.run_id
+        outcome.update({"pipeline_id": pipeline_id, "pipeline_version_id": version_id})
+    else:
+        run_id = client.create_run_from_pipeline_package(
+            pipeline_file,
+            arguments=config.params,
+            run_name=config.run_name,
+            experiment_name=config.experiment,
+            namespace=config.namespace,
+        ).run_id
+    outcome.update({"run_id": run_id, "url": f"{config.host.rstrip('/')}/#/runs/details/{run_id}"})
+    log.info("submitted run %s to %s (experiment %s)", run_id, config.host, config.experiment)
     if config.wait:
         start = time.monotonic()
-        run = client.wait_for_run_completion(result.run_id, timeout=config.timeout_s)
-        outcome["state"] = str(run.state)
+        final = client.wait_for_run_completion(run_id, timeout=config.timeout_s)
+        outcome["state"] = str(final.state)
         outcome["seconds"] = round(time.monotonic() - start, 1)
-        log.info("run %s ended %s after %.0fs", result.run_id, run.state, outcome["seconds"])
+        log.info("run %s ended %s after %.0fs", run_id, final.state, outcome["seconds"])
     return outcome

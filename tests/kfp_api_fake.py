@@ -1,6 +1,7 @@
 """A protocol-level fake of the Kubeflow Pipelines v2beta1 REST API - NOT a KFP server.
 
-It speaks just the paths ``kfp.Client`` uses to create an experiment and a run and to poll it,
+It speaks just the paths ``kfp.Client`` uses to upload a pipeline and its versions (multipart), to
+create an experiment and a run and to poll it,
 records every request (method, path, JSON body, headers) for the tests to assert on, and answers
 run states from a script. Anything else is a 404, so an unexpected call fails the test.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import json
 import threading
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -18,6 +21,9 @@ class FakeKfpApi:
         self.requests: list[dict] = []
         self.experiments: dict[str, dict] = {}
         self.runs: dict[str, dict] = {}
+        self.pipelines: dict[str, dict] = {}
+        self.versions: dict[str, list[dict]] = {}  # pipeline_id -> versions
+        self.uploads: list[bytes] = []  # file contents received by the upload endpoints
         self.run_states = list(run_states or ["SUCCEEDED"])
         fake = self
 
@@ -35,7 +41,16 @@ class FakeKfpApi:
 
             def _handle(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
+                raw = self.rfile.read(length) if length else b""
+                ctype = self.headers.get("Content-Type", "")
+                if ctype.startswith("multipart/form-data"):
+                    body = None
+                    message = BytesParser(policy=HTTP).parsebytes(
+                        f"Content-Type: {ctype}\r\n\r\n".encode() + raw
+                    )
+                    fake.uploads += [part.get_payload(decode=True) for part in message.iter_parts()]
+                else:
+                    body = json.loads(raw) if raw else None
                 url = urlparse(self.path)
                 fake.requests.append(
                     {
@@ -71,6 +86,39 @@ class FakeKfpApi:
             exp = {"experiment_id": f"exp-{len(self.experiments) + 1}", "display_name": body["display_name"]}
             self.experiments[exp["experiment_id"]] = exp
             return 200, exp
+        if method == "GET" and path == "/apis/v2beta1/pipelines":
+            flt = json.loads(query.get("filter", ["{}"])[0] or "{}")
+            wanted = [p.get("stringValue", p.get("string_value")) for p in flt.get("predicates", [])]
+            found = [p for p in self.pipelines.values() if p["display_name"] in wanted]
+            return 200, {"pipelines": found, "total_size": len(found)} if found else {}
+        if method == "POST" and path == "/apis/v2beta1/pipelines/upload":
+            pipeline_id = f"pipeline-{len(self.pipelines) + 1}"
+            pipeline = {"pipeline_id": pipeline_id, "display_name": query["name"][0]}
+            self.pipelines[pipeline_id] = pipeline
+            self.versions[pipeline_id] = [
+                {
+                    "pipeline_id": pipeline_id,
+                    "pipeline_version_id": f"{pipeline_id}-v1",
+                    "display_name": query["name"][0],
+                }
+            ]
+            return 200, pipeline
+        if method == "POST" and path == "/apis/v2beta1/pipelines/upload_version":
+            pipeline_id = query["pipelineid"][0]
+            versions = self.versions[pipeline_id]
+            version = {
+                "pipeline_id": pipeline_id,
+                "pipeline_version_id": f"{pipeline_id}-v{len(versions) + 1}",
+                "display_name": query["name"][0],
+            }
+            versions.append(version)
+            return 200, version
+        if method == "GET" and path.startswith("/apis/v2beta1/pipelines/") and path.endswith("/versions"):
+            pipeline_id = path.split("/")[-2]
+            return 200, {
+                "pipeline_versions": self.versions.get(pipeline_id, []),
+                "total_size": len(self.versions.get(pipeline_id, [])),
+            }
         if method == "POST" and path == "/apis/v2beta1/runs":
             run_id = f"run-{len(self.runs) + 1}"
             run = {**body, "run_id": run_id, "state": "PENDING"}

@@ -78,3 +78,34 @@ def test_bad_parameters_are_refused_before_anything_is_sent(params, message):
 def test_bad_host_is_a_config_error():
     with pytest.raises(ConfigError, match="must be an http"):
         SubmitConfig(host="kubeflow.example.com")
+
+
+def test_upload_registers_pipeline_then_versions_and_runs_the_version(tmp_path):
+    from credit_risk.pipelines.compile import COMPILED_FILE
+
+    from credit_risk.submit import version_name
+
+    with FakeKfpApi() as api:
+        first = submit(SubmitConfig(host=api.url, params=PARAMS, upload=True))
+        again = submit(SubmitConfig(host=api.url, params=PARAMS, upload=True))  # adds the hash-named version
+        once_more = submit(SubmitConfig(host=api.url, params=PARAMS, upload=True))  # reuses it
+        changed = tmp_path / "p.yaml"
+        changed.write_text(COMPILED_FILE.read_text() + "\n# changed\n")
+        third = submit(SubmitConfig(host=api.url, params=PARAMS, upload=True, pipeline_file=str(changed)))
+    assert first["pipeline_id"] == again["pipeline_id"] == third["pipeline_id"] == "pipeline-1"
+    assert first["pipeline_version_id"] == "pipeline-1-v1"
+    assert again["pipeline_version_id"] == once_more["pipeline_version_id"] == "pipeline-1-v2"
+    assert [v["display_name"] for v in api.versions["pipeline-1"]] == [
+        "credit-risk-training",
+        version_name(COMPILED_FILE),
+        version_name(changed),
+    ]
+    assert third["pipeline_version_id"] == "pipeline-1-v3"
+    assert api.uploads[0] == COMPILED_FILE.read_bytes()  # the compiled YAML itself was uploaded
+    runs = [r["body"] for r in api.requests if r["path"] == "/apis/v2beta1/runs"]
+    assert runs[0]["pipeline_version_reference"] == {
+        "pipeline_id": "pipeline-1",
+        "pipeline_version_id": "pipeline-1-v1",
+    }
+    assert "pipeline_spec" not in runs[0]  # runs reference the registered version, not an inline spec
+    assert runs[0]["runtime_config"]["parameters"] == PARAMS
