@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,14 +110,12 @@ def test_failed_gate_override_only_when_enabled(setup):
     }
 
 
-@pytest.mark.slow
-def test_html_report_renders_in_headless_chromium(setup, tmp_path):
+def _screenshot(page: Path, tmp_path: Path, height: int = 1800) -> np.ndarray:
     from PIL import Image
 
     if CHROMIUM is None:
         pytest.fail("chromium is not installed: bin/test installs it (apt-get install chromium)")
-    _, out = _run(setup, "screenshot")
-    shot = tmp_path / "report.png"
+    shot = tmp_path / f"{page.stem}.png"
     subprocess.run(
         [
             CHROMIUM,
@@ -129,18 +128,40 @@ def test_html_report_renders_in_headless_chromium(setup, tmp_path):
             "--disable-component-update",
             "--disable-sync",
             f"--user-data-dir={tmp_path / 'profile'}",
-            "--window-size=1200,1800",
+            f"--window-size=1200,{height}",
             f"--screenshot={shot}",
-            (out / "report.html").as_uri(),
+            page.as_uri(),
         ],
         check=True,
         capture_output=True,
         timeout=120,
     )
-    pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
+    return np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
+
+
+@pytest.mark.slow
+def test_html_report_renders_in_headless_chromium(setup, tmp_path):
+    _, out = _run(setup, "screenshot")
+    pixels = _screenshot(out / "report.html", tmp_path)
     assert pixels.shape[0] >= 1000 and pixels.shape[1] >= 1000
     assert pixels.std() > 20  # not blank: text, tables and plots
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200  # plots bring many colours
+
+
+@pytest.mark.slow
+def test_model_card_renders_in_headless_chromium(setup, tmp_path):
+    import markdown
+
+    _, out = _run(setup, "card")
+    body = markdown.markdown((out / "card.md").read_text(), extensions=["tables"])
+    assert body.count("<table>") >= 3  # metrics, fairness and approval tables are real tables
+    page = tmp_path / "card.html"
+    page.write_text(
+        f"<!doctype html><meta charset='utf-8'><body style='font-family:sans-serif'>{body}</body>"
+    )
+    pixels = _screenshot(page, tmp_path, height=1400)
+    dark = (pixels.sum(axis=2) < 200).mean()
+    assert pixels.std() > 20 and 0.005 < dark < 0.5  # text on a page, neither blank nor solid
 
 
 @pytest.mark.slow

@@ -45,6 +45,9 @@ def test_dockerfile_builds_from_its_lock_pinned_and_non_root(side):
     assert re.match(r"python:3\.11\.\d+-slim-\w+$", base), base
     assert re.search(r"^USER 10001$", text, re.M)
     assert "pip install --no-cache-dir" in text and ":latest" not in text
+    # no secrets baked in: no credential-like ENV/ARG, no key or credential files copied
+    assert not re.search(r"^(ENV|ARG)\s+\S*(PASSWORD|TOKEN|SECRET|API_KEY|CREDENTIALS)", text, re.M | re.I)
+    assert not re.search(r"^(COPY|ADD)\s.*(\.json|\.pem|\.key|credentials)", text, re.M | re.I)
 
 
 KUBECTL = REPO / ".venvs" / "quality" / "bin" / "kubectl"
