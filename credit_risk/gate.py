@@ -264,29 +264,14 @@ def champion_checks(
                 "no champion model given: first model, relative checks skipped",
             )
         ]
+    # (setting, metric, comparison, sign): challenger AUC >= champion - drop; Brier <= champion + increase
+    plan = [("max_auc_drop", "auc", ">=", -1.0), ("max_brier_increase", "brier", "<=", 1.0)]
     checks = []
-    if config.max_auc_drop is not None:
-        checks.append(
-            _compare(
-                "max_auc_drop",
-                "auc",
-                float(metrics.get("auc", math.nan)),
-                ">=",
-                champion["auc"] - config.max_auc_drop,
-                "vs champion",
-            )
-        )
-    if config.max_brier_increase is not None:
-        checks.append(
-            _compare(
-                "max_brier_increase",
-                "brier",
-                float(metrics.get("brier", math.nan)),
-                "<=",
-                champion["brier"] + config.max_brier_increase,
-                "vs champion",
-            )
-        )
+    for name, key, op, sign in plan:
+        tolerance = getattr(config, name)
+        if tolerance is not None:
+            value = float(metrics.get(key, math.nan))
+            checks.append(_compare(name, key, value, op, champion[key] + sign * tolerance, "vs champion"))
     return checks
 
 
