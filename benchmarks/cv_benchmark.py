@@ -84,7 +84,26 @@ def baseline(name: str, spec):
     raise ValueError(name)
 
 
-def run(dataset: str, models: list[str], splits: int, repeats: int) -> dict:
+def training_config(overrides: list[str]) -> training.TrainingConfig:
+    """The pipeline defaults, with ``key=value`` overrides (model keys prefixed ``model.``)."""
+    from dataclasses import replace
+
+    from credit_risk.model import ModelConfig
+
+    top, model = {}, {}
+    for item in overrides:
+        key, _, raw = item.partition("=")
+        value = json.loads(raw)
+        if key == "model.hidden_units":
+            value = tuple(value)
+        (model if key.startswith("model.") else top)[key.removeprefix("model.")] = value
+    base = training.TrainingConfig()
+    return replace(base, model=replace(base.model, **model) if model else ModelConfig(), **top)
+
+
+def run(
+    dataset: str, models: list[str], splits: int, repeats: int, config: training.TrainingConfig | None = None
+) -> dict:
     from sklearn.model_selection import RepeatedStratifiedKFold
 
     spec = feature_spec.load(ROOT / "data" / f"{dataset}.spec.yaml")
@@ -107,7 +126,7 @@ def run(dataset: str, models: list[str], splits: int, repeats: int) -> dict:
             start = time.perf_counter()
             train, test = frame.iloc[tr].reset_index(drop=True), frame.iloc[te].reset_index(drop=True)
             if name == "wide_deep":
-                model, _, _ = training.train(train, spec, training.TrainingConfig())
+                model, _, _ = training.train(train, spec, config or training.TrainingConfig())
                 pd_ = training.predict_frame(model, test, spec)
             else:
                 est = baseline(name, spec).fit(train[inputs], train[spec.label])
@@ -145,12 +164,20 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--splits", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=JSON",
+        help="override wide-and-deep training defaults, e.g. l2 sweep: model.l2=0.01 epochs=300",
+    )
+    parser.add_argument("--tag", default="", help="suffix for the result file (sweeps)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     RESULTS.mkdir(parents=True, exist_ok=True)
     for dataset in args.dataset:
-        result = run(dataset, args.models, args.splits, args.repeats)
-        path = RESULTS / f"cv_{dataset}.json"
+        result = run(dataset, args.models, args.splits, args.repeats, training_config(args.set))
+        path = RESULTS / f"cv_{dataset}{'_' + args.tag if args.tag else ''}.json"
         path.write_text(json.dumps(result, indent=2))
         print(f"\n{dataset} ({result['rows']} rows, {result['folds']} folds, {len(result['inputs'])} inputs)")
         print(f"{'model':<10} {'AUC':>15} {'Brier':>15} {'s/fold':>7}")
