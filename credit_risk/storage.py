@@ -1,14 +1,14 @@
-"""Read and write local paths and ``gs://`` URIs through one module.
+"""Read local paths and ``gs://`` URIs through one module.
 
-Only the handful of operations the components need; google-cloud-storage is imported lazily so the
-local path needs no cloud libraries.
+Only the operations the components need today (read a text file, get a local copy of a file);
+google-cloud-storage is imported lazily so local paths need no cloud libraries. The full storage
+layer (streaming, checksums, retries, atomic publish) is issue 7.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -50,13 +50,6 @@ def parent(uri: str) -> str:
     return str(Path(uri).parent)
 
 
-def exists(uri: str) -> bool:
-    if is_gcs(uri):
-        bucket, blob = _split_gcs(uri)
-        return _client().bucket(bucket).blob(blob).exists()
-    return Path(uri).exists()
-
-
 def read_text(uri: str) -> str:
     if is_gcs(uri):
         bucket, blob = _split_gcs(uri)
@@ -80,19 +73,3 @@ def local_copy(uri: str, workdir: str | None = None) -> str:
         raise FileNotFoundError(uri)
     b.download_to_filename(str(target))
     return str(target)
-
-
-def publish_dir(local_dir: str, uri: str) -> None:
-    """Copy a finished local directory to ``uri``. Callers build into a temp dir first."""
-    if is_gcs(uri):
-        bucket_name, prefix = _split_gcs(uri)
-        bucket = _client().bucket(bucket_name)
-        for path in sorted(Path(local_dir).rglob("*")):
-            if path.is_file():
-                rel = path.relative_to(local_dir).as_posix()
-                bucket.blob(posixpath.join(prefix, rel)).upload_from_filename(str(path))
-        return
-    target = Path(uri)
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(local_dir, target)
