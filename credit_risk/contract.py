@@ -85,6 +85,9 @@ def _check_value(feature: Feature, value: Any, index: int) -> Any:
             )
         if not np.isfinite(value):
             raise RequestError(f"expected a finite number, got {value}", index, feature.name)
+        problem = feature.out_of_range(value)
+        if problem:
+            raise RequestError(problem, index, feature.name)
         return value
     if not isinstance(value, str):
         raise RequestError(

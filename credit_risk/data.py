@@ -14,12 +14,13 @@ import pandas as pd
 
 from credit_risk import storage
 from credit_risk.errors import DataError
-from credit_risk.feature_spec import FeatureSpec
+from credit_risk.feature_spec import Feature, FeatureSpec
 
 log = logging.getLogger(__name__)
 
 MISSING_MARKERS = [""]  # only an empty cell is missing; "NA" may be a real category
 MAX_EXAMPLES = 3
+MAX_DUPLICATE_FRACTION = 0.01  # a few exact repeats happen in real data; more means a broken extract
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,50 @@ def _where(rows: list[int], values: list[str] | None = None) -> str:
     return ", ".join(parts) + more
 
 
-def find_problems(raw: pd.DataFrame, spec: FeatureSpec) -> list[Problem]:
+def _numeric_problems(f: Feature, col: pd.Series, nulls: pd.Series) -> list[Problem]:
+    coerced = pd.to_numeric(col, errors="coerce")
+    bad = coerced.isna() & ~nulls
+    if bad.any():
+        values = [str(v) for v in col[bad].head(MAX_EXAMPLES)]
+        where = _where(_rows(bad), values)
+        return [
+            Problem(
+                f.name, "not_numeric", f"column {f.name!r} is numeric in the spec but holds text at {where}"
+            )
+        ]
+    if not np.isfinite(coerced[~nulls].to_numpy(dtype=float)).all():
+        return [Problem(f.name, "not_finite", f"column {f.name!r} holds inf values")]
+    low = coerced < f.min if f.min is not None else pd.Series(False, index=col.index)
+    high = coerced > f.max if f.max is not None else pd.Series(False, index=col.index)
+    outside = (low | high) & ~nulls
+    if outside.any():
+        values = [str(v) for v in col[outside].head(MAX_EXAMPLES)]
+        bounds = f"[{'-inf' if f.min is None else f'{f.min:g}'}, {'inf' if f.max is None else f'{f.max:g}'}]"
+        return [
+            Problem(
+                f.name,
+                "out_of_range",
+                f"column {f.name!r} must be in {bounds} but is not at {_where(_rows(outside), values)}",
+            )
+        ]
+    return []
+
+
+def find_problems(
+    raw: pd.DataFrame, spec: FeatureSpec, max_duplicate_fraction: float = MAX_DUPLICATE_FRACTION
+) -> list[Problem]:
     """Check a raw (all-text) frame against the spec. Returns every problem, not just the first."""
     problems: list[Problem] = []
     missing = [c for c in spec.columns if c not in raw.columns]
+    for col in [c for c in raw.columns if c not in spec.columns]:
+        problems.append(
+            Problem(
+                col,
+                "unexpected_column",
+                f"column {col!r} is not in feature spec {spec.name!r}; add it to the spec "
+                "(model_input: false to keep it out of the model) or drop it",
+            )
+        )
     for col in missing:
         problems.append(
             Problem(
@@ -69,6 +110,17 @@ def find_problems(raw: pd.DataFrame, spec: FeatureSpec) -> list[Problem]:
     if len(raw) == 0:
         problems.append(Problem("*", "no_rows", "the dataset has a header but zero rows"))
         return problems
+    duplicated = raw.duplicated()
+    if duplicated.mean() > max_duplicate_fraction:
+        problems.append(
+            Problem(
+                "*",
+                "duplicate_rows",
+                f"{int(duplicated.sum())} of {len(raw)} rows ({duplicated.mean():.1%}) repeat an "
+                f"earlier row, above the limit of {max_duplicate_fraction:.1%}; first at "
+                f"{_where(_rows(duplicated))}",
+            )
+        )
     for f in spec.features:
         if f.name in missing:
             continue
@@ -86,20 +138,7 @@ def find_problems(raw: pd.DataFrame, spec: FeatureSpec) -> list[Problem]:
                 )
             )
         if f.is_numeric:
-            coerced = pd.to_numeric(col, errors="coerce")
-            bad = coerced.isna() & ~nulls
-            if bad.any():
-                rows = _rows(bad)
-                values = [str(v) for v in col[bad].head(MAX_EXAMPLES)]
-                problems.append(
-                    Problem(
-                        f.name,
-                        "not_numeric",
-                        f"column {f.name!r} is numeric in the spec but holds text at {_where(rows, values)}",
-                    )
-                )
-            elif not np.isfinite(coerced[~nulls].to_numpy(dtype=float)).all():
-                problems.append(Problem(f.name, "not_finite", f"column {f.name!r} holds inf values"))
+            problems += _numeric_problems(f, col, nulls)
     if spec.label not in missing:
         label = raw[spec.label]
         bad = ~label.isin(["0", "1"])

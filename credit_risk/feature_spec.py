@@ -15,6 +15,8 @@ YAML keys::
         nullable: false            # may the value be missing (null / empty)?
         model_input: true          # false: kept for fairness slices only
         protected: false           # never a reason code; used for fairness slices
+        min: 18                    # numeric only, optional: business-rule range [min, max]
+        max: 100
         description: free text
     crosses: [[cat_a, cat_b], ...] # categorical pairs hashed together for the wide part
     slices:                        # extra groups for evaluation / fairness (protected
@@ -40,7 +42,7 @@ NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 FEATURE_TYPES = (NUMERIC, CATEGORICAL)
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_FEATURE_KEYS = {"name", "type", "nullable", "model_input", "protected", "description"}
+_FEATURE_KEYS = {"name", "type", "nullable", "model_input", "protected", "description", "min", "max"}
 _TOP_KEYS = {"name", "description", "data_file", "label", "features", "crosses", "slices"}
 _SLICE_KEYS = {"name", "feature", "bins"}
 
@@ -53,10 +55,20 @@ class Feature:
     model_input: bool = True
     protected: bool = False
     description: str = ""
+    min: float | None = None
+    max: float | None = None
 
     @property
     def is_numeric(self) -> bool:
         return self.type == NUMERIC
+
+    def out_of_range(self, value: float) -> str | None:
+        """Why ``value`` breaks this feature's business-rule range, or None."""
+        if self.min is not None and value < self.min:
+            return f"{value!r} is below the minimum {self.min:g}"
+        if self.max is not None and value > self.max:
+            return f"{value!r} is above the maximum {self.max:g}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -114,7 +126,7 @@ class FeatureSpec:
         features = []
         for f in self.features:
             item: dict[str, Any] = {"name": f.name, "type": f.type}
-            for key in ("nullable", "model_input", "protected", "description"):
+            for key in ("nullable", "model_input", "protected", "description", "min", "max"):
                 if getattr(f, key) != getattr(default, key):
                     item[key] = getattr(f, key)
             features.append(item)
@@ -145,6 +157,25 @@ def _parse_bool(raw: dict[str, Any], key: str, default: bool, where: str) -> boo
     value = raw.get(key, default)
     _require(isinstance(value, bool), f"{where}.{key}", f"expected true/false, got {value!r}")
     return bool(value)
+
+
+def _parse_bounds(raw: dict[str, Any], ftype: str, where: str) -> dict[str, float]:
+    bounds: dict[str, float] = {}
+    for key in ("min", "max"):
+        if key in raw:
+            value = raw[key]
+            _require(ftype == NUMERIC, f"{where}.{key}", "a range applies to numeric features only")
+            _require(
+                isinstance(value, (int, float)) and not isinstance(value, bool),
+                f"{where}.{key}",
+                f"expected a number, got {value!r}",
+            )
+            bounds[key] = float(value)
+    if "min" in bounds and "max" in bounds:
+        _require(
+            bounds["min"] < bounds["max"], where, f"min {bounds['min']:g} must be below max {bounds['max']:g}"
+        )
+    return bounds
 
 
 def from_dict(raw: Any, source_uri: str | None = None) -> FeatureSpec:  # noqa: PLR0915 - one check per key
@@ -189,6 +220,7 @@ def from_dict(raw: Any, source_uri: str | None = None) -> FeatureSpec:  # noqa: 
         ftype = fr.get("type")
         _require(ftype in FEATURE_TYPES, f"{at}.type", f"expected one of {FEATURE_TYPES}, got {ftype!r}")
         seen.add(fname)
+        bounds = _parse_bounds(fr, ftype, at)
         features.append(
             Feature(
                 name=fname,
@@ -197,6 +229,8 @@ def from_dict(raw: Any, source_uri: str | None = None) -> FeatureSpec:  # noqa: 
                 model_input=_parse_bool(fr, "model_input", True, at),
                 protected=_parse_bool(fr, "protected", False, at),
                 description=str(fr.get("description", "")),
+                min=bounds.get("min"),
+                max=bounds.get("max"),
             )
         )
     _require(any(f.model_input for f in features), f"{where}: features", "no feature is a model_input")

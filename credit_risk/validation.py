@@ -92,6 +92,11 @@ def schema_for_spec(stats, spec: FeatureSpec):
             feat.ClearField("domain_info")  # an inferred domain of the wrong type is meaningless
         feat.presence.min_count = 1
         feat.presence.min_fraction = 0.0 if f.nullable else 1.0
+        if f.is_numeric and (f.min is not None or f.max is not None):
+            if f.min is not None:
+                feat.float_domain.min = f.min
+            if f.max is not None:
+                feat.float_domain.max = f.max
     label = get(spec.label)
     label.type = schema_pb2.INT
     label.ClearField("domain_info")

@@ -105,3 +105,42 @@ def test_typed_frame_leaves_unparseable_numeric_as_text(german_spec):
     typed = data.typed_frame(raw, german_spec)
     assert typed["duration_in_month"].dtype == object
     assert typed["default"].dtype == "int64"
+
+
+def test_out_of_range_value_names_row_and_value(tmp_path, german_spec):
+    header, rows = read_rows(GERMAN_CSV)
+    rows[4][header.index("age_in_years")] = "7"
+    path = write_rows(tmp_path / "d.csv", header, rows)
+    (problem,) = data.find_problems(data.read_raw(str(path)), german_spec)
+    assert (problem.column, problem.kind) == ("age_in_years", "out_of_range")
+    assert "must be in [18, 100]" in problem.message and "row 5 (file line 6) value '7'" in problem.message
+
+
+def test_unexpected_column_is_a_problem(tmp_path, german_spec):
+    header, rows = read_rows(GERMAN_CSV)
+    path = write_rows(tmp_path / "d.csv", [*header, "zip_code"], [[*r, "12345"] for r in rows])
+    (problem,) = data.find_problems(data.read_raw(str(path)), german_spec)
+    assert (problem.column, problem.kind) == ("zip_code", "unexpected_column")
+
+
+def test_duplicated_rows_above_the_limit(tmp_path, german_spec):
+    header, rows = read_rows(GERMAN_CSV)
+    few = write_rows(tmp_path / "few.csv", header, rows + rows[:5])  # 0.5 %: tolerated
+    assert data.find_problems(data.read_raw(str(few)), german_spec) == []
+    many = write_rows(tmp_path / "many.csv", header, rows + rows[:30])  # 2.9 %
+    (problem,) = data.find_problems(data.read_raw(str(many)), german_spec)
+    assert problem.kind == "duplicate_rows" and "30 of 1030 rows" in problem.message
+    assert "row 1001 (file line 1002)" in problem.message
+
+
+def test_wrong_delimiter_reports_every_missing_column(tmp_path, credit_spec, german_spec):
+    header, rows = read_rows(CREDIT_CSV)
+    (tmp_path / "semi.csv").write_text("\n".join(";".join(r) for r in [header, *rows[:20]]) + "\n")
+    problems = data.find_problems(data.read_raw(str(tmp_path / "semi.csv")), credit_spec)
+    assert {p.kind for p in problems} == {"missing_column", "unexpected_column"}
+    assert sum(p.kind == "missing_column" for p in problems) == len(credit_spec.columns)
+    # german_credit's values contain commas: the file does not even parse, and says where
+    header, rows = read_rows(GERMAN_CSV)
+    (tmp_path / "semi2.csv").write_text("\n".join(";".join(r) for r in [header, *rows[:20]]) + "\n")
+    with pytest.raises(DataError, match=r"not a readable CSV: .*line 9"):
+        data.read_raw(str(tmp_path / "semi2.csv"))

@@ -57,3 +57,25 @@ def test_missing_spec_file_is_a_clear_error(tmp_path):
 
 def test_data_path_is_relative_to_spec(german_spec):
     assert german_spec.data_path() == str(GERMAN_CSV)
+
+
+@pytest.mark.parametrize(
+    "feature, message",
+    [
+        ({"name": "x", "type": "categorical", "min": 0}, "a range applies to numeric features only"),
+        ({"name": "x", "type": "numeric", "min": 5, "max": 1}, "min 5 must be below max 1"),
+        ({"name": "x", "type": "numeric", "max": "high"}, "max: expected a number, got 'high'"),
+    ],
+)
+def test_bad_range_names_the_feature(feature, message):
+    raw = _raw()
+    raw["features"].append(feature)
+    with pytest.raises(FeatureSpecError, match=message):
+        feature_spec.from_dict(raw)
+
+
+def test_range_check(german_spec):
+    age = german_spec.feature("age_in_years")
+    assert (age.min, age.max) == (18.0, 100.0)
+    assert age.out_of_range(17.0) == "17.0 is below the minimum 18"
+    assert age.out_of_range(40.0) is None

@@ -80,3 +80,14 @@ def test_validate_step_snapshot_is_exactly_the_spec_columns(tmp_path, german_spe
     steps.validate_step(str(GERMAN_CSV), str(GERMAN_SPEC), str(tmp_path / "out"), str(snapshot))
     header, rows = read_rows(snapshot)
     assert header == german_spec.columns and len(rows) == 1000
+
+
+def test_out_of_range_is_reported_by_tfdv_from_the_spec_range(tmp_path, german_spec):
+    header, rows = read_rows(GERMAN_CSV)
+    rows[10][header.index("age_in_years")] = "150"
+    result = validation.validate(
+        str(write_rows(tmp_path / "bad.csv", header, rows)), german_spec, tmp_path / "o"
+    )
+    by_source = {(a.source, a.column, a.kind) for a in result.anomalies}
+    assert ("spec", "age_in_years", "out_of_range") in by_source
+    assert any(a.source == "tfdv" and a.column == "age_in_years" for a in result.anomalies)

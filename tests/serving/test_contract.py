@@ -88,3 +88,10 @@ def test_batch_limit():
 def test_non_finite_number():
     with pytest.raises(contract.RequestError, match="finite"):
         parse({**GOOD, "Income": float("inf")})
+
+
+def test_out_of_range_value_is_refused():
+    with pytest.raises(contract.RequestError, match="instance 0, field 'Age': 150 is above the maximum 100"):
+        parse({**GOOD, "Age": 150})
+    with pytest.raises(contract.RequestError, match="field 'Income': -5 is below the minimum 0"):
+        parse({**GOOD, "Income": -5})
