@@ -127,3 +127,68 @@ def parse_instances(
                 raise RequestError("is required but missing", i, f.name)
             columns[f.name].append(_check_value(f, instance.get(f.name), i))
     return columns
+
+
+# --- the request contract (V2 / Open Inference Protocol: one tensor per feature) -----------------
+NUMERIC_DATATYPES = ("FP32", "FP64", "INT32", "INT64")
+CATEGORICAL_DATATYPE = "BYTES"
+OUTPUT_DATATYPE = "FP32"
+
+
+def input_metadata(spec: FeatureSpec) -> list[dict[str, Any]]:
+    """V2 model metadata for the inputs: one [-1, 1] tensor per model input, FP32 or BYTES."""
+    return [
+        {"name": f.name, "datatype": "FP32" if f.is_numeric else CATEGORICAL_DATATYPE, "shape": [-1, 1]}
+        for f in spec.model_features
+    ]
+
+
+def output_metadata() -> list[dict[str, Any]]:
+    return [{"name": OUTPUT_KEY, "datatype": OUTPUT_DATATYPE, "shape": [-1, 1]}]
+
+
+def parse_tensors(
+    tensors: Mapping[str, tuple[str, Sequence[int], Sequence[Any]]],
+    spec: FeatureSpec,
+    max_instances: int = DEFAULT_MAX_INSTANCES,
+) -> dict[str, list[Any]]:
+    """Validate V2 input tensors ``name -> (datatype, shape, flat data)`` -> column-major values.
+
+    Every tensor holds one value per instance (shape [n] or [n, 1]); a nullable feature's tensor may
+    be left out (all null); spec features that are not model inputs are accepted and ignored.
+    """
+    inputs = spec.model_features
+    known = set(spec.feature_names)
+    unknown = sorted(set(tensors) - known)
+    if unknown:
+        raise RequestError(
+            f"unknown input tensor(s) {unknown}; expected {[f.name for f in inputs]}", field=unknown[0]
+        )
+    sizes = {}
+    for name, (_, raw_shape, data) in tensors.items():
+        shape = list(raw_shape)
+        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] != len(data):
+            raise RequestError(f"shape {shape} does not hold {len(data)} values as [n] or [n, 1]", field=name)
+        sizes[name] = len(data)
+    counts = {sizes[f.name] for f in inputs if f.name in sizes}
+    if len(counts) > 1:
+        raise RequestError(f"input tensors disagree on the number of instances: {sizes}")
+    n = counts.pop() if counts else 0
+    if n == 0:
+        raise RequestError("the request holds no instances")
+    if n > max_instances:
+        raise RequestError(f"batch of {n} instances exceeds the limit of {max_instances}")
+    columns: dict[str, list[Any]] = {}
+    for f in inputs:
+        if f.name not in tensors:
+            if not f.nullable:
+                raise RequestError("is a required input tensor but is missing", field=f.name)
+            columns[f.name] = [None] * n
+            continue
+        datatype, _, data = tensors[f.name]
+        wanted = NUMERIC_DATATYPES if f.is_numeric else (CATEGORICAL_DATATYPE,)
+        if datatype not in wanted:
+            raise RequestError(f"datatype {datatype} is not one of {list(wanted)}", field=f.name)
+        values = [v.decode() if isinstance(v, bytes) else v for v in data]
+        columns[f.name] = [_check_value(f, v, i) for i, v in enumerate(values)]
+    return columns

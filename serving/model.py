@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from kserve import Model
+from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput, ModelMissingError
 
 from credit_risk import contract, feature_spec
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """What preprocess hands on: the model's input arrays and how to answer (V1 or V2)."""
+
+    arrays: dict[str, np.ndarray]
+    v2_request_id: str | None = None  # set for a V2 (Open Inference Protocol) request
 
 
 class CreditRiskModel(Model):
@@ -56,19 +65,54 @@ class CreditRiskModel(Model):
         out = self._signature(**{k: tf.constant(v) for k, v in arrays.items()})
         return out[contract.OUTPUT_KEY].numpy().reshape(-1)
 
-    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+    def get_input_types(self) -> list[dict[str, Any]]:
+        assert self.spec is not None
+        return contract.input_metadata(self.spec)
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return contract.output_metadata()
+
+    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Prepared:
         assert self.spec is not None
         try:
+            if isinstance(payload, InferRequest):
+                tensors = {t.name: (t.datatype, t.shape, _flat(t)) for t in payload.inputs}
+                columns = contract.parse_tensors(tensors, self.spec, self.max_instances)
+                return Prepared(contract.columns_to_arrays(columns, self.spec), payload.id or "")
             columns = contract.parse_instances(payload, self.spec, self.max_instances)
         except contract.RequestError as e:
             raise InvalidInput(str(e)) from e
-        return contract.columns_to_arrays(columns, self.spec)
+        return Prepared(contract.columns_to_arrays(columns, self.spec))
 
     async def predict(
-        self, arrays: dict[str, np.ndarray], headers: dict[str, str] | None = None
-    ) -> np.ndarray:
+        self, prepared: Prepared, headers: dict[str, str] | None = None
+    ) -> tuple[Prepared, np.ndarray]:
         # TensorFlow releases the GIL; a thread keeps the event loop answering other requests.
-        return await asyncio.to_thread(self.predict_arrays, arrays)
+        return prepared, await asyncio.to_thread(self.predict_arrays, prepared.arrays)
 
-    async def postprocess(self, pds: np.ndarray, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    async def postprocess(
+        self, result: tuple[Prepared, np.ndarray], headers: dict[str, str] | None = None
+    ) -> dict[str, Any] | InferResponse:
+        prepared, pds = result
+        if prepared.v2_request_id is not None:
+            output = InferOutput(
+                name=contract.OUTPUT_KEY,
+                shape=[len(pds), 1],
+                datatype=contract.OUTPUT_DATATYPE,
+                data=[float(p) for p in pds],
+            )
+            return InferResponse(
+                response_id=prepared.v2_request_id, model_name=self.name, infer_outputs=[output]
+            )
         return {"predictions": [{"pd": float(p)} for p in pds]}
+
+
+def _flat(tensor: Any) -> list[Any]:
+    """A V2 input tensor's values as a flat list (JSON lists may arrive nested)."""
+    data = tensor.data
+    if isinstance(data, np.ndarray):
+        return list(data.reshape(-1).tolist())
+    flat: list[Any] = []
+    for item in data:
+        flat.extend(item if isinstance(item, list) else [item])
+    return flat

@@ -95,3 +95,56 @@ def test_out_of_range_value_is_refused():
         parse({**GOOD, "Age": 150})
     with pytest.raises(contract.RequestError, match="field 'Income': -5 is below the minimum 0"):
         parse({**GOOD, "Income": -5})
+
+
+def _tensors(instances, skip=()):
+    out = {}
+    for f in SPEC.model_features:
+        if f.name in skip:
+            continue
+        datatype = "FP32" if f.is_numeric else "BYTES"
+        out[f.name] = (datatype, [len(instances), 1], [i.get(f.name) for i in instances])
+    return out
+
+
+def test_v2_tensors_give_the_same_columns_as_v1_instances():
+    instances = [GOOD, {**GOOD, "Age": 45, "Home": "owner"}]
+    assert contract.parse_tensors(_tensors(instances), SPEC) == parse(*instances)
+
+
+def test_v2_nullable_tensor_may_be_left_out_required_may_not():
+    assert contract.parse_tensors(_tensors([GOOD], skip={"Income"}), SPEC)["Income"] == [None]
+    with pytest.raises(contract.RequestError, match="field 'Age': is a required input tensor but is missing"):
+        contract.parse_tensors(_tensors([GOOD], skip={"Age"}), SPEC)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda t: t.update(Age=("BYTES", [1, 1], ["30"])), "field 'Age': datatype BYTES is not one of"),
+        (lambda t: t.update(Home=("FP32", [1, 1], [1.0])), "field 'Home': datatype FP32"),
+        (
+            lambda t: t.update(Age=("FP32", [2, 1], [30.0])),
+            "field 'Age': shape [2, 1] does not hold 1 values",
+        ),
+        (lambda t: t.update(Age=("FP32", [2], [30.0, 40.0])), "disagree on the number of instances"),
+        (lambda t: t.update(Salary=("FP32", [1], [1.0])), "unknown input tensor(s) ['Salary']"),
+        (
+            lambda t: t.update(Age=("FP32", [1, 1], [150.0])),
+            "instance 0, field 'Age': 150.0 is above the maximum 100",
+        ),
+    ],
+)
+def test_v2_bad_tensors_are_named(mutate, message):
+    tensors = _tensors([GOOD])
+    mutate(tensors)
+    with pytest.raises(contract.RequestError) as e:
+        contract.parse_tensors(tensors, SPEC)
+    assert message in str(e.value)
+
+
+def test_metadata_lists_every_model_input():
+    meta = contract.input_metadata(SPEC)
+    assert [m["name"] for m in meta] == [f.name for f in SPEC.model_features]
+    assert {m["name"]: m["datatype"] for m in meta}["Home"] == "BYTES"
+    assert contract.output_metadata() == [{"name": "pd", "datatype": "FP32", "shape": [-1, 1]}]

@@ -84,3 +84,59 @@ def test_unknown_model_is_404_and_health_endpoints(server):
     code, raw = http("GET", f"{server}/v1/models/{MODEL_NAME}")
     assert code == 200 and json.loads(raw)["ready"] is True
     assert http("GET", f"{server}/")[0] == 200
+
+
+def _v2_body(instances, spec, skip=()):
+    inputs = []
+    for f in spec.model_features:
+        if f.name in skip:
+            continue
+        values = [i.get(f.name) for i in instances]
+        if f.is_numeric:
+            values = [float("nan") if v is None else v for v in values]
+        else:
+            values = ["" if v is None else v for v in values]
+        inputs.append(
+            {
+                "name": f.name,
+                "shape": [len(values), 1],
+                "datatype": "FP32" if f.is_numeric else "BYTES",
+                "data": values,
+            }
+        )
+    return {"id": "req-1", "inputs": inputs}
+
+
+def test_v2_over_http_equals_v1(server, loaded_model, expected):
+    complete = [i for i in expected["instances"] if None not in i.values()][:10]  # JSON has no NaN
+    body = _v2_body(complete, loaded_model.spec)
+    status, raw = http("POST", f"{server}/v2/models/{MODEL_NAME}/infer", json.dumps(body).encode())
+    assert status == 200, raw
+    out = json.loads(raw)
+    assert out["id"] == "req-1" and out["outputs"][0]["name"] == "pd"
+    v1 = [p["pd"] for p in predict_in_process(loaded_model, {"instances": complete})["predictions"]]
+    np.testing.assert_allclose(out["outputs"][0]["data"], v1, atol=1e-6)
+
+
+def test_v2_nullable_inputs_may_be_omitted(server, loaded_model, expected):
+    nullable = {f.name for f in loaded_model.spec.model_features if f.nullable}
+    body = _v2_body(expected["instances"][:3], loaded_model.spec, skip=nullable)
+    status, raw = http("POST", f"{server}/v2/models/{MODEL_NAME}/infer", json.dumps(body).encode())
+    assert status == 200, raw
+    assert len(json.loads(raw)["outputs"][0]["data"]) == 3
+
+
+def test_v2_bad_tensor_is_400_naming_it(server, loaded_model, expected):
+    body = _v2_body(expected["instances"][:2], loaded_model.spec)
+    body["inputs"][0]["datatype"] = "BYTES" if body["inputs"][0]["datatype"] == "FP32" else "FP32"
+    status, raw = http("POST", f"{server}/v2/models/{MODEL_NAME}/infer", json.dumps(body).encode())
+    assert status == 400 and body["inputs"][0]["name"] in json.loads(raw)["error"]
+    assert http("GET", f"{server}/v2/models/{MODEL_NAME}/ready")[0] == 200
+
+
+def test_v2_metadata_lists_every_input(server, loaded_model):
+    status, raw = http("GET", f"{server}/v2/models/{MODEL_NAME}")
+    assert status == 200
+    meta = json.loads(raw)
+    assert [i["name"] for i in meta["inputs"]] == [f.name for f in loaded_model.spec.model_features]
+    assert meta["outputs"] == [{"name": "pd", "datatype": "FP32", "shape": [-1, 1]}]
