@@ -21,6 +21,8 @@ SIGNATURE_NAME = "serving_default"
 OUTPUT_KEY = "pd"
 SPEC_FILE = "feature_spec.yaml"
 MODEL_INFO_FILE = "model_info.json"
+REASON_BASELINE_KEY = "reason_baseline"  # in model_info.json: the applicant reasons are measured against
+DEFAULT_TOP_REASONS = 4
 
 
 def numeric_array(values: Sequence[Any]) -> Array:
@@ -192,3 +194,74 @@ def parse_tensors(
         values = [v.decode() if isinstance(v, bytes) else v for v in data]
         columns[f.name] = [_check_value(f, v, i) for i, v in enumerate(values)]
     return columns
+
+
+# --- reason codes (adverse-action style) ----------------------------------------------------------
+def reason_features(spec: FeatureSpec) -> list[Feature]:
+    """Model inputs that may be given as reasons: never a protected attribute."""
+    return [f for f in spec.model_features if not f.protected]
+
+
+def occlusion_arrays(
+    arrays: Mapping[str, Array], baseline: Mapping[str, Any], spec: FeatureSpec
+) -> dict[str, Array]:
+    """The n applicants, then for each reason feature the n applicants with that one feature set to
+    the baseline applicant's value: n * (1 + features) rows for one model call."""
+    features = reason_features(spec)
+    out = {}
+    for f in spec.model_features:
+        blocks = [arrays[f.name]]
+        for g in features:
+            block = arrays[f.name]
+            if g.name == f.name:
+                value = baseline[f.name]
+                block = (
+                    numeric_array([value] * len(block))
+                    if f.is_numeric
+                    else categorical_array([value] * len(block))
+                )
+            blocks.append(block)
+        out[f.name] = np.concatenate(blocks)
+    return out
+
+
+def reasons_from_scores(
+    pds: Array, n: int, spec: FeatureSpec, top_k: int
+) -> tuple[Array, list[list[dict[str, Any]]]]:
+    """Split an ``occlusion_arrays`` result: (the applicants' PDs, their top-k reasons).
+
+    A feature's contribution is PD(applicant) - PD(applicant with that feature at the baseline);
+    reasons are the features with the largest positive contributions (pushing the PD up), ties
+    broken by spec order so the same applicant always gets the same reasons.
+    """
+    features = reason_features(spec)
+    grid = np.asarray(pds, dtype=np.float64).reshape(1 + len(features), n)
+    applicant = grid[0]
+    contributions = applicant[None, :] - grid[1:]
+    reasons = []
+    for i in range(n):
+        order = sorted(range(len(features)), key=lambda j: (-contributions[j, i], j))
+        reasons.append(
+            [
+                {"feature": features[j].name, "contribution": round(float(contributions[j, i]), 6)}
+                for j in order[:top_k]
+                if contributions[j, i] > 0
+            ]
+        )
+    return applicant, reasons
+
+
+def parse_options(payload: Any) -> tuple[bool, int]:
+    """Request options from a body's ``parameters``: (reasons wanted, how many)."""
+    params = payload.get("parameters") if isinstance(payload, dict) else None
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise RequestError(f"'parameters' must be an object, got {type(params).__name__}")
+    reasons = params.get("reasons", True)
+    top_k = params.get("top_k", DEFAULT_TOP_REASONS)
+    if not isinstance(reasons, bool):
+        raise RequestError(f"parameters.reasons must be true or false, got {reasons!r}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 20:
+        raise RequestError(f"parameters.top_k must be an integer from 1 to 20, got {top_k!r}")
+    return reasons, top_k

@@ -62,6 +62,18 @@ class TrainingResult:
     data_fingerprint: str
 
 
+def reason_baseline(frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, float | str]:
+    """The typical applicant reason codes are measured against: median of each numeric input, most
+    frequent value of each categorical one (training rows only)."""
+    baseline: dict[str, float | str] = {}
+    for f in spec.model_features:
+        values = frame[f.name].dropna()
+        if values.empty:
+            raise DataError(f"column {f.name!r} has no values: no baseline for reason codes")
+        baseline[f.name] = float(values.median()) if f.is_numeric else str(values.astype(str).mode().iloc[0])
+    return baseline
+
+
 def fingerprint(frame: pd.DataFrame) -> str:
     """Content hash of the training rows (order-sensitive): proves which data trained a model."""
     digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
@@ -199,9 +211,9 @@ def train_and_export(
     info = {
         "package_version": __version__,
         "dataset": spec.name,
-        "training": asdict(result),
+        "training": {k: v for k, v in asdict(result).items() if k != "export_dir"},
         "hyperparameters": config.to_dict(),
+        contract.REASON_BASELINE_KEY: reason_baseline(frame, spec),
     }
-    info["training"] = {k: v for k, v in asdict(result).items() if k != "export_dir"}
     export(model, spec, export_dir, info)
     return result

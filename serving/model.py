@@ -8,6 +8,7 @@ signature off the event loop; ``postprocess`` shapes one result per instance.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ class Prepared:
 
     arrays: dict[str, np.ndarray]
     v2_request_id: str | None = None  # set for a V2 (Open Inference Protocol) request
+    reasons: bool = False
+    top_k: int = contract.DEFAULT_TOP_REASONS
 
 
 class CreditRiskModel(Model):
@@ -38,6 +41,7 @@ class CreditRiskModel(Model):
         self.spec: feature_spec.FeatureSpec | None = None
         self._signature: Any = None
         self._saved_model: Any = None
+        self.reason_baseline: dict[str, Any] | None = None
 
     def load(self) -> bool:
         import tensorflow as tf
@@ -48,6 +52,13 @@ class CreditRiskModel(Model):
         self.spec = feature_spec.load(str(spec_path))
         self._saved_model = tf.saved_model.load(self.model_dir)
         self._signature = self._saved_model.signatures[contract.SIGNATURE_NAME]
+        info_path = Path(self.model_dir) / contract.MODEL_INFO_FILE
+        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        self.reason_baseline = info.get(contract.REASON_BASELINE_KEY)
+        if self.reason_baseline is None:
+            log.warning(
+                "model_info.json has no %s: answers carry no reason codes", contract.REASON_BASELINE_KEY
+            )
         self.ready = True
         log.info(
             "loaded model %s (%s, %d inputs) from %s",
@@ -80,20 +91,31 @@ class CreditRiskModel(Model):
                 columns = contract.parse_tensors(tensors, self.spec, self.max_instances)
                 return Prepared(contract.columns_to_arrays(columns, self.spec), payload.id or "")
             columns = contract.parse_instances(payload, self.spec, self.max_instances)
+            reasons, top_k = contract.parse_options(payload)
         except contract.RequestError as e:
             raise InvalidInput(str(e)) from e
-        return Prepared(contract.columns_to_arrays(columns, self.spec))
+        arrays = contract.columns_to_arrays(columns, self.spec)
+        return Prepared(arrays, reasons=reasons and self.reason_baseline is not None, top_k=top_k)
 
     async def predict(
         self, prepared: Prepared, headers: dict[str, str] | None = None
-    ) -> tuple[Prepared, np.ndarray]:
+    ) -> tuple[Prepared, np.ndarray, list[list[dict[str, Any]]] | None]:
         # TensorFlow releases the GIL; a thread keeps the event loop answering other requests.
-        return prepared, await asyncio.to_thread(self.predict_arrays, prepared.arrays)
+        if not prepared.reasons:
+            return prepared, await asyncio.to_thread(self.predict_arrays, prepared.arrays), None
+        assert self.spec is not None and self.reason_baseline is not None
+        n = len(next(iter(prepared.arrays.values())))
+        grid = contract.occlusion_arrays(prepared.arrays, self.reason_baseline, self.spec)
+        scores = await asyncio.to_thread(self.predict_arrays, grid)
+        pds, reasons = contract.reasons_from_scores(scores, n, self.spec, prepared.top_k)
+        return prepared, pds, reasons
 
     async def postprocess(
-        self, result: tuple[Prepared, np.ndarray], headers: dict[str, str] | None = None
+        self,
+        result: tuple[Prepared, np.ndarray, list[list[dict[str, Any]]] | None],
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any] | InferResponse:
-        prepared, pds = result
+        prepared, pds, reasons = result
         if prepared.v2_request_id is not None:
             output = InferOutput(
                 name=contract.OUTPUT_KEY,
@@ -104,7 +126,9 @@ class CreditRiskModel(Model):
             return InferResponse(
                 response_id=prepared.v2_request_id, model_name=self.name, infer_outputs=[output]
             )
-        return {"predictions": [{"pd": float(p)} for p in pds]}
+        if reasons is None:
+            return {"predictions": [{"pd": float(p)} for p in pds]}
+        return {"predictions": [{"pd": float(p), "reasons": r} for p, r in zip(pds, reasons, strict=True)]}
 
 
 def _flat(tensor: Any) -> list[Any]:

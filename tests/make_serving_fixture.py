@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from credit_risk import data, feature_spec, training
+from credit_risk import contract, data, feature_spec, training
 from credit_risk.scoring import ExportedModel
 from tests.helpers import CREDIT_CSV, CREDIT_SPEC
 
@@ -19,7 +19,8 @@ def main(out: Path) -> None:
     frame = data.load_dataset(str(CREDIT_CSV), spec)
     train, held_out = data.split_train_eval(frame, spec, 0.25, seed=5)
     model, _, _ = training.train(train, spec, training.TrainingConfig(epochs=3, early_stopping_patience=2))
-    training.export(model, spec, out / "model", {"fixture": True})
+    info = {"fixture": True, contract.REASON_BASELINE_KEY: training.reason_baseline(train, spec)}
+    training.export(model, spec, out / "model", info)
     rows = held_out.head(40)
     instances = data.instances(rows, spec)
     assert any(v is None for inst in instances for v in inst.values()), "fixture must include nulls"

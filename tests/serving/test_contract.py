@@ -148,3 +148,52 @@ def test_metadata_lists_every_model_input():
     assert [m["name"] for m in meta] == [f.name for f in SPEC.model_features]
     assert {m["name"]: m["datatype"] for m in meta}["Home"] == "BYTES"
     assert contract.output_metadata() == [{"name": "pd", "datatype": "FP32", "shape": [-1, 1]}]
+
+
+def test_reason_features_never_include_protected_attributes():
+    german = feature_spec.load(CREDIT_SPEC.parent / "german_credit.spec.yaml")
+    names = {f.name for f in contract.reason_features(german)}
+    assert "age_in_years" not in names and "personal_status_and_sex" not in names
+    assert "duration_in_month" in names
+
+
+def test_occlusion_grid_and_reasons_against_a_hand_computed_case():
+    spec = feature_spec.from_dict(
+        {
+            "name": "toy",
+            "label": "y",
+            "features": [
+                {"name": "a", "type": "numeric"},
+                {"name": "b", "type": "categorical"},
+                {"name": "c", "type": "numeric", "protected": True},
+            ],
+        }
+    )
+    arrays = contract.columns_to_arrays({"a": [5.0, 1.0], "b": ["x", "y"], "c": [30.0, 40.0]}, spec)
+    grid = contract.occlusion_arrays(arrays, {"a": 1.0, "b": "y", "c": 35.0}, spec)
+    # rows: applicants (2), then a -> baseline (2), then b -> baseline (2); c is protected: never occluded
+    assert grid["a"].ravel().tolist() == [5.0, 1.0, 1.0, 1.0, 5.0, 1.0]
+    assert grid["b"].ravel().tolist() == ["x", "y", "x", "y", "y", "y"]
+    assert grid["c"].ravel().tolist() == [30.0, 40.0] * 3
+    scores = np.array([0.5, 0.2, 0.3, 0.2, 0.45, 0.2])  # applicant, a-occluded, b-occluded
+    pds, reasons = contract.reasons_from_scores(scores, 2, spec, top_k=4)
+    assert pds.tolist() == [0.5, 0.2]
+    assert reasons[0] == [{"feature": "a", "contribution": 0.2}, {"feature": "b", "contribution": 0.05}]
+    assert reasons[1] == []  # the second applicant is the baseline: nothing pushes its PD up
+    assert contract.reasons_from_scores(scores, 2, spec, top_k=1)[1][0] == [
+        {"feature": "a", "contribution": 0.2}
+    ]
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        ({"parameters": {"reasons": "yes"}}, "parameters.reasons must be true or false"),
+        ({"parameters": {"top_k": 0}}, "parameters.top_k must be an integer from 1 to 20"),
+        ({"parameters": []}, "'parameters' must be an object"),
+    ],
+)
+def test_bad_options(payload, message):
+    with pytest.raises(contract.RequestError, match=message):
+        contract.parse_options(payload)
+    assert contract.parse_options({}) == (True, contract.DEFAULT_TOP_REASONS)

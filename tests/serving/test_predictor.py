@@ -140,3 +140,41 @@ def test_v2_metadata_lists_every_input(server, loaded_model):
     meta = json.loads(raw)
     assert [i["name"] for i in meta["inputs"]] == [f.name for f in loaded_model.spec.model_features]
     assert meta["outputs"] == [{"name": "pd", "datatype": "FP32", "shape": [-1, 1]}]
+
+
+def _v1(server, body):
+    return http("POST", f"{server}/v1/models/{MODEL_NAME}:predict", json.dumps(body).encode())
+
+
+def test_reason_codes_are_stable_positive_ranked_and_never_protected(server, loaded_model, expected):
+    body = {"instances": expected["instances"][:20], "parameters": {"top_k": 3}}
+    status, raw = _v1(server, body)
+    assert status == 200, raw
+    first = json.loads(raw)["predictions"]
+    assert _v1(server, body)[1] == raw  # same applicant, same reasons
+    allowed = {f.name for f in loaded_model.spec.model_features if not f.protected}
+    assert any(p["reasons"] for p in first)
+    for p in first:
+        contributions = [r["contribution"] for r in p["reasons"]]
+        assert len(contributions) <= 3 and all(c > 0 for c in contributions)
+        assert contributions == sorted(contributions, reverse=True)
+        assert {r["feature"] for r in p["reasons"]} <= allowed
+    # the PD is the same with and without reasons
+    _, plain = _v1(server, {"instances": expected["instances"][:20], "parameters": {"reasons": False}})
+    plain_preds = json.loads(plain)["predictions"]
+    assert all("reasons" not in p for p in plain_preds)
+    np.testing.assert_allclose([p["pd"] for p in plain_preds], [p["pd"] for p in first], atol=1e-6)
+
+
+def test_a_reason_is_what_moving_that_feature_to_the_baseline_changes(loaded_model, expected):
+    instance = expected["instances"][0]
+    out = predict_in_process(loaded_model, {"instances": [instance]})["predictions"][0]
+    for reason in out["reasons"]:
+        moved = dict(instance, **{reason["feature"]: loaded_model.reason_baseline[reason["feature"]]})
+        pd_moved = predict_in_process(loaded_model, {"instances": [moved], "parameters": {"reasons": False}})
+        assert out["pd"] - pd_moved["predictions"][0]["pd"] == pytest.approx(reason["contribution"], abs=1e-5)
+
+
+def test_bad_parameters_are_400(server, expected):
+    status, raw = _v1(server, {"instances": expected["instances"][:1], "parameters": {"top_k": 99}})
+    assert status == 400 and "top_k" in json.loads(raw)["error"]
