@@ -154,7 +154,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"the serving libraries are not installed here ({e}); serving runs in its own environment: "
             f".venvs/serving/bin/credit-risk serve ... (create it with bin/setup-envs serving)"
         ) from e
-    serve(model_dir=args.model_dir, name=args.name, host=args.host, port=args.port)
+    serve(
+        model_dir=args.model_dir,
+        name=args.name,
+        host=args.host,
+        port=args.port,
+        decision_threshold=args.decision_threshold,
+    )
     return EXIT_OK
 
 
@@ -252,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     p.add_argument("--name", default="credit-risk", help="model name in the URL (default credit-risk)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    p.add_argument(
+        "--decision-threshold",
+        type=float,
+        default=0.5,
+        help="decline when PD >= this (default 0.5, the gate's operating threshold)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("sample-request", help="print a V1 predict body built from rows of a dataset")

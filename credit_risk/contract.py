@@ -8,6 +8,7 @@ categorical is the empty string, which the model's vocabulary maps to its out-of
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -265,3 +266,27 @@ def parse_options(payload: Any) -> tuple[bool, int]:
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 20:
         raise RequestError(f"parameters.top_k must be an integer from 1 to 20, got {top_k!r}")
     return reasons, top_k
+
+
+# --- decision and scorecard points ----------------------------------------------------------------
+APPROVE, DECLINE = "approve", "decline"
+
+
+@dataclass(frozen=True)
+class Scorecard:
+    """Points on the usual log-odds scale: ``base`` points at good:bad odds ``base_odds``, and every
+    ``pdo`` points double the odds. Higher score = lower risk."""
+
+    base: float = 600.0
+    base_odds: float = 50.0
+    pdo: float = 20.0
+
+    def points(self, pd: float) -> float:
+        pd = min(max(pd, 1e-9), 1 - 1e-9)
+        factor = self.pdo / np.log(2.0)
+        return float(self.base + factor * (np.log((1 - pd) / pd) - np.log(self.base_odds)))
+
+
+def decide(pd: float, threshold: float) -> str:
+    """The credit decision at the operating threshold: decline when PD >= threshold."""
+    return DECLINE if pd >= threshold else APPROVE

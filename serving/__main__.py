@@ -15,9 +15,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(parents=[kserve_parser], description=__doc__)
     parser.add_argument("--model_dir", required=True, help="exported model directory")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 in a pod)")
+    parser.add_argument(
+        "--decision_threshold",
+        type=float,
+        default=0.5,
+        help="decline when PD >= this (default 0.5, the gate's operating threshold)",
+    )
     args, _ = parser.parse_known_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(model_dir=args.model_dir, name=args.model_name, host=args.host, port=args.http_port)
+    serve(
+        model_dir=args.model_dir,
+        name=args.model_name,
+        host=args.host,
+        port=args.http_port,
+        decision_threshold=args.decision_threshold,
+    )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,19 @@ class Prepared:
 
 
 class CreditRiskModel(Model):
-    def __init__(self, name: str, model_dir: str, max_instances: int = contract.DEFAULT_MAX_INSTANCES):
+    def __init__(
+        self,
+        name: str,
+        model_dir: str,
+        max_instances: int = contract.DEFAULT_MAX_INSTANCES,
+        decision_threshold: float = 0.5,
+        scorecard: contract.Scorecard | None = None,
+    ):
         super().__init__(name)
+        if not 0 < decision_threshold < 1:
+            raise ValueError(f"decision_threshold must be in (0, 1), got {decision_threshold}")
+        self.decision_threshold = decision_threshold
+        self.scorecard = scorecard or contract.Scorecard()
         self.model_dir = model_dir
         self.max_instances = max_instances
         self.spec: feature_spec.FeatureSpec | None = None
@@ -126,9 +137,18 @@ class CreditRiskModel(Model):
             return InferResponse(
                 response_id=prepared.v2_request_id, model_name=self.name, infer_outputs=[output]
             )
-        if reasons is None:
-            return {"predictions": [{"pd": float(p)} for p in pds]}
-        return {"predictions": [{"pd": float(p), "reasons": r} for p, r in zip(pds, reasons, strict=True)]}
+        answers = [self._answer(float(p)) for p in pds]
+        if reasons is not None:
+            for answer, r in zip(answers, reasons, strict=True):
+                answer["reasons"] = r
+        return {"predictions": answers}
+
+    def _answer(self, pd: float) -> dict[str, Any]:
+        return {
+            "pd": pd,
+            "decision": contract.decide(pd, self.decision_threshold),
+            "score": round(self.scorecard.points(pd), 1),
+        }
 
 
 def _flat(tensor: Any) -> list[Any]:

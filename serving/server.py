@@ -45,7 +45,13 @@ class HostBoundModelServer(ModelServer):
         asyncio.run(self._serve())
 
 
-def serve(model_dir: str, name: str = "credit-risk", host: str = "127.0.0.1", port: int = 8080) -> None:
-    model = CreditRiskModel(name, model_dir)
+def serve(
+    model_dir: str,
+    name: str = "credit-risk",
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    decision_threshold: float = 0.5,
+) -> None:
+    model = CreditRiskModel(name, model_dir, decision_threshold=decision_threshold)
     model.load()
     HostBoundModelServer(host=host, http_port=port).start([model])

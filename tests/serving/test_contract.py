@@ -197,3 +197,16 @@ def test_bad_options(payload, message):
     with pytest.raises(contract.RequestError, match=message):
         contract.parse_options(payload)
     assert contract.parse_options({}) == (True, contract.DEFAULT_TOP_REASONS)
+
+
+def test_scorecard_points_against_hand_computed_values():
+    card = contract.Scorecard(base=600, base_odds=50, pdo=20)
+    assert card.points(1 / 51) == pytest.approx(600.0)  # odds 50:1 -> base points
+    assert card.points(1 / 101) == pytest.approx(620.0, abs=0.01)  # odds doubled (~100:1) -> +pdo
+    assert card.points(1 / 26) == pytest.approx(580.0, abs=0.01)  # odds halved -> -pdo
+    assert card.points(0.0) > card.points(0.01) > card.points(0.5) > card.points(1.0)  # finite at the ends
+
+
+def test_decision_at_the_threshold():
+    assert contract.decide(0.49, 0.5) == contract.APPROVE
+    assert contract.decide(0.5, 0.5) == contract.DECLINE

@@ -178,3 +178,14 @@ def test_a_reason_is_what_moving_that_feature_to_the_baseline_changes(loaded_mod
 def test_bad_parameters_are_400(server, expected):
     status, raw = _v1(server, {"instances": expected["instances"][:1], "parameters": {"top_k": 99}})
     assert status == 400 and "top_k" in json.loads(raw)["error"]
+
+
+def test_answers_carry_decision_and_score_consistent_with_pd(server, expected):
+    status, raw = _v1(server, {"instances": expected["instances"], "parameters": {"reasons": False}})
+    assert status == 200
+    preds = json.loads(raw)["predictions"]
+    for p in preds:
+        assert p["decision"] == ("decline" if p["pd"] >= 0.5 else "approve")
+    by_pd = sorted(preds, key=lambda p: p["pd"])
+    assert [p["score"] for p in by_pd] == sorted((p["score"] for p in by_pd), reverse=True)
+    assert {p["decision"] for p in preds} == {"approve", "decline"}
