@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from credit_risk import __version__, images
+from credit_risk.contract import DEFAULT_OPERATING_THRESHOLD
 from credit_risk.errors import CreditRiskError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
@@ -261,8 +262,8 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     p.add_argument(
         "--decision-threshold",
         type=float,
-        default=0.5,
-        help="decline when PD >= this (default 0.5, the gate's operating threshold)",
+        default=DEFAULT_OPERATING_THRESHOLD,
+        help=f"decline when PD >= this (default {DEFAULT_OPERATING_THRESHOLD}, the gate's threshold)",
     )
     p.set_defaults(func=cmd_serve)
 

@@ -270,6 +270,7 @@ def parse_options(payload: Any) -> tuple[bool, int]:
 
 # --- decision and scorecard points ----------------------------------------------------------------
 APPROVE, DECLINE = "approve", "decline"
+DEFAULT_OPERATING_THRESHOLD = 0.5  # decline at PD >= this; the gate's fairness checks use the same
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from credit_risk import storage
+from credit_risk.contract import DEFAULT_OPERATING_THRESHOLD
 from credit_risk.errors import ConfigError
 from credit_risk.fairness import SliceReport
 
@@ -46,7 +47,7 @@ class GateConfig:
     min_ks: float | None = 0.30
     max_brier: float | None = 0.20
     max_ece: float | None = 0.06
-    operating_threshold: float = 0.5
+    operating_threshold: float = DEFAULT_OPERATING_THRESHOLD
     min_disparate_impact: float | None = 0.80
     max_auc_gap: float | None = 0.20
     min_group_rows: int = 30

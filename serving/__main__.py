@@ -10,6 +10,8 @@ import logging
 from credit_risk.serving.server import serve
 from kserve.model_server import parser as kserve_parser
 
+from credit_risk.contract import DEFAULT_OPERATING_THRESHOLD
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(parents=[kserve_parser], description=__doc__)
@@ -18,8 +20,8 @@ def main() -> None:
     parser.add_argument(
         "--decision_threshold",
         type=float,
-        default=0.5,
-        help="decline when PD >= this (default 0.5, the gate's operating threshold)",
+        default=DEFAULT_OPERATING_THRESHOLD,
+        help=f"decline when PD >= this (default {DEFAULT_OPERATING_THRESHOLD}, the gate's threshold)",
     )
     args, _ = parser.parse_known_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

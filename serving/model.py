@@ -39,7 +39,7 @@ class CreditRiskModel(Model):
         name: str,
         model_dir: str,
         max_instances: int = contract.DEFAULT_MAX_INSTANCES,
-        decision_threshold: float = 0.5,
+        decision_threshold: float = contract.DEFAULT_OPERATING_THRESHOLD,
         scorecard: contract.Scorecard | None = None,
     ):
         super().__init__(name)

@@ -14,6 +14,8 @@ from kserve import ModelServer
 from kserve.model_server import FASTAPI_APP_IMPORT_STRING
 from kserve.protocol.rest.server import RESTServer
 
+from credit_risk.contract import DEFAULT_OPERATING_THRESHOLD
+
 log = logging.getLogger(__name__)
 
 
@@ -50,7 +52,7 @@ def serve(
     name: str = "credit-risk",
     host: str = "127.0.0.1",
     port: int = 8080,
-    decision_threshold: float = 0.5,
+    decision_threshold: float = DEFAULT_OPERATING_THRESHOLD,
 ) -> None:
     model = CreditRiskModel(name, model_dir, decision_threshold=decision_threshold)
     model.load()
