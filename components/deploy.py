@@ -1,5 +1,5 @@
 from credit_risk.components._base import component
-from kfp.dsl import Artifact, Input, Model, Output
+from kfp.dsl import Artifact, Input, Markdown, Metrics, Model, Output
 
 
 @component
@@ -10,17 +10,31 @@ def deploy(
     namespace: str,
     serving_image: str,
     fail_on_rejection: bool,
+    serving_root: str,
+    apply_to_cluster: bool,
+    canary_traffic_percent: int,
+    rollout_timeout_seconds: int,
+    min_replicas: int,
+    max_replicas: int,
+    logger_url: str,
     deployment: Output[Artifact],
     inference_service: Output[Artifact],
+    status: Output[Markdown],
+    deploy_metrics: Output[Metrics],
 ):
-    """Render the KServe InferenceService for an approved model; record why not otherwise.
+    """Deploy an approved model; record why not otherwise (see ``credit_risk.deploy``).
 
-    Always runs (no ``dsl.If``, as TFX's Pusher): it reads the approval first and never deploys a
-    rejected model. ``fail_on_rejection`` (set by CI submits) makes a rejection fail the run.
+    Always runs (no ``dsl.If``, as TFX's Pusher): it reads the approval first and never touches the
+    cluster for a rejected model. Approved: smoke test in the serving environment, publish the version
+    under ``serving_root`` (immutable), render the InferenceService, and with ``apply_to_cluster``
+    create/patch it with a ``canary_traffic_percent`` canary, promote or roll back.
+    ``fail_on_rejection`` (set by CI submits) makes a rejection fail the run; a failed deployment
+    always fails it.
 
     Outputs:
-      deployment: JSON record: deployed true/false, the reason, manifest and storage URI.
-      inference_service: the InferenceService YAML - written only for an approved model.
+      deployment: JSON record: deployed, reason, version, approval id, storage URI, rollout status.
+      inference_service: the InferenceService YAML - written only for a model that went out.
+      status / deploy_metrics: the URL, revision and traffic split for the KFP UI.
     """
     import logging
 
@@ -28,8 +42,29 @@ def deploy(
     from credit_risk.deploy import DeployConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = DeployConfig(name=service_name, namespace=namespace, serving_image=serving_image)
+    config = DeployConfig(
+        name=service_name,
+        namespace=namespace,
+        serving_image=serving_image,
+        serving_root=serving_root,
+        apply=apply_to_cluster,
+        canary_traffic_percent=canary_traffic_percent,
+        rollout_timeout_seconds=rollout_timeout_seconds,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        logger_url=logger_url,
+    )
     record = steps.deploy_step(
-        approval.path, model.uri, config, inference_service.path, deployment.path, fail_on_rejection
+        approval.path,
+        model.path,
+        config,
+        inference_service.path,
+        deployment.path,
+        fail_on_rejection,
+        model_uri=model.uri,
+        status_path=status.path,
     )
     deployment.metadata.update({"deployed": record.deployed, "reason": record.reason})
+    deploy_metrics.log_metric("deployed", 1.0 if record.deployed else 0.0)
+    if record.rollout:
+        deploy_metrics.log_metric("traffic_percent_new_model", float(record.traffic_to_new_model()))

@@ -1,21 +1,34 @@
-"""Deploy decision + InferenceService rendering. Reads the approval first; fails closed.
+"""Deploy an approved model: infra-validate, publish a version, render and (optionally) roll out.
 
-A rejected (or missing / unreadable) approval is never deployed: the record says "not deployed" and why.
+Reads the approval first and fails closed: a rejected (or missing / unreadable) approval is never
+deployed and nothing else happens - no smoke test, no upload, no Kubernetes call; the record says
+"not deployed" and why. For an approved model, in order (each step only after the previous passed):
+  1. infra validation: our predictor loads the model in the serving environment and answers the
+     sample requests (``infra_validation``);
+  2. publish the model as an immutable, content-addressed version under ``serving_root``;
+  3. render the InferenceService pointing at that version;
+  4. with ``apply``: create/patch it through the Kubernetes API with a canary, smoke-query the
+     canary and promote, or roll back and fail (``rollout``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from credit_risk import __version__, images
-from credit_risk.errors import ConfigError
+from credit_risk import __version__, images, storage
+from credit_risk.errors import ConfigError, CreditRiskError
 from credit_risk.gate import Decision
+
+log = logging.getLogger(__name__)
 
 _DNS1123 = re.compile(r"^[a-z]([-a-z0-9]{0,43}[a-z0-9])?$")
 MODEL_MOUNT = "/mnt/models"  # where KServe's storage initializer puts STORAGE_URI's content
@@ -34,6 +47,15 @@ class DeployConfig:
     memory_request: str = "1Gi"
     cpu_limit: str = "2"
     memory_limit: str = "2Gi"
+    scale_metric: str = "concurrency"  # KServe autoscaling: in-flight requests per replica
+    scale_target: int = 8
+    logger_url: str = ""  # KServe payload logger sink (CloudEvents); "" = no payload logging
+    serving_root: str = ""  # publish versions under <serving_root>/<name>/<version>; "" = serve model_uri
+    apply: bool = False  # create/patch the InferenceService through the Kubernetes API
+    kube_host: str = ""  # explicit API server URL; "" = in-cluster config, else ~/.kube/config
+    canary_traffic_percent: int = 10
+    rollout_timeout_seconds: float = 600.0
+    poll_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         for key in ("name", "namespace"):
@@ -50,117 +72,264 @@ class DeployConfig:
             )
         if self.serving_image.endswith(":latest") or ":" not in self.serving_image.split("/")[-1]:
             raise ConfigError(f"serving_image {self.serving_image!r} must carry a pinned tag, not latest")
+        if self.scale_metric not in ("concurrency", "rps", "cpu", "memory") or self.scale_target < 1:
+            raise ConfigError(
+                f"autoscaling must be concurrency|rps|cpu|memory with a target >= 1, got "
+                f"{self.scale_metric}={self.scale_target}"
+            )
+        if self.logger_url and not re.match(r"^https?://", self.logger_url):
+            raise ConfigError(f"logger_url {self.logger_url!r} must be an http(s) URL")
+        self.rollout_config()  # validates the canary settings now, not after the upload
+
+    def rollout_config(self) -> Any:
+        from credit_risk.rollout import RolloutConfig
+
+        return RolloutConfig(self.canary_traffic_percent, self.rollout_timeout_seconds, self.poll_seconds)
 
 
 @dataclass
 class DeployRecord:
+    """What the deploy step did. ``failed`` marks an error (infra validation, upload, rollout), as
+    opposed to the correct, successful refusal to deploy a rejected model."""
+
     deployed: bool
     reason: str
+    failed: bool = False
     inference_service: str | None = None
     storage_uri: str | None = None
+    model_version: str | None = None
+    approval_id: str | None = None
+    infra_validation: dict[str, Any] | None = None
+    rollout: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
+    def traffic_to_new_model(self) -> int:
+        if not self.rollout:
+            return 0
+        revision = self.rollout["revision"]
+        return sum(
+            int(t.get("percent", 0) or 0)
+            for t in self.rollout["traffic"]
+            if t.get("revisionName") == revision
+        )
 
-def render_inference_service(storage_uri: str, config: DeployConfig, model_version: str) -> dict[str, Any]:
+
+def status_markdown(record: DeployRecord) -> str:
+    """The deploy step's status for the KFP UI: verdict, version, URL, revision, traffic split."""
+    verdict = "DEPLOYED" if record.deployed else ("FAILED" if record.failed else "NOT DEPLOYED")
+    lines = [f"# Deployment: {verdict}", "", record.reason, ""]
+    for label, value in (
+        ("Model version", record.model_version),
+        ("Approval record id", record.approval_id),
+        ("Storage URI", record.storage_uri),
+        ("Manifest", record.inference_service),
+    ):
+        if value:
+            lines.append(f"- **{label}:** `{value}`")
+    if record.infra_validation:
+        lines.append(
+            f"- **Infra validation:** predictor answered {record.infra_validation.get('instances')} sample "
+            f"instances ({record.infra_validation.get('seconds')} s)"
+        )
+    if record.rollout:
+        r = record.rollout
+        lines += [
+            f"- **Rollout:** {r['action']}, URL `{r['url']}`, ready revision `{r['revision']}`"
+            + (f" (previous `{r['previous_revision']}`)" if r.get("previous_revision") else ""),
+            "",
+            "| revision | traffic % | tag |",
+            "|---|---|---|",
+            *[
+                f"| {t.get('revisionName', '')} | {t.get('percent', 0)} | {t.get('tag', '')} |"
+                for t in r["traffic"]
+            ],
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def model_version(decision: Decision) -> str:
+    """Content-addressed version name: the same model always publishes to the same place."""
+    digest = decision.model_fingerprint.split(":")[-1]
+    if not re.fullmatch(r"[0-9a-f]{8,64}", digest):
+        raise ConfigError(
+            f"the approval record has no usable model fingerprint: {decision.model_fingerprint!r}"
+        )
+    return f"m-{digest[:16]}"
+
+
+def approval_id(record_text: str) -> str:
+    """Short content hash of the approval record the deployment was authorised by."""
+    return hashlib.sha256(record_text.encode()).hexdigest()[:16]
+
+
+def render_inference_service(
+    storage_uri: str, config: DeployConfig, model_version: str, approval_id: str = ""
+) -> dict[str, Any]:
     """A ``serving.kserve.io/v1beta1`` InferenceService running our predictor on ``storage_uri``."""
+    predictor: dict[str, Any] = {
+        "serviceAccountName": config.service_account,
+        # the predictor never talks to the Kubernetes API
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "minReplicas": config.min_replicas,
+        "maxReplicas": config.max_replicas,
+        "scaleMetric": config.scale_metric,
+        "scaleTarget": config.scale_target,
+        "containers": [
+            {
+                "name": "kserve-container",
+                "image": config.serving_image,
+                "imagePullPolicy": "Always",
+                "args": [
+                    "--model_name",
+                    config.name,
+                    "--model_dir",
+                    MODEL_MOUNT,
+                    "--host",
+                    "0.0.0.0",  # noqa: S104 - in the pod, behind the KServe ingress
+                    "--http_port",
+                    "8080",
+                ],
+                # KServe's storage initializer downloads STORAGE_URI into /mnt/models (with the
+                # service account's bucket credentials) before the predictor starts
+                "env": [{"name": "STORAGE_URI", "value": storage_uri}],
+                "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                "resources": {
+                    "requests": {"cpu": config.cpu_request, "memory": config.memory_request},
+                    "limits": {"cpu": config.cpu_limit, "memory": config.memory_limit},
+                },
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": RUN_AS_UID,
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "readinessProbe": {
+                    "httpGet": {"path": f"/v1/models/{config.name}", "port": 8080},
+                    "initialDelaySeconds": 10,
+                    "periodSeconds": 5,
+                },
+                "livenessProbe": {
+                    "httpGet": {"path": "/", "port": 8080},
+                    "initialDelaySeconds": 30,
+                    "periodSeconds": 10,
+                    "failureThreshold": 6,
+                },
+            }
+        ],
+    }
+    if config.logger_url:
+        predictor["logger"] = {"mode": "all", "url": config.logger_url}
+    labels = {
+        "app.kubernetes.io/name": config.name,
+        "app.kubernetes.io/part-of": "credit-risk-kfp",
+        "credit-risk/package-version": __version__,
+        "credit-risk/model-version": model_version,
+    }
+    annotations = {
+        "credit-risk/model-version": model_version,
+        "credit-risk/storage-uri": storage_uri,
+        # a URL per revision (latest/prev tags): the canary is smoke-queried directly
+        "serving.kserve.io/enable-tag-routing": "true",
+    }
+    if approval_id:
+        labels["credit-risk/approval-id"] = annotations["credit-risk/approval-id"] = approval_id
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
         "metadata": {
             "name": config.name,
             "namespace": config.namespace,
-            "labels": {
-                "app.kubernetes.io/name": config.name,
-                "app.kubernetes.io/part-of": "credit-risk-kfp",
-                "credit-risk/package-version": __version__,
-            },
-            "annotations": {
-                "credit-risk/model-version": model_version,
-                "credit-risk/storage-uri": storage_uri,
-            },
+            "labels": labels,
+            "annotations": annotations,
         },
-        "spec": {
-            "predictor": {
-                "serviceAccountName": config.service_account,
-                # the predictor never talks to the Kubernetes API
-                "automountServiceAccountToken": False,
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": RUN_AS_UID,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
-                "minReplicas": config.min_replicas,
-                "maxReplicas": config.max_replicas,
-                "containers": [
-                    {
-                        "name": "kserve-container",
-                        "image": config.serving_image,
-                        "imagePullPolicy": "Always",
-                        "args": [
-                            "--model_name",
-                            config.name,
-                            "--model_dir",
-                            MODEL_MOUNT,
-                            "--host",
-                            "0.0.0.0",  # noqa: S104 - in the pod, behind the KServe ingress
-                            "--http_port",
-                            "8080",
-                        ],
-                        "env": [{"name": "STORAGE_URI", "value": storage_uri}],
-                        "ports": [{"containerPort": 8080, "protocol": "TCP"}],
-                        "resources": {
-                            "requests": {"cpu": config.cpu_request, "memory": config.memory_request},
-                            "limits": {"cpu": config.cpu_limit, "memory": config.memory_limit},
-                        },
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "runAsUser": RUN_AS_UID,
-                            "allowPrivilegeEscalation": False,
-                            "readOnlyRootFilesystem": True,
-                            "capabilities": {"drop": ["ALL"]},
-                        },
-                        "readinessProbe": {
-                            "httpGet": {"path": f"/v1/models/{config.name}", "port": 8080},
-                            "initialDelaySeconds": 10,
-                            "periodSeconds": 5,
-                        },
-                        "livenessProbe": {
-                            "httpGet": {"path": "/", "port": 8080},
-                            "initialDelaySeconds": 30,
-                            "periodSeconds": 10,
-                            "failureThreshold": 6,
-                        },
-                    }
-                ],
-            }
-        },
+        "spec": {"predictor": predictor},
     }
 
 
-def read_decision(path: str | Path) -> tuple[Decision | None, str]:
-    """The approval decision, or None with the reason it cannot be trusted."""
+def read_decision(path: str | Path) -> tuple[Decision | None, str, str]:
+    """The approval decision and the record's text, or None with the reason it cannot be trusted."""
     try:
-        return Decision.from_json(Path(path).read_text()), ""
+        text = Path(path).read_text()
+        return Decision.from_json(text), "", text
     except FileNotFoundError:
-        return None, f"no approval record at {path}"
+        return None, f"no approval record at {path}", ""
     except (ValueError, TypeError, KeyError) as e:
-        return None, f"approval record at {path} is unreadable: {e}"
+        return None, f"approval record at {path} is unreadable: {e}", ""
+
+
+InfraValidator = Callable[[str, str], dict[str, Any]]  # (model_dir, model_name) -> what was checked
 
 
 def deploy(
-    approval_path: str | Path, model_uri: str, config: DeployConfig, manifest_path: str | Path
+    approval_path: str | Path,
+    model_dir: str,
+    config: DeployConfig,
+    manifest_path: str | Path,
+    model_uri: str = "",
+    infra_validator: InfraValidator | None = None,
+    api: Any = None,
 ) -> DeployRecord:
-    """Render the InferenceService for an approved model; otherwise record why not. Never raises
-    for a rejection - not deploying a rejected model is the correct, successful outcome."""
-    decision, problem = read_decision(approval_path)
+    """Deploy an approved model (module docstring); a rejection is recorded, never raised.
+
+    ``model_dir`` is the exported model on local disk; ``model_uri`` is where it already lives (the
+    pipeline artifact URI), served as is when no ``serving_root`` is configured. ``infra_validator``
+    and ``api`` default to the real predictor process and the real Kubernetes API.
+    """
+    decision, problem, record_text = read_decision(approval_path)
     if decision is None:
         return DeployRecord(False, f"not deployed: {problem} (fail closed)")
     if not decision.approved:
         return DeployRecord(False, "not deployed: model rejected by the gate: " + "; ".join(decision.reasons))
-    model_version = Path(model_uri.rstrip("/")).name + "@" + decision.timestamp
-    manifest = render_inference_service(model_uri, config, model_version)
-    Path(manifest_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(manifest_path).write_text(yaml.safe_dump(manifest, sort_keys=False))
-    return DeployRecord(True, "approved: InferenceService rendered", str(manifest_path), model_uri)
+
+    from credit_risk.rollout import InferenceServiceApi, rollout
+
+    record = DeployRecord(False, "", approval_id=approval_id(record_text))
+    try:
+        record.model_version = version = model_version(decision)
+        from credit_risk.infra_validation import infra_validate
+
+        record.infra_validation = (infra_validator or infra_validate)(model_dir, config.name)
+
+        if config.serving_root:
+            record.storage_uri = storage.join(config.serving_root, config.name, version)
+            fresh = storage.publish_dir(model_dir, record.storage_uri)
+            log.info("%s model version %s", "published" if fresh else "reusing published", record.storage_uri)
+        else:
+            record.storage_uri = model_uri or str(model_dir)
+
+        manifest = render_inference_service(record.storage_uri, config, version, record.approval_id or "")
+        Path(manifest_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(manifest_path).write_text(yaml.safe_dump(manifest, sort_keys=False))
+        record.inference_service = str(manifest_path)
+
+        if not config.apply:
+            record.deployed = True
+            record.reason = (
+                "approved and infra-validated: InferenceService rendered (apply=false: not applied)"
+            )
+            return record
+        from credit_risk.infra_validation import http_smoke, sample_requests
+
+        store = api or InferenceServiceApi(config.namespace, host=config.kube_host or None)
+        smoke = http_smoke(config.name, sample_requests(model_dir))
+        result = rollout(store, manifest, smoke, config.rollout_config())
+        record.rollout = result.to_dict()
+        record.deployed = True
+        record.reason = f"approved: {result.action} {result.revision} at {result.url}"
+        return record
+    except (CreditRiskError, OSError) as e:  # SmokeTest/Rollout/KubeApi/Publish errors and I/O
+        stage = "rollout" if record.inference_service else "infra validation / publish"
+        # the manifest of a model that did not go out must not be picked up by anyone
+        Path(manifest_path).unlink(missing_ok=True)
+        record.inference_service = None
+        record.failed = True
+        record.reason = f"not deployed: {stage} failed: {e}"
+        return record

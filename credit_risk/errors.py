@@ -23,3 +23,7 @@ class ModelRejectedError(CreditRiskError):
 
 class ConfigError(CreditRiskError):
     """A parameter or threshold is out of range (names it and the bad value)."""
+
+
+class DeployError(CreditRiskError):
+    """An approved model could not be deployed (infra validation, publish or rollout failed)."""

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from credit_risk import data, feature_spec, gate
-from credit_risk.deploy import DeployConfig, DeployRecord, deploy
-from credit_risk.errors import DataValidationError, ModelRejectedError
+from credit_risk.deploy import DeployConfig, DeployRecord, deploy, status_markdown
+from credit_risk.errors import DataValidationError, DeployError, ModelRejectedError
 from credit_risk.evaluation import EvaluationResult, evaluate, write_decision
 from credit_risk.report import html_report, model_card
 from credit_risk.training import TrainingConfig, TrainingResult, train_and_export
@@ -100,19 +100,26 @@ def evaluate_step(
 
 def deploy_step(
     approval_path: str,
-    model_uri: str,
+    model_dir: str,
     config: DeployConfig,
     manifest_path: str,
     record_path: str,
     fail_on_rejection: bool = False,
+    model_uri: str = "",
+    status_path: str | None = None,
 ) -> DeployRecord:
-    """Deploy an approved model, record why not otherwise. With ``fail_on_rejection`` (CI submits)
-    a model that was not deployed also fails the step, so the run and the CI job fail."""
+    """Deploy an approved model, record why not otherwise. A failed deployment (smoke test, upload,
+    rollout) fails the step after recording why; with ``fail_on_rejection`` (CI submits) a
+    rejected model also fails it, so the run and the CI job fail."""
     start = time.perf_counter()
-    record = deploy(approval_path, model_uri, config, manifest_path)
+    record = deploy(approval_path, model_dir, config, manifest_path, model_uri=model_uri)
     Path(record_path).parent.mkdir(parents=True, exist_ok=True)
     Path(record_path).write_text(record.to_json())
+    if status_path:
+        Path(status_path).write_text(status_markdown(record))
     log.info("%s (%.2fs) -> %s", record.reason, time.perf_counter() - start, record_path)
+    if record.failed:
+        raise DeployError(record.reason)
     if fail_on_rejection and not record.deployed:
         raise ModelRejectedError(record.reason)
     return record

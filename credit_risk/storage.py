@@ -7,12 +7,24 @@ layer (streaming, checksums, retries, atomic publish) is issue 7.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import posixpath
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
+from typing import Any
+
+from credit_risk.errors import CreditRiskError
 
 GCS_SCHEME = "gs://"
+PUBLISHED_MARKER = "_PUBLISHED.json"  # written last: a version without it was never published
+
+
+class PublishError(CreditRiskError):
+    """A published version exists with other content (versions are immutable) or upload failed."""
 
 
 def is_gcs(uri: str) -> bool:
@@ -26,7 +38,7 @@ def _split_gcs(uri: str) -> tuple[str, str]:
     return bucket, blob
 
 
-def _client():  # pragma: no cover - exercised against the emulator in the storage tests
+def _client() -> Any:  # google.cloud.storage.Client, imported lazily
     from google.cloud import storage as gcs
 
     if os.environ.get("STORAGE_EMULATOR_HOST"):
@@ -56,7 +68,7 @@ def read_text(uri: str) -> str:
         b = _client().bucket(bucket).blob(blob)
         if not b.exists():
             raise FileNotFoundError(uri)
-        return b.download_as_text()
+        return str(b.download_as_text())
     return Path(uri).read_text()
 
 
@@ -73,3 +85,68 @@ def local_copy(uri: str, workdir: str | None = None) -> str:
         raise FileNotFoundError(uri)
     b.download_to_filename(str(target))
     return str(target)
+
+
+def _manifest(local_dir: Path) -> dict[str, str]:
+    """relative path -> sha256 of every file under ``local_dir``."""
+    files = sorted(p for p in local_dir.rglob("*") if p.is_file())
+    return {p.relative_to(local_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def publish_dir(local_dir: str | Path, target: str) -> bool:
+    """Publish ``local_dir`` as the immutable version ``target`` (local path or gs://).
+
+    The content manifest is written last as ``_PUBLISHED.json``; only a target holding it counts as
+    published. Publishing identical content again is a no-op (returns False); different content at
+    a published target raises PublishError - a version is never overwritten. Returns True when it
+    published. Locally the copy is renamed into place (atomic); on GCS leftovers of an interrupted
+    attempt (no marker) are replaced.
+    """
+    source = Path(local_dir)
+    manifest = _manifest(source)
+    if not manifest:
+        raise PublishError(f"nothing to publish: {source} has no files")
+    marker = json.dumps({"files": manifest}, indent=2, sort_keys=True)
+    if is_gcs(target):
+        return _publish_gcs(source, manifest, marker, target.rstrip("/"))
+    dest = Path(target)
+    if dest.exists():
+        _check_same(dest / PUBLISHED_MARKER, marker, target)
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        shutil.copytree(source, partial)
+        (partial / PUBLISHED_MARKER).write_text(marker)
+        os.rename(partial, dest)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return True
+
+
+def _check_same(marker_path: Path, marker: str, target: str) -> None:
+    if not marker_path.exists():
+        raise PublishError(f"{target} exists but was never published ({PUBLISHED_MARKER} missing); remove it")
+    if marker_path.read_text() != marker:
+        raise PublishError(
+            f"{target} is already published with different content; versions are never overwritten"
+        )
+
+
+def _publish_gcs(source: Path, manifest: dict[str, str], marker: str, target: str) -> bool:
+    bucket_name, prefix = _split_gcs(target)
+    bucket = _client().bucket(bucket_name)
+    marker_blob = bucket.blob(f"{prefix}/{PUBLISHED_MARKER}")
+    if marker_blob.exists():
+        if marker_blob.download_as_text() != marker:
+            raise PublishError(
+                f"{target} is already published with different content; versions are never overwritten"
+            )
+        return False
+    for leftover in bucket.list_blobs(prefix=prefix + "/"):
+        leftover.delete()
+    for relative in manifest:
+        bucket.blob(f"{prefix}/{relative}").upload_from_filename(str(source / relative))
+    # if_generation_match=0: of two concurrent publishers only one marker wins
+    marker_blob.upload_from_string(marker, content_type="application/json", if_generation_match=0)
+    return True

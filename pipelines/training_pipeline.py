@@ -9,16 +9,18 @@ from credit_risk.components import deploy, evaluate, split, train, validate
 from kfp import dsl
 
 from credit_risk import images
+from credit_risk.deploy import DeployConfig
 from credit_risk.training import TrainingConfig
 
 PIPELINE_NAME = "credit-risk-training"
 _DEFAULTS = TrainingConfig()
+_DEPLOY = DeployConfig(name="credit-risk")
 
 
 @dsl.pipeline(
     name=PIPELINE_NAME,
     description="Validate credit data with TFDV, train a wide-and-deep PD model, evaluate it against "
-    "an approval gate, and render its KServe InferenceService if approved.",
+    "an approval gate, and deploy it as a KServe InferenceService (smoke test, canary) if approved.",
 )
 def training_pipeline(
     data_uri: str,
@@ -38,7 +40,17 @@ def training_pipeline(
     namespace: str = "credit-risk",
     serving_image: str = images.serving_image(),
     fail_on_rejection: bool = False,
+    serving_root: str = "",
+    apply_to_cluster: bool = False,
+    canary_traffic_percent: int = _DEPLOY.canary_traffic_percent,
+    rollout_timeout_seconds: int = int(_DEPLOY.rollout_timeout_seconds),
+    min_replicas: int = _DEPLOY.min_replicas,
+    max_replicas: int = _DEPLOY.max_replicas,
+    logger_url: str = "",
 ):
+    """``serving_root`` (e.g. gs://bucket/models): where approved versions are published, immutable;
+    empty = serve the pipeline's model artifact. ``apply_to_cluster``: create/patch the
+    InferenceService through the Kubernetes API with a canary (else only render and smoke-test it)."""
     validated = validate(data_uri=data_uri, feature_spec_uri=feature_spec_uri).set_display_name(
         "validate data (TFDV)"
     )
@@ -74,4 +86,11 @@ def training_pipeline(
         namespace=namespace,
         serving_image=serving_image,
         fail_on_rejection=fail_on_rejection,
+        serving_root=serving_root,
+        apply_to_cluster=apply_to_cluster,
+        canary_traffic_percent=canary_traffic_percent,
+        rollout_timeout_seconds=rollout_timeout_seconds,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        logger_url=logger_url,
     ).set_display_name("deploy (approved only)")

@@ -16,3 +16,15 @@ def german_spec():
 @pytest.fixture(scope="session")
 def credit_spec():
     return feature_spec.load(CREDIT_SPEC)
+
+
+@pytest.fixture(scope="session")
+def german_model_dir(tmp_path_factory, german_spec):
+    """A small real exported model (2 epochs): for steps that need a model, not a good one."""
+    from credit_risk import data, training
+    from tests.helpers import GERMAN_CSV
+
+    frame = data.load_dataset(str(GERMAN_CSV), german_spec)
+    out = tmp_path_factory.mktemp("german-model") / "model"
+    training.train_and_export(frame, german_spec, training.TrainingConfig(epochs=2), out)
+    return out

@@ -3,7 +3,7 @@ import json
 import pytest
 import yaml
 
-from credit_risk import deploy, gate, images
+from credit_risk import deploy, feature_spec, gate, images, storage
 from credit_risk.errors import ConfigError
 from tests.helpers import KSERVE_CRD
 
@@ -17,12 +17,22 @@ def isvc_schema():
     return version["schema"]["openAPIV3Schema"]
 
 
-def _approval(tmp_path, approved=True):
+FINGERPRINT = "sha256:0123456789abcdef"
+
+
+def _approval(tmp_path, approved=True, fingerprint=FINGERPRINT):
     metrics = {"auc": 0.8 if approved else 0.5, "ks": 0.4, "brier": 0.15, "ece": 0.02}
     decision = gate.decide(metrics, gate.GateConfig())
+    decision.model_fingerprint = fingerprint
     path = tmp_path / "approval.json"
     path.write_text(decision.to_json())
     return path
+
+
+def checked(model_dir, name):
+    """Stand-in for the real predictor process where the test is about the deploy policy; the real
+    infra validation has its own tests below."""
+    return {"instances": 3, "seconds": 0.0, "model_dir": str(model_dir)}
 
 
 def test_rendered_inference_service_validates_against_crd_schema(isvc_schema):
@@ -47,19 +57,40 @@ def test_crd_schema_catches_a_broken_manifest(isvc_schema):
         jsonschema.validate(manifest, isvc_schema)
 
 
-def test_approved_model_gets_a_manifest(tmp_path):
+def test_approved_model_gets_a_versioned_labelled_manifest(tmp_path):
     out = tmp_path / "isvc.yaml"
-    record = deploy.deploy(_approval(tmp_path), "gs://b/model", deploy.DeployConfig(name="pd"), out)
-    assert record.deployed and record.inference_service == str(out)
-    assert yaml.safe_load(out.read_text())["kind"] == "InferenceService"
-
-
-def test_rejected_model_is_never_rendered(tmp_path):
-    out = tmp_path / "isvc.yaml"
+    approval = _approval(tmp_path)
     record = deploy.deploy(
-        _approval(tmp_path, approved=False), "gs://b/model", deploy.DeployConfig(name="pd"), out
+        approval, "/models/m", deploy.DeployConfig(name="pd"), out, "gs://b/model", checked
     )
-    assert not record.deployed and not out.exists()
+    assert record.deployed and not record.failed and record.inference_service == str(out)
+    assert record.model_version == "m-0123456789abcdef"
+    assert record.approval_id == deploy.approval_id(approval.read_text())
+    assert record.infra_validation["model_dir"] == "/models/m"
+    isvc = yaml.safe_load(out.read_text())
+    assert isvc["metadata"]["labels"]["credit-risk/model-version"] == "m-0123456789abcdef"
+    assert isvc["metadata"]["labels"]["credit-risk/approval-id"] == record.approval_id
+    assert isvc["spec"]["predictor"]["containers"][0]["env"] == [
+        {"name": "STORAGE_URI", "value": "gs://b/model"}
+    ]
+
+
+def _never(*args):
+    raise AssertionError("a rejected or unreadable approval must not reach infra validation")
+
+
+def test_rejected_model_is_never_validated_published_rendered_or_applied(tmp_path):
+    from tests.kube_api_fake import FakeKubeApi
+
+    out = tmp_path / "isvc.yaml"
+    with FakeKubeApi() as fake:
+        config = deploy.DeployConfig(
+            name="pd", apply=True, kube_host=fake.url, serving_root=str(tmp_path / "serving")
+        )
+        record = deploy.deploy(_approval(tmp_path, approved=False), "/m", config, out, "", _never)
+        assert fake.requests == []  # not one call reached the API server
+    assert not record.deployed and not record.failed and not out.exists()
+    assert not (tmp_path / "serving").exists()
     assert record.reason.startswith("not deployed: model rejected") and "auc = 0.5000" in record.reason
 
 
@@ -69,8 +100,112 @@ def test_missing_or_corrupt_approval_fails_closed(tmp_path, content):
     if content is not None:
         path.write_text(content)
     out = tmp_path / "isvc.yaml"
-    record = deploy.deploy(path, "gs://b/model", deploy.DeployConfig(name="pd"), out)
+    record = deploy.deploy(path, "/m", deploy.DeployConfig(name="pd"), out, "gs://b/model", _never)
     assert not record.deployed and not out.exists() and "fail closed" in record.reason
+
+
+def test_approval_without_a_model_fingerprint_is_not_deployed(tmp_path):
+    out = tmp_path / "isvc.yaml"
+    record = deploy.deploy(
+        _approval(tmp_path, fingerprint=""), "/m", deploy.DeployConfig(name="pd"), out, "", _never
+    )
+    assert record.failed and not out.exists() and "no usable model fingerprint" in record.reason
+
+
+def test_publish_is_versioned_immutable_and_idempotent(tmp_path):
+    model = tmp_path / "model"
+    (model / "variables").mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(b"graph")
+    (model / "variables" / "w").write_bytes(b"weights")
+    root = tmp_path / "serving"
+    config = deploy.DeployConfig(name="pd", serving_root=str(root))
+    first = deploy.deploy(_approval(tmp_path), str(model), config, tmp_path / "a.yaml", "", checked)
+    version_dir = root / "pd" / "m-0123456789abcdef"
+    assert first.deployed and first.storage_uri == str(version_dir)
+    assert (version_dir / "variables" / "w").read_bytes() == b"weights"
+    marker = json.loads((version_dir / storage.PUBLISHED_MARKER).read_text())
+    assert set(marker["files"]) == {"saved_model.pb", "variables/w"}
+    again = deploy.deploy(_approval(tmp_path), str(model), config, tmp_path / "b.yaml", "", checked)
+    assert again.deployed and again.storage_uri == first.storage_uri  # same model, same version
+    (model / "variables" / "w").write_bytes(b"other weights")  # same fingerprint claimed, new bytes
+    clash = deploy.deploy(_approval(tmp_path), str(model), config, tmp_path / "c.yaml", "", checked)
+    assert clash.failed and "never overwritten" in clash.reason and not (tmp_path / "c.yaml").exists()
+    assert (version_dir / "variables" / "w").read_bytes() == b"weights"
+    assert sorted(p.name for p in (root / "pd").iterdir()) == ["m-0123456789abcdef"]  # no partial left
+
+
+def test_an_unpublished_leftover_is_refused_not_served(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(b"graph")
+    target = tmp_path / "serving" / "v1"
+    target.mkdir(parents=True)
+    with pytest.raises(storage.PublishError, match="never published"):
+        storage.publish_dir(model, str(target))
+
+
+def test_infra_validation_starts_the_real_predictor_and_queries_it(german_model_dir):
+    from credit_risk.infra_validation import infra_validate, sample_requests
+
+    body = sample_requests(german_model_dir)
+    nullable = [
+        f.name
+        for f in feature_spec.load(str(german_model_dir / "feature_spec.yaml")).model_features
+        if f.nullable
+    ]
+    assert len(body["instances"]) == 3 and all(body["instances"][2][n] is None for n in nullable)
+    checked_ = infra_validate(german_model_dir, "credit-risk")
+    assert checked_["instances"] == 3 and checked_["seconds"] > 0
+
+
+def test_model_that_fails_to_load_is_never_deployed(german_model_dir, tmp_path):
+    import shutil
+
+    from credit_risk import evaluation, steps
+    from credit_risk.errors import DeployError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(german_model_dir, broken)
+    fingerprint = evaluation.model_fingerprint(broken)
+    (broken / "saved_model.pb").write_bytes(b"not a graph")
+    out, record_path = tmp_path / "isvc.yaml", tmp_path / "record.json"
+    with pytest.raises(DeployError, match="infra validation / publish failed: the predictor exited"):
+        steps.deploy_step(
+            str(_approval(tmp_path, fingerprint=fingerprint)),
+            str(broken),
+            deploy.DeployConfig(name="pd", serving_root=str(tmp_path / "serving")),
+            str(out),
+            str(record_path),
+            status_path=str(tmp_path / "status.md"),
+        )
+    record = json.loads(record_path.read_text())
+    assert record["failed"] and not record["deployed"] and "predictor log" in record["reason"]
+    assert not out.exists() and not (tmp_path / "serving").exists()  # nothing published or rendered
+    assert "# Deployment: FAILED" in (tmp_path / "status.md").read_text()
+
+
+def test_approved_model_rolls_out_through_the_kubernetes_api(german_model_dir, tmp_path):
+    """The whole deploy step: real infra validation, publish, real kubernetes client -> the fake."""
+    from credit_risk import evaluation
+    from tests.kube_api_fake import FakeKubeApi
+
+    approval = _approval(tmp_path, fingerprint=evaluation.model_fingerprint(german_model_dir))
+    with FakeKubeApi() as fake:
+        config = deploy.DeployConfig(
+            name="pd",
+            apply=True,
+            kube_host=fake.url,
+            serving_root=str(tmp_path / "serving"),
+            poll_seconds=0.05,
+        )
+        record = deploy.deploy(approval, str(german_model_dir), config, tmp_path / "isvc.yaml")
+        created = next(body for verb, body in fake.api_calls() if verb == "create")
+    assert record.deployed and record.rollout["action"] == "created", record.reason
+    assert created["spec"]["predictor"]["containers"][0]["env"][0]["value"] == record.storage_uri
+    assert record.storage_uri.startswith(str(tmp_path / "serving" / "pd" / "m-"))
+    markdown = deploy.status_markdown(record)
+    assert "# Deployment: DEPLOYED" in markdown and "| pd-predictor-00001 | 100 | latest |" in markdown
+    assert record.traffic_to_new_model() == 100
 
 
 @pytest.mark.parametrize(
@@ -103,7 +238,7 @@ def test_fail_on_rejection_fails_the_step_after_recording_why(tmp_path):
     with pytest.raises(ModelRejectedError, match="model rejected by the gate"):
         steps.deploy_step(
             str(_approval(tmp_path, approved=False)),
-            "gs://b/m",
+            "/m",
             deploy.DeployConfig(name="pd"),
             str(tmp_path / "isvc.yaml"),
             str(record),
@@ -111,12 +246,4 @@ def test_fail_on_rejection_fails_the_step_after_recording_why(tmp_path):
         )
     assert json.loads(record.read_text())["deployed"] is False
     assert not (tmp_path / "isvc.yaml").exists()
-    ok = steps.deploy_step(
-        str(_approval(tmp_path)),
-        "gs://b/m",
-        deploy.DeployConfig(name="pd"),
-        str(tmp_path / "isvc.yaml"),
-        str(record),
-        fail_on_rejection=True,
-    )
-    assert ok.deployed
+    assert json.loads(record.read_text())["failed"] is False  # a rejection is not a failure

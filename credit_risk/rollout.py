@@ -1,0 +1,329 @@
+"""Apply an InferenceService through the Kubernetes API and roll it out safely.
+
+First deployment: create at 100 %, wait until Ready, smoke-query it. Update: patch the new predictor
+in with ``canaryTrafficPercent``, wait until the new revision is Ready, smoke-query the canary, then
+promote (drop ``canaryTrafficPercent`` -> 100 %) or roll back (``canaryTrafficPercent: 0`` sends all
+traffic to the previous revision, KServe's documented rollback) and fail with the reason.
+
+``InferenceServiceApi`` is the only place that touches the ``kubernetes`` client; ``rollout`` takes
+any object with its four methods, so the policy is tested without a cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from credit_risk.errors import CreditRiskError
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+RESOURCE = f"{PLURAL}.{GROUP}"
+
+
+class KubeApiError(CreditRiskError):
+    """The Kubernetes API refused or failed a call (names the verb, object and API answer)."""
+
+    def __init__(self, message: str, status: int = 0):
+        super().__init__(message)
+        self.status = status
+
+
+class RbacError(KubeApiError):
+    """403: the service account lacks a verb on InferenceServices (names which one)."""
+
+
+class RolloutError(CreditRiskError):
+    """The new model did not become Ready or failed its smoke query; traffic was rolled back."""
+
+
+class SmokeTestError(CreditRiskError):
+    """A deployed (or about-to-be-deployed) model failed to answer the sample requests."""
+
+
+class InferenceServiceStore(Protocol):
+    namespace: str
+
+    def get(self, name: str) -> dict[str, Any] | None: ...
+    def create(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def patch(self, name: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
+
+def api_client(host: str | None = None) -> Any:
+    """A ``kubernetes`` ApiClient: explicit ``host`` (tests, port-forwards), else in-cluster
+    config inside a pod, else ``~/.kube/config``."""
+    from kubernetes import client, config
+
+    if host:
+        configuration = client.Configuration()
+        configuration.host = host
+        return client.ApiClient(configuration)
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()
+    else:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+class InferenceServiceApi:
+    """InferenceServices of one namespace through ``CustomObjectsApi``; API errors become
+    ``KubeApiError``/``RbacError`` naming the verb, so a missing RBAC rule is obvious."""
+
+    def __init__(self, namespace: str, client: Any | None = None, host: str | None = None):
+        from kubernetes.client import CustomObjectsApi
+
+        self.namespace = namespace
+        self._api = CustomObjectsApi(client or api_client(host))
+
+    def _call(self, verb: str, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return fn()
+        except ApiException as e:
+            where = f"{RESOURCE} {name!r} in namespace {self.namespace!r}"
+            if e.status == 403:
+                raise RbacError(
+                    f"forbidden: the pipeline's service account may not {verb!r} {where}. Grant verb "
+                    f"{verb!r} on {RESOURCE} in the Role of manifests/base/rbac.yaml "
+                    f"(credit-risk-deployer). API said: {_api_message(e)}",
+                    e.status,
+                ) from e
+            raise KubeApiError(f"{verb} {where} failed: HTTP {e.status} {_api_message(e)}", e.status) from e
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call(
+                "get",
+                name,
+                lambda: self._api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name),
+            )
+        except KubeApiError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        return self._call(
+            "create",
+            name,
+            lambda: self._api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body),
+        )
+
+    def patch(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        # a dict body is sent as application/merge-patch+json: null deletes a key
+        return self._call(
+            "patch",
+            name,
+            lambda: self._api.patch_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, name, body
+            ),
+        )
+
+
+def _api_message(e: Any) -> str:
+    import json
+
+    try:
+        return str(json.loads(e.body).get("message", e.reason))
+    except (TypeError, ValueError, AttributeError):
+        return str(e.reason)
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """What the rollout needs from ``status``: readiness, revisions, traffic and URLs."""
+
+    ready: bool
+    failure: str  # a False condition's reason/message, "" while progressing or ready
+    url: str
+    latest_created: str
+    latest_ready: str
+    traffic: list[dict[str, Any]]
+    observed_generation: int
+
+    @classmethod
+    def of(cls, isvc: dict[str, Any]) -> ServiceStatus:
+        status = isvc.get("status") or {}
+        conditions = status.get("conditions") or []
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        failure = "; ".join(
+            f"{c.get('type')}: {c.get('reason', '')} {c.get('message', '')}".strip()
+            for c in conditions
+            if c.get("status") == "False" and c.get("reason") in _TERMINAL_REASONS
+        )
+        predictor = (status.get("components") or {}).get("predictor") or {}
+        address = (status.get("address") or {}).get("url", "")
+        return cls(
+            ready=ready,
+            failure=failure,
+            url=status.get("url", "") or address,
+            latest_created=predictor.get("latestCreatedRevision", ""),
+            latest_ready=predictor.get("latestReadyRevision", ""),
+            traffic=list(predictor.get("traffic") or []),
+            observed_generation=int(status.get("observedGeneration", 0) or 0),
+        )
+
+    def percent_to(self, revision: str) -> int:
+        return sum(int(t.get("percent", 0) or 0) for t in self.traffic if t.get("revisionName") == revision)
+
+    def url_of(self, revision: str) -> str:
+        """The tagged URL reaching only ``revision`` (tag routing), else the service URL."""
+        for t in self.traffic:
+            if t.get("revisionName") == revision and t.get("url"):
+                return str(t["url"])
+        return self.url
+
+
+# Conditions that will not heal by waiting (Knative/KServe reasons); anything else is "progressing".
+_TERMINAL_REASONS = {"RevisionFailed", "RevisionMissing", "ContainerMissing", "ExitCode", "ImagePullBackOff"}
+
+
+@dataclass
+class RolloutResult:
+    action: str  # created | promoted | rolled_back
+    url: str
+    revision: str
+    previous_revision: str
+    traffic: list[dict[str, Any]] = field(default_factory=list)
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    canary_traffic_percent: int = 10
+    timeout_seconds: float = 600.0
+    poll_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        from credit_risk.errors import ConfigError
+
+        if not 1 <= self.canary_traffic_percent <= 99:
+            raise ConfigError(
+                f"canary_traffic_percent must be 1..99 (a first deployment always gets 100), "
+                f"got {self.canary_traffic_percent}"
+            )
+        if self.timeout_seconds <= 0 or self.poll_seconds <= 0:
+            raise ConfigError(
+                "timeout_seconds and poll_seconds must be > 0, got "
+                f"{self.timeout_seconds}, {self.poll_seconds}"
+            )
+
+
+Smoke = Callable[[str], None]  # raises SmokeTestError when the model at this URL does not answer well
+
+
+def wait_until(
+    api: InferenceServiceStore,
+    name: str,
+    done: Callable[[ServiceStatus], bool],
+    what: str,
+    config: RolloutConfig,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> ServiceStatus:
+    """Poll until ``done(status)``; a terminal failure condition or the timeout raises RolloutError."""
+    deadline = clock() + config.timeout_seconds
+    while True:
+        isvc = api.get(name)
+        if isvc is None:
+            raise RolloutError(f"InferenceService {name!r} disappeared while waiting for {what}")
+        status = ServiceStatus.of(isvc)
+        if done(status):
+            return status
+        if status.failure:
+            raise RolloutError(f"{what} failed: {status.failure}")
+        if clock() >= deadline:
+            raise RolloutError(
+                f"timed out after {config.timeout_seconds:g}s waiting for {what} "
+                f"(latest created {status.latest_created or '-'}, ready {status.latest_ready or '-'}, "
+                f"Ready={status.ready})"
+            )
+        sleep(config.poll_seconds)
+
+
+def rollout(
+    api: InferenceServiceStore,
+    manifest: dict[str, Any],
+    smoke: Smoke,
+    config: RolloutConfig,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> RolloutResult:
+    """Create or canary-update ``manifest``; promote only a Ready model that passed ``smoke``."""
+    name = manifest["metadata"]["name"]
+
+    def wait(done: Callable[[ServiceStatus], bool], what: str) -> ServiceStatus:
+        return wait_until(api, name, done, what, config, sleep, clock)
+
+    existing = api.get(name)
+    if existing is None:
+        try:
+            api.create(manifest)
+        except KubeApiError as e:
+            if e.status != 409:
+                raise
+            log.info("InferenceService %s was created concurrently (409); updating it instead", name)
+            existing = api.get(name)
+            if existing is None:
+                raise
+        else:
+            log.info("created InferenceService %s/%s; waiting for Ready", api.namespace, name)
+            status = wait(lambda s: s.ready and bool(s.latest_ready), "the first revision to become Ready")
+            try:
+                smoke(status.url_of(status.latest_ready))
+            except SmokeTestError as e:
+                raise RolloutError(
+                    f"first deployment {status.latest_ready} is Ready but failed its smoke query: {e}. "
+                    "There is no previous revision to roll back to; delete or fix the InferenceService."
+                ) from e
+            return RolloutResult("created", status.url, status.latest_ready, "", status.traffic)
+
+    previous = ServiceStatus.of(existing)
+    old_revision = previous.latest_ready
+    canary = config.canary_traffic_percent
+    predictor = {**manifest["spec"]["predictor"], "canaryTrafficPercent": canary}
+    api.patch(name, {"metadata": _meta_patch(manifest), "spec": {"predictor": predictor}})
+    log.info(
+        "patched %s with the new model at %d%% canary (previous revision %s)", name, canary, old_revision
+    )
+    try:
+        status = wait(
+            lambda s: (
+                s.ready
+                and bool(s.latest_created)
+                and s.latest_created != old_revision
+                and s.latest_ready == s.latest_created
+                and s.percent_to(s.latest_created) == canary
+            ),
+            f"the canary revision to become Ready with {canary}% of traffic",
+        )
+        new_revision = status.latest_ready
+        smoke(status.url_of(new_revision))
+    except (RolloutError, SmokeTestError) as e:
+        api.patch(name, {"spec": {"predictor": {"canaryTrafficPercent": 0}}})
+        log.error("rolled %s back to %s: %s", name, old_revision or "the previous revision", e)
+        raise RolloutError(
+            f"rolled back: all traffic returned to {old_revision or 'the previous revision'}; the new model "
+            f"was not promoted because {e}"
+        ) from e
+    api.patch(name, {"spec": {"predictor": {"canaryTrafficPercent": None}}})
+    status = wait(
+        lambda s: s.ready and s.percent_to(new_revision) == 100, f"{new_revision} to receive 100% of traffic"
+    )
+    log.info("promoted %s: %s now serves 100%% (was %s)", name, new_revision, old_revision)
+    return RolloutResult("promoted", status.url, new_revision, old_revision, status.traffic)
+
+
+def _meta_patch(manifest: dict[str, Any]) -> dict[str, Any]:
+    meta = manifest["metadata"]
+    return {"labels": meta.get("labels", {}), "annotations": meta.get("annotations", {})}

@@ -1,0 +1,139 @@
+"""Rollout policy through the real ``kubernetes`` client against tests/kube_api_fake.py, a
+protocol-level fake of the API server's InferenceService REST paths (no cluster can run here)."""
+
+import pytest
+
+from credit_risk import deploy
+from credit_risk.infra_validation import http_smoke
+from credit_risk.rollout import InferenceServiceApi, RbacError, RolloutConfig, RolloutError, rollout
+from tests.kube_api_fake import FakeKubeApi
+
+NS = "credit-risk"
+BODY = {"instances": [{"x": 1.0}, {"x": 2.0}]}
+FAST = RolloutConfig(canary_traffic_percent=10, timeout_seconds=1.5, poll_seconds=0.05)
+
+
+def _manifest(version):
+    return deploy.render_inference_service(
+        f"gs://bucket/models/credit-risk/{version}",
+        deploy.DeployConfig(name="credit-risk"),
+        version,
+        "a1b2c3",
+    )
+
+
+@pytest.fixture
+def fake():
+    with FakeKubeApi() as api:
+        yield api
+
+
+def _roll(fake, manifest, config=FAST):
+    api = InferenceServiceApi(NS, host=fake.url)
+    return rollout(api, manifest, http_smoke("credit-risk", BODY, timeout=5), config)
+
+
+def test_first_deployment_is_created_at_full_traffic_after_ready_and_smoke(fake):
+    result = _roll(fake, _manifest("m-1"))
+    assert result.action == "created" and result.revision == "credit-risk-predictor-00001"
+    assert fake.traffic(NS, "credit-risk") == {"credit-risk-predictor-00001": 100}
+    verbs = [v for v, _ in fake.api_calls()]
+    assert verbs[:2] == ["get", "create"] and set(verbs[2:]) == {"get"}  # create, then poll until Ready
+    created = fake.api_calls()[1][1]
+    assert "canaryTrafficPercent" not in created["spec"]["predictor"]
+    assert created["metadata"]["labels"]["credit-risk/model-version"] == "m-1"
+    assert created["metadata"]["labels"]["credit-risk/approval-id"] == "a1b2c3"
+    assert fake.smoke_queries() == ["/rev/credit-risk-predictor-00001/v1/models/credit-risk:predict"]
+
+
+def test_update_goes_out_as_a_canary_then_is_promoted(fake):
+    fake.seed(_manifest("m-1"))
+    result = _roll(fake, _manifest("m-2"))
+    assert result.action == "promoted"
+    assert (result.revision, result.previous_revision) == (
+        "credit-risk-predictor-00002",
+        "credit-risk-predictor-00001",
+    )
+    patches = [body for verb, body in fake.api_calls() if verb == "patch"]
+    assert patches[0]["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    assert patches[0]["spec"]["predictor"]["containers"][0]["env"][0]["value"].endswith("/m-2")
+    assert patches[1] == {"spec": {"predictor": {"canaryTrafficPercent": None}}}  # promote: key removed
+    # the smoke query went to the canary revision alone, before promotion
+    assert fake.smoke_queries() == ["/rev/credit-risk-predictor-00002/v1/models/credit-risk:predict"]
+    assert fake.traffic(NS, "credit-risk") == {"credit-risk-predictor-00002": 100}
+
+
+def test_canary_that_never_becomes_ready_is_rolled_back(fake):
+    fake.seed(_manifest("m-1"))
+    fake.revision_script = ["never_ready"]
+    with pytest.raises(RolloutError, match=r"rolled back.*credit-risk-predictor-00001.*timed out after 1.5s"):
+        _roll(fake, _manifest("m-2"))
+    assert [b for v, b in fake.api_calls() if v == "patch"][-1] == {
+        "spec": {"predictor": {"canaryTrafficPercent": 0}}
+    }
+    assert fake.traffic(NS, "credit-risk") == {"credit-risk-predictor-00001": 100}
+    assert fake.smoke_queries() == []
+
+
+def test_failed_revision_rolls_back_without_waiting_for_the_timeout(fake):
+    fake.seed(_manifest("m-1"))
+    fake.revision_script = ["fail"]
+    slow = RolloutConfig(canary_traffic_percent=20, timeout_seconds=60, poll_seconds=0.05)
+    with pytest.raises(RolloutError, match=r"RevisionFailed.*container exited with code 1"):
+        _roll(fake, _manifest("m-2"), slow)
+    assert fake.traffic(NS, "credit-risk") == {"credit-risk-predictor-00001": 100}
+
+
+def test_canary_failing_its_smoke_query_is_rolled_back(fake):
+    fake.seed(_manifest("m-1"))
+    fake.smoke_script = {"credit-risk-predictor-00002": "bad"}
+    with pytest.raises(RolloutError, match=r"rolled back.*HTTP 500.*model failed to load"):
+        _roll(fake, _manifest("m-2"))
+    # 0 % to the failed canary, everything back on the previous revision
+    assert fake.traffic(NS, "credit-risk") == {
+        "credit-risk-predictor-00002": 0,
+        "credit-risk-predictor-00001": 100,
+    }
+
+
+def test_create_conflict_falls_back_to_patch(fake):
+    fake.seed(_manifest("m-1"))
+    fake.hide_next_get = True  # another run created it between our GET and our POST
+    result = _roll(fake, _manifest("m-2"))
+    assert [v for v, _ in fake.api_calls()][:4] == ["get", "create", "get", "patch"]
+    assert result.action == "promoted"
+
+
+@pytest.mark.parametrize("verb, seeded", [("create", False), ("patch", True), ("get", False)])
+def test_forbidden_verb_is_a_clear_rbac_error(fake, verb, seeded):
+    if seeded:
+        fake.seed(_manifest("m-1"))
+    fake.forbid = {verb}
+    with pytest.raises(
+        RbacError, match=rf"may not '{verb}' inferenceservices.serving.kserve.io .*manifests/base/rbac.yaml"
+    ):
+        _roll(fake, _manifest("m-2"))
+
+
+def test_rbac_role_grants_every_verb_the_rollout_uses():
+    import yaml
+
+    from tests.helpers import REPO
+
+    role = next(
+        d for d in yaml.safe_load_all((REPO / "manifests/base/rbac.yaml").read_text()) if d["kind"] == "Role"
+    )
+    (rule,) = role["rules"]  # one rule: nothing beyond InferenceServices
+    assert rule == {
+        "apiGroups": ["serving.kserve.io"],
+        "resources": ["inferenceservices"],
+        "verbs": ["get", "create", "patch"],
+    }
+
+
+@pytest.mark.parametrize("percent", [0, 100, 150])
+def test_canary_percent_must_leave_room_for_both_revisions(percent):
+    from credit_risk.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"canary_traffic_percent must be 1\.\.99"):
+        deploy.DeployConfig(name="x", canary_traffic_percent=percent)
