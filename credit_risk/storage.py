@@ -1,8 +1,9 @@
 """Read local paths and ``gs://`` URIs through one module.
 
-Only the operations the components need today (read a text file, get a local copy of a file);
-google-cloud-storage is imported lazily so local paths need no cloud libraries. The full storage
-layer (streaming, checksums, retries, atomic publish) is issue 7.
+Read a text file, get a local copy of a file, and publish a directory as an immutable version
+(``publish_dir``: content manifest written last). google-cloud-storage is imported lazily so local
+paths need no cloud libraries; tests run it against fake-gcs-server on 127.0.0.1
+(tests/pipeline/test_storage_gcs.py). Streaming reads, checksums and retry policy are issue 7.
 """
 
 from __future__ import annotations

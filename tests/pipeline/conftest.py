@@ -28,3 +28,15 @@ def german_model_dir(tmp_path_factory, german_spec):
     out = tmp_path_factory.mktemp("german-model") / "model"
     training.train_and_export(frame, german_spec, training.TrainingConfig(epochs=2), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def gcs():
+    """A bucket on the real fake-gcs-server on 127.0.0.1: yields (storage client, bucket name)."""
+    from credit_risk import storage
+    from tests.gcs_emulator import gcs_emulator
+
+    with gcs_emulator():
+        client = storage._client()
+        client.create_bucket("credit-risk-test")
+        yield client, "credit-risk-test"

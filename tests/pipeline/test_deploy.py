@@ -247,3 +247,16 @@ def test_fail_on_rejection_fails_the_step_after_recording_why(tmp_path):
     assert json.loads(record.read_text())["deployed"] is False
     assert not (tmp_path / "isvc.yaml").exists()
     assert json.loads(record.read_text())["failed"] is False  # a rejection is not a failure
+
+
+def test_approved_model_is_published_to_gcs_and_served_from_there(gcs, tmp_path):
+    client, bucket = gcs
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(b"graph")
+    config = deploy.DeployConfig(name="pd", serving_root=f"gs://{bucket}/serving")
+    record = deploy.deploy(_approval(tmp_path), str(model), config, tmp_path / "isvc.yaml", "", checked)
+    assert record.deployed and record.storage_uri == f"gs://{bucket}/serving/pd/m-0123456789abcdef"
+    isvc = yaml.safe_load((tmp_path / "isvc.yaml").read_text())
+    assert isvc["spec"]["predictor"]["containers"][0]["env"][0]["value"] == record.storage_uri
+    assert client.bucket(bucket).blob("serving/pd/m-0123456789abcdef/_PUBLISHED.json").exists()
