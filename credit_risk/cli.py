@@ -148,21 +148,21 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        from credit_risk.serving.server import serve
-    except ImportError as e:
+    """Replace this process with the predictor entrypoint (``python -m credit_risk.serving``)."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("kserve") is None:
         raise CreditRiskError(
-            f"the serving libraries are not installed here ({e}); serving runs in its own environment: "
-            f".venvs/serving/bin/credit-risk serve ... (create it with bin/setup-envs serving)"
-        ) from e
-    serve(
-        model_dir=args.model_dir,
-        name=args.name,
-        host=args.host,
-        port=args.port,
-        decision_threshold=args.decision_threshold,
-    )
-    return EXIT_OK
+            "the serving libraries are not installed here; serving runs in its own environment: "
+            ".venvs/serving/bin/credit-risk serve ... (create it with bin/setup-envs serving)"
+        )
+    argv = [sys.executable, "-m", "credit_risk.serving", "--model_name", args.name, "--host", args.host]
+    argv += ["--http_port", str(args.port), "--workers", str(args.workers)]
+    argv += ["--decision_threshold", str(args.decision_threshold)]
+    argv += ["--storage_uri", args.storage_uri] if args.storage_uri else ["--model_dir", args.model_dir]
+    os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter and module
+    return EXIT_OK  # pragma: no cover - execv does not return
 
 
 def cmd_sample_request(args: argparse.Namespace) -> int:
@@ -255,8 +255,11 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("serve", help="serve an exported model with our KServe predictor (serving env)")
-    p.add_argument("--model-dir", required=True, help="exported model directory")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model-dir", help="exported model directory")
+    source.add_argument("--storage-uri", help="published model version to download first (gs://… or path)")
     p.add_argument("--name", default="credit-risk", help="model name in the URL (default credit-risk)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
     p.add_argument(

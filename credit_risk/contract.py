@@ -197,6 +197,44 @@ def parse_tensors(
     return columns
 
 
+def parse_v2_body(payload: Any) -> tuple[dict[str, tuple[str, list[int], list[Any]]], str]:
+    """A V2 (Open Inference Protocol) JSON body -> (``parse_tensors`` input, request id).
+
+    Checks the envelope: ``inputs`` is a list of objects each with a string ``name``, a string
+    ``datatype``, an integer list ``shape`` and a ``data`` list (nested lists are flattened).
+    """
+    if not isinstance(payload, dict):
+        raise RequestError(f"the body must be a JSON object with 'inputs', got {type(payload).__name__}")
+    request_id = payload.get("id", "")
+    if not isinstance(request_id, str):
+        raise RequestError(f"'id' must be a string, got {type(request_id).__name__}")
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise RequestError("'inputs' must be a non-empty list of tensors")
+    tensors: dict[str, tuple[str, list[int], list[Any]]] = {}
+    for i, tensor in enumerate(inputs):
+        if not isinstance(tensor, dict):
+            raise RequestError(f"inputs[{i}] must be an object, got {type(tensor).__name__}")
+        name, datatype, shape, data = (tensor.get(k) for k in ("name", "datatype", "shape", "data"))
+        if not isinstance(name, str) or not name:
+            raise RequestError(f"inputs[{i}].name must be a non-empty string, got {_describe(name)}")
+        if not isinstance(datatype, str):
+            raise RequestError(f"'datatype' must be a string, got {_describe(datatype)}", field=name)
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) for d in shape
+        ):
+            raise RequestError(f"'shape' must be a list of integers, got {_describe(shape)}", field=name)
+        if not isinstance(data, list):
+            raise RequestError(f"'data' must be a list, got {type(data).__name__}", field=name)
+        if name in tensors:
+            raise RequestError("input tensor given twice", field=name)
+        flat: list[Any] = []
+        for item in data:
+            flat.extend(item if isinstance(item, list) else [item])
+        tensors[name] = (datatype, shape, flat)
+    return tensors, request_id
+
+
 # --- reason codes (adverse-action style) ----------------------------------------------------------
 def reason_features(spec: FeatureSpec) -> list[Feature]:
     """Model inputs that may be given as reasons: never a protected attribute."""

@@ -47,6 +47,7 @@ class DeployConfig:
     memory_request: str = "1Gi"
     cpu_limit: str = "2"
     memory_limit: str = "2Gi"
+    workers: int = 2  # predictor worker processes per pod (one per CPU of cpu_limit)
     scale_metric: str = "concurrency"  # KServe autoscaling: in-flight requests per replica
     scale_target: int = 8
     logger_url: str = ""  # KServe payload logger sink (CloudEvents); "" = no payload logging
@@ -72,6 +73,8 @@ class DeployConfig:
             )
         if self.serving_image.endswith(":latest") or ":" not in self.serving_image.split("/")[-1]:
             raise ConfigError(f"serving_image {self.serving_image!r} must carry a pinned tag, not latest")
+        if not 1 <= self.workers <= 16:
+            raise ConfigError(f"workers must be 1..16, got {self.workers}")
         if self.scale_metric not in ("concurrency", "rps", "cpu", "memory") or self.scale_target < 1:
             raise ConfigError(
                 f"autoscaling must be concurrency|rps|cpu|memory with a target >= 1, got "
@@ -195,6 +198,8 @@ def render_inference_service(
                     "0.0.0.0",  # noqa: S104 - in the pod, behind the KServe ingress
                     "--http_port",
                     "8080",
+                    "--workers",
+                    str(config.workers),
                 ],
                 # KServe's storage initializer downloads STORAGE_URI into /mnt/models (with the
                 # service account's bucket credentials) before the predictor starts

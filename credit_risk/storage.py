@@ -151,3 +151,35 @@ def _publish_gcs(source: Path, manifest: dict[str, str], marker: str, target: st
     # if_generation_match=0: of two concurrent publishers only one marker wins
     marker_blob.upload_from_string(marker, content_type="application/json", if_generation_match=0)
     return True
+
+
+def download_published(uri: str, local_dir: str | Path) -> Path:
+    """Copy a published version (``publish_dir``) to ``local_dir`` and verify every file against
+    its ``_PUBLISHED.json`` checksums; a version without the marker was never published and is
+    refused, as is any file whose bytes do not match."""
+    dest = Path(local_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    uri = uri.rstrip("/")
+    try:
+        manifest = json.loads(read_text(join(uri, PUBLISHED_MARKER)))["files"]
+    except FileNotFoundError:
+        raise PublishError(f"{uri} is not a published model version: {PUBLISHED_MARKER} is missing") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise PublishError(f"{uri}/{PUBLISHED_MARKER} is unreadable: {e}") from e
+    if is_gcs(uri):
+        bucket_name, prefix = _split_gcs(uri)
+        bucket = _client().bucket(bucket_name)
+        for relative in manifest:
+            target = dest / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            bucket.blob(f"{prefix}/{relative}").download_to_filename(str(target))
+    else:
+        for relative in manifest:
+            target = dest / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(uri) / relative, target)
+    got = _manifest(dest)
+    bad = sorted(name for name, digest in manifest.items() if got.get(name) != digest)
+    if bad:
+        raise PublishError(f"{uri}: checksum mismatch after download for {bad}")
+    return dest

@@ -20,4 +20,4 @@ RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
 USER 10001
 EXPOSE 8080
 ENTRYPOINT ["python", "-m", "credit_risk.serving"]
-CMD ["--model_dir", "/mnt/models", "--model_name", "credit-risk", "--host", "0.0.0.0", "--http_port", "8080"]
+CMD ["--model_dir", "/mnt/models", "--model_name", "credit-risk", "--host", "0.0.0.0", "--http_port", "8080", "--workers", "2"]

@@ -1,4 +1,6 @@
+import contextlib
 import json
+import os
 import subprocess
 import sys
 
@@ -40,35 +42,42 @@ def loaded_model(model_dir):
     return model
 
 
-@pytest.fixture(scope="session")
-def server(model_dir, tmp_path_factory):
-    """The real predictor process on 127.0.0.1, stopped at the end of the session."""
+@contextlib.contextmanager
+def running_server(log_path, *args, env=None, ready_timeout=120):
+    """The real predictor process on 127.0.0.1 with ``args``; yields (base URL, process)."""
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log, "w") as fh:
+    with open(log_path, "w") as fh:
         proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "credit_risk.serving",
-                "--model_dir",
-                str(model_dir),
                 "--model_name",
                 MODEL_NAME,
                 "--http_port",
                 str(port),
+                *args,
             ],
             cwd=REPO,
             stdout=fh,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_http_ok(f"{base}/v1/models/{MODEL_NAME}", proc)
-        yield base
+        wait_http_ok(f"{base}/v1/models/{MODEL_NAME}", proc, timeout=ready_timeout)
+        yield base, proc
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def server(model_dir, tmp_path_factory):
+    """The real predictor process (one worker) on 127.0.0.1, stopped at the end of the session."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with running_server(log, "--model_dir", str(model_dir)) as (base, _):
+        yield base

@@ -210,3 +210,37 @@ def test_scorecard_points_against_hand_computed_values():
 def test_decision_at_the_threshold():
     assert contract.decide(0.49, 0.5) == contract.APPROVE
     assert contract.decide(0.5, 0.5) == contract.DECLINE
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ([], "must be a JSON object with 'inputs'"),
+        ({"inputs": []}, "'inputs' must be a non-empty list"),
+        ({"inputs": [5]}, r"inputs\[0\] must be an object"),
+        ({"inputs": [{"name": "", "datatype": "FP32", "shape": [1], "data": [1]}]}, r"inputs\[0\].name"),
+        ({"inputs": [{"name": "Age", "datatype": 3, "shape": [1], "data": [1]}]}, "field 'Age': 'datatype'"),
+        (
+            {"inputs": [{"name": "Age", "datatype": "FP32", "shape": [True], "data": [1]}]},
+            "'shape' must be a list of integers",
+        ),
+        ({"inputs": [{"name": "Age", "datatype": "FP32", "shape": [1], "data": 1}]}, "'data' must be a list"),
+        (
+            {"id": 7, "inputs": [{"name": "Age", "datatype": "FP32", "shape": [1], "data": [1]}]},
+            "'id' must be a string",
+        ),
+    ],
+)
+def test_v2_envelope_errors_name_the_part(body, message):
+    with pytest.raises(contract.RequestError, match=message):
+        contract.parse_v2_body(body)
+
+
+def test_v2_envelope_flattens_nested_data_and_refuses_duplicates():
+    tensors, request_id = contract.parse_v2_body(
+        {"id": "r1", "inputs": [{"name": "Age", "datatype": "FP32", "shape": [2, 1], "data": [[30], [40]]}]}
+    )
+    assert request_id == "r1" and tensors == {"Age": ("FP32", [2, 1], [30, 40])}
+    duplicate = {"name": "Age", "datatype": "FP32", "shape": [1], "data": [1]}
+    with pytest.raises(contract.RequestError, match="given twice"):
+        contract.parse_v2_body({"inputs": [duplicate, duplicate]})
