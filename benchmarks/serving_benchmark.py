@@ -128,10 +128,12 @@ def in_process_ms(model_dir: Path, body: bytes, n: int = 2000) -> float:
     return statistics.median(times) * 1e3
 
 
-def start(kind: str, model_dir: Path, port: int, workers: int, logfile: Path) -> subprocess.Popen[bytes]:
+def start(
+    kind: str, model_dir: Path, port: int, workers: int, logfile: Path, extra: list[str]
+) -> subprocess.Popen[bytes]:
     if kind == "ours":
         cmd = [sys.executable, "-m", "credit_risk.serving", "--model_dir", str(model_dir),
-               "--model_name", NAME, "--http_port", str(port), "--workers", str(workers)]  # fmt: skip
+               "--model_name", NAME, "--http_port", str(port), "--workers", str(workers), *extra]  # fmt: skip
     else:
         cmd = [
             sys.executable,
@@ -202,6 +204,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="our server's worker processes (default 2)")
     parser.add_argument("--seconds", type=int, default=15, help="wrk duration per load level (default 15)")
     parser.add_argument("--tag", default="", help="suffix of the results file")
+    parser.add_argument(
+        "--server-args", default="", help="extra flags for our server, e.g. '--batch_wait_ms 0.5'"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: run bin/setup-system wrk")
@@ -216,7 +221,7 @@ def main() -> int:
     results: dict[str, Any] = {"in_process_1row_p50_ms": round(inproc, 3)}
     for kind, workers in (("naive", 1), ("ours", args.workers)):
         port = free_port()
-        proc = start(kind, model_dir, port, workers, workdir / f"{kind}.log")
+        proc = start(kind, model_dir, port, workers, workdir / f"{kind}.log", args.server_args.split())
         try:
             v1 = f"http://127.0.0.1:{port}/v1/models/{NAME}:predict"
             v2 = f"http://127.0.0.1:{port}/v2/models/{NAME}/infer"
@@ -255,6 +260,7 @@ def main() -> int:
         "platform": platform.platform(),
     }
     results["command"] = " ".join(["benchmarks/serving_benchmark.py", *sys.argv[1:]])
+    results["server_args"] = args.server_args
 
     print(f"\n{'':28s}{'naive (1 worker)':>20s}{f'ours ({args.workers} workers)':>22s}")
     for label, (run, key) in (

@@ -136,6 +136,7 @@ def parse_instances(
 NUMERIC_DATATYPES = ("FP32", "FP64", "INT32", "INT64")
 CATEGORICAL_DATATYPE = "BYTES"
 OUTPUT_DATATYPE = "FP32"
+DECISION_OUTPUT, SCORE_OUTPUT = "decision", "score"  # V2 outputs beside the PD, one value per instance
 
 
 def input_metadata(spec: FeatureSpec) -> list[dict[str, Any]]:
@@ -147,7 +148,11 @@ def input_metadata(spec: FeatureSpec) -> list[dict[str, Any]]:
 
 
 def output_metadata() -> list[dict[str, Any]]:
-    return [{"name": OUTPUT_KEY, "datatype": OUTPUT_DATATYPE, "shape": [-1, 1]}]
+    return [
+        {"name": OUTPUT_KEY, "datatype": OUTPUT_DATATYPE, "shape": [-1, 1]},
+        {"name": DECISION_OUTPUT, "datatype": CATEGORICAL_DATATYPE, "shape": [-1, 1]},
+        {"name": SCORE_OUTPUT, "datatype": OUTPUT_DATATYPE, "shape": [-1, 1]},
+    ]
 
 
 def parse_tensors(

@@ -35,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch_wait_ms",
         type=float,
-        default=0.0,
-        help="extra time a batch stays open for more requests (0 = adaptive: batch whatever queued "
-        "while the previous call ran)",
+        default=0.3,
+        help="when the previous model call served several requests, hold the next one open this "
+        "long for more (default 0.3; 0 = only batch what queued during the previous call)",
     )
     parser.add_argument(
         "--tf_threads",

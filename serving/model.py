@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from credit_risk.serving import metrics
-from credit_risk.serving.batcher import MicroBatcher
+from credit_risk.serving.batcher import DEFAULT_MAX_WAIT_S, MicroBatcher
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput, ModelMissingError
 
@@ -47,7 +47,7 @@ class CreditRiskModel(Model):
         decision_threshold: float = contract.DEFAULT_OPERATING_THRESHOLD,
         scorecard: contract.Scorecard | None = None,
         max_batch_rows: int = 512,
-        batch_wait_s: float = 0.0,
+        batch_wait_s: float = DEFAULT_MAX_WAIT_S,
         tf_threads: int = 0,
     ):
         super().__init__(name)
@@ -192,6 +192,15 @@ class CreditRiskModel(Model):
                 answer["reasons"] = r
         return {"predictions": answers}
 
+    def v2_outputs(self, pds: np.ndarray) -> list[tuple[str, str, list[Any]]]:
+        """(name, datatype, values) of the V2 outputs: the PD, the decision and the score."""
+        answers = [self._answer(float(p)) for p in pds]
+        return [
+            (contract.OUTPUT_KEY, contract.OUTPUT_DATATYPE, [a["pd"] for a in answers]),
+            (contract.DECISION_OUTPUT, contract.CATEGORICAL_DATATYPE, [a["decision"] for a in answers]),
+            (contract.SCORE_OUTPUT, contract.OUTPUT_DATATYPE, [a["score"] for a in answers]),
+        ]
+
     def v2_response(self, prepared: Prepared, pds: np.ndarray) -> dict[str, Any]:
         """The V2 JSON response (what kserve's InferResponse serialises to)."""
         return {
@@ -200,13 +209,8 @@ class CreditRiskModel(Model):
             "id": prepared.v2_request_id or "",
             "parameters": None,
             "outputs": [
-                {
-                    "name": contract.OUTPUT_KEY,
-                    "shape": [len(pds), 1],
-                    "datatype": contract.OUTPUT_DATATYPE,
-                    "parameters": None,
-                    "data": [float(p) for p in pds],
-                }
+                {"name": name, "shape": [len(pds), 1], "datatype": datatype, "parameters": None, "data": data}
+                for name, datatype, data in self.v2_outputs(pds)
             ],
         }
 
@@ -240,14 +244,12 @@ class CreditRiskModel(Model):
     ) -> dict[str, Any] | InferResponse:
         prepared, pds, reasons = result
         if prepared.v2_request_id is not None:
-            output = InferOutput(
-                name=contract.OUTPUT_KEY,
-                shape=[len(pds), 1],
-                datatype=contract.OUTPUT_DATATYPE,
-                data=[float(p) for p in pds],
-            )
+            outputs = [
+                InferOutput(name=name, shape=[len(pds), 1], datatype=datatype, data=data)
+                for name, datatype, data in self.v2_outputs(pds)
+            ]
             return InferResponse(
-                response_id=prepared.v2_request_id, model_name=self.name, infer_outputs=[output]
+                response_id=prepared.v2_request_id, model_name=self.name, infer_outputs=outputs
             )
         return self.v1_response(pds, reasons)
 

@@ -61,9 +61,9 @@ def test_a_batch_never_exceeds_max_rows_but_a_big_request_goes_alone():
     batcher.close()
 
 
-def test_a_lone_request_is_not_held_back():
+def test_a_lone_request_is_not_held_back_even_with_a_long_window():
     model = SlowModel(seconds=0.0)
-    batcher = MicroBatcher(model)
+    batcher = MicroBatcher(model, max_wait_s=0.5)  # only used after a call that had company
 
     async def run():
         loop = asyncio.get_running_loop()
@@ -72,6 +72,23 @@ def test_a_lone_request_is_not_held_back():
         return loop.time() - start
 
     assert asyncio.run(run()) < 0.05 and model.calls == [1]
+    batcher.close()
+
+
+def test_after_a_shared_call_the_window_gathers_the_stragglers():
+    model = SlowModel(seconds=0.01)
+    batcher = MicroBatcher(model, max_wait_s=0.05)
+
+    async def run():
+        await asyncio.gather(*[batcher.predict(_rows(1.0)) for _ in range(3)])  # a call with company
+        first = asyncio.ensure_future(batcher.predict(_rows(2.0)))
+        await asyncio.sleep(0.02)  # arrives inside the 50 ms window
+        second = asyncio.ensure_future(batcher.predict(_rows(3.0)))
+        return await asyncio.gather(first, second)
+
+    results = asyncio.run(run())
+    assert [r.item() for r in results] == pytest.approx([0.02, 0.03])
+    assert model.calls[-1] == 2  # both joined one call
     batcher.close()
 
 

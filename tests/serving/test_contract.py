@@ -147,7 +147,11 @@ def test_metadata_lists_every_model_input():
     meta = contract.input_metadata(SPEC)
     assert [m["name"] for m in meta] == [f.name for f in SPEC.model_features]
     assert {m["name"]: m["datatype"] for m in meta}["Home"] == "BYTES"
-    assert contract.output_metadata() == [{"name": "pd", "datatype": "FP32", "shape": [-1, 1]}]
+    assert contract.output_metadata() == [
+        {"name": "pd", "datatype": "FP32", "shape": [-1, 1]},
+        {"name": "decision", "datatype": "BYTES", "shape": [-1, 1]},
+        {"name": "score", "datatype": "FP32", "shape": [-1, 1]},
+    ]
 
 
 def test_reason_features_never_include_protected_attributes():

@@ -114,8 +114,12 @@ def test_v2_over_http_equals_v1(server, loaded_model, expected):
     assert status == 200, raw
     out = json.loads(raw)
     assert out["id"] == "req-1" and out["outputs"][0]["name"] == "pd"
-    v1 = [p["pd"] for p in predict_in_process(loaded_model, {"instances": complete})["predictions"]]
-    np.testing.assert_allclose(out["outputs"][0]["data"], v1, atol=1e-6)
+    answers = predict_in_process(loaded_model, {"instances": complete})["predictions"]
+    np.testing.assert_allclose(out["outputs"][0]["data"], [a["pd"] for a in answers], atol=1e-6)
+    by_name = {o["name"]: o for o in out["outputs"]}
+    assert by_name["decision"]["datatype"] == "BYTES" and by_name["decision"]["shape"] == [len(complete), 1]
+    assert by_name["decision"]["data"] == [a["decision"] for a in answers]
+    assert by_name["score"]["data"] == pytest.approx([a["score"] for a in answers], abs=0.11)
 
 
 def test_v2_nullable_inputs_may_be_omitted(server, loaded_model, expected):
@@ -139,7 +143,7 @@ def test_v2_metadata_lists_every_input(server, loaded_model):
     assert status == 200
     meta = json.loads(raw)
     assert [i["name"] for i in meta["inputs"]] == [f.name for f in loaded_model.spec.model_features]
-    assert meta["outputs"] == [{"name": "pd", "datatype": "FP32", "shape": [-1, 1]}]
+    assert [o["name"] for o in meta["outputs"]] == ["pd", "decision", "score"]
 
 
 def _v1(server, body):
