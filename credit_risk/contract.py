@@ -285,13 +285,9 @@ def reasons_from_scores(
     reasons = []
     for i in range(n):
         order = sorted(range(len(features)), key=lambda j: (-contributions[j, i], j))
-        reasons.append(
-            [
-                {"feature": features[j].name, "contribution": round(float(contributions[j, i]), 6)}
-                for j in order[:top_k]
-                if contributions[j, i] > 0
-            ]
-        )
+        # rounded first: a push too small to show (0.0 at 6 decimals) is not a reason
+        rounded = [(j, round(float(contributions[j, i]), 6)) for j in order[:top_k]]
+        reasons.append([{"feature": features[j].name, "contribution": c} for j, c in rounded if c > 0])
     return applicant, reasons
 
 
