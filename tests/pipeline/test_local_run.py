@@ -74,3 +74,39 @@ def test_broken_column_stops_at_validation_and_trains_nothing(tmp_path):
     assert {a["column"] for a in s.anomalies} == {"credit_amount"}
     assert any("row 10 (file line 11) value 'n/a'" in a["description"] for a in s.anomalies)
     assert not (Path(s.run_dir) / "train").exists() and "model" not in s.artifacts
+
+
+def test_approved_model_is_rolled_out_through_the_kubernetes_api_by_the_pipeline(tmp_path, monkeypatch):
+    """The compiled deploy component with apply_to_cluster: kubeconfig -> the real kubernetes client ->
+    tests/kube_api_fake.py (a protocol-level fake API server; no cluster runs here)."""
+    from tests.kube_api_fake import FakeKubeApi
+
+    with FakeKubeApi() as fake:
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "fake", "cluster": {"server": fake.url}}],
+            "users": [{"name": "runner", "user": {"token": "not-a-secret"}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "runner"}}],
+            "current-context": "fake",
+        }
+        (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        s = run_local(
+            str(GERMAN_CSV),
+            str(GERMAN_SPEC),
+            tmp_path / "root",
+            apply_to_cluster=True,
+            serving_root=str(tmp_path / "serving"),
+        )
+        calls = fake.api_calls()
+    assert s.succeeded, s.error
+    assert s.deployment.deployed and s.deployment.rollout["action"] == "created", s.deployment.reason
+    created = next(body for verb, body in calls if verb == "create")
+    assert created["metadata"]["namespace"] == "credit-risk"
+    storage_uri = created["spec"]["predictor"]["containers"][0]["env"][0]["value"]
+    assert storage_uri == s.deployment.storage_uri and storage_uri.startswith(str(tmp_path / "serving"))
+    assert (Path(storage_uri) / "_PUBLISHED.json").exists()
+    status = (Path(s.run_dir) / "deploy" / "status").read_text()
+    assert "# Deployment: DEPLOYED" in status and "| credit-risk-predictor-00001 | 100 |" in status
