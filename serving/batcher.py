@@ -20,7 +20,6 @@ import numpy as np
 
 Arrays = dict[str, np.ndarray]
 DEFAULT_MAX_WAIT_S = 0.0003
-_MAX_YIELDS = 8
 
 
 @dataclass
@@ -46,7 +45,6 @@ class MicroBatcher:
         self._on_batch = on_batch  # (requests, rows) of each model call: for metrics
         self._pending: collections.deque[_Job] = collections.deque()
         self._last_requests = 0
-        self.preparing = 0  # requests being read/validated on this loop that will submit soon
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
@@ -81,13 +79,8 @@ class MicroBatcher:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                # let requests already being read/validated on this loop join this batch instead of
-                # waiting a whole model call for the next one (a few loop passes, ~µs each)
+                # one loop pass first: requests whose bytes arrived with this one join it (~µs)
                 await asyncio.sleep(0)
-                for _ in range(_MAX_YIELDS):
-                    if self.preparing <= 0:
-                        break
-                    await asyncio.sleep(0)
                 if (
                     self.max_wait_s
                     and self._last_requests > 1

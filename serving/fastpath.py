@@ -125,9 +125,6 @@ class PredictorFront:
     async def _predict(self, protocol: str, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         status = 200
-        batcher = self.model.batcher
-        batcher.preparing += 1
-        preparing = True
         try:
             body = await self._read(receive)
             try:
@@ -135,8 +132,6 @@ class PredictorFront:
             except orjson.JSONDecodeError as e:
                 raise contract.RequestError(f"the body is not valid JSON: {e}") from e
             prepared = self.model.prepare_v1(payload) if protocol == "v1" else self.model.prepare_v2(payload)
-            batcher.preparing -= 1
-            preparing = False
             pds, reasons = await self.model.infer(prepared)
             if protocol == "v1":
                 answer = self.model.v1_response(pds, reasons)
@@ -157,8 +152,6 @@ class PredictorFront:
             log.exception("%s predict failed", protocol)
             await self._error(send, 500, "internal error while scoring; see the server log", protocol)
         finally:
-            if preparing:
-                batcher.preparing -= 1
             metrics.observe_request(protocol, status, time.perf_counter() - start)
 
     async def _error(self, send: Send, status: int, message: str, protocol: str, where: str = "") -> None:
