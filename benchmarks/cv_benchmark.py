@@ -84,23 +84,6 @@ def baseline(name: str, spec):
     raise ValueError(name)
 
 
-def training_config(overrides: list[str]) -> training.TrainingConfig:
-    """The pipeline defaults, with ``key=value`` overrides (model keys prefixed ``model.``)."""
-    from dataclasses import replace
-
-    from credit_risk.model import ModelConfig
-
-    top, model = {}, {}
-    for item in overrides:
-        key, _, raw = item.partition("=")
-        value = json.loads(raw)
-        if key == "model.hidden_units":
-            value = tuple(value)
-        (model if key.startswith("model.") else top)[key.removeprefix("model.")] = value
-    base = training.TrainingConfig()
-    return replace(base, model=replace(base.model, **model) if model else ModelConfig(), **top)
-
-
 def run(
     dataset: str, models: list[str], splits: int, repeats: int, config: training.TrainingConfig | None = None
 ) -> dict:
@@ -126,7 +109,7 @@ def run(
             start = time.perf_counter()
             train, test = frame.iloc[tr].reset_index(drop=True), frame.iloc[te].reset_index(drop=True)
             if name == "wide_deep":
-                model, _, _ = training.train(train, spec, config or training.TrainingConfig())
+                model = training.train(train, spec, config or training.TrainingConfig()).model
                 pd_ = training.predict_frame(model, test, spec)
             else:
                 est = baseline(name, spec).fit(train[inputs], train[spec.label])
@@ -176,7 +159,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     RESULTS.mkdir(parents=True, exist_ok=True)
     for dataset in args.dataset:
-        result = run(dataset, args.models, args.splits, args.repeats, training_config(args.set))
+        result = run(
+            dataset, args.models, args.splits, args.repeats, training.config_from_overrides(args.set)
+        )
         path = RESULTS / f"cv_{dataset}{'_' + args.tag if args.tag else ''}.json"
         path.write_text(json.dumps(result, indent=2))
         print(f"\n{dataset} ({result['rows']} rows, {result['folds']} folds, {len(result['inputs'])} inputs)")

@@ -9,30 +9,60 @@ def train(
     epochs: int,
     batch_size: int,
     learning_rate: float,
+    wide_learning_rate: float,
+    wide_optimizer: str,
+    hidden_units: list,
+    dropout: float,
+    l1: float,
+    l2: float,
+    class_weighting: bool,
+    early_stopping_patience: int,
+    validation_fraction: float,
     seed: int,
+    stream_data: bool,
     model: Output[Model],
 ):
     """Train the wide-and-deep PD model and export a raw-feature SavedModel.
 
+    ``wide_learning_rate`` 0 = the deep part's ``learning_rate``; ``wide_optimizer`` "adam" or
+    "ftrl" (with ``l1``, the paper's sparse linear part). ``stream_data``: read the snapshot in
+    bounded chunks with a hashed validation split instead of loading it (for data larger than
+    memory); off, the snapshot is loaded and split stratified (the benchmarked defaults).
+
     Outputs:
       model: SavedModel directory (signature ``serving_default``: raw named features -> ``pd``),
         with ``feature_spec.yaml`` and ``model_info.json`` (hyperparameters, data fingerprint,
-        training metrics) beside it; the same facts are in the artifact metadata.
+        package version, training metrics) beside it; the same facts are in the artifact metadata.
     """
     import logging
 
-    from credit_risk import steps
+    from credit_risk import __version__, steps
+    from credit_risk.model import ModelConfig
     from credit_risk.training import TrainingConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = TrainingConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
-    result = steps.train_step(train_data.path, feature_spec_uri, config, model.path)
+    config = TrainingConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        wide_learning_rate=wide_learning_rate or None,
+        wide_optimizer=wide_optimizer,
+        validation_fraction=validation_fraction,
+        early_stopping_patience=early_stopping_patience,
+        class_weighting=class_weighting,
+        seed=seed,
+        model=ModelConfig(hidden_units=tuple(int(u) for u in hidden_units), dropout=dropout, l1=l1, l2=l2),
+    )
+    result = steps.train_step(train_data.path, feature_spec_uri, config, model.path, stream=stream_data)
     model.metadata.update(
         {
             "framework": "tensorflow-keras",
+            "package_version": __version__,
             "data_fingerprint": result.data_fingerprint,
             "rows": result.rows,
+            "epochs_run": result.epochs_run,
             "best_epoch": result.best_epoch,
+            "hyperparameters": config.to_dict(),
             **{f"train_{k}": round(v, 6) for k, v in result.metrics.items()},
         }
     )

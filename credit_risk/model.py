@@ -11,13 +11,18 @@ baked into the layers, so the exported SavedModel takes raw named features and n
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from credit_risk.contract import MISSING_CATEGORY, OUTPUT_KEY
+from credit_risk.contract import OUTPUT_KEY
 from credit_risk.errors import ConfigError
 from credit_risk.feature_spec import FeatureSpec
+
+if TYPE_CHECKING:
+    from credit_risk.training_data import DataProfile
+
+WIDE_PREFIX = "wide_"  # variables of the wide (linear) part; the rest is the deep part
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class ModelConfig:
     cross_hash_bins: int = 32
     dropout: float = 0.3
     l2: float = 1e-3
+    l1: float = 0.0  # on the wide part's weights only: sparsity where the paper used FTRL + L1
 
     def __post_init__(self) -> None:
         if not self.hidden_units or any(u < 1 for u in self.hidden_units):
@@ -37,8 +43,9 @@ class ModelConfig:
                 raise ConfigError(f"{name} must be >= {lo}, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.l2 < 0:
-            raise ConfigError(f"l2 must be >= 0, got {self.l2}")
+        for name in ("l1", "l2"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -51,25 +58,26 @@ def _quantile_boundaries(values: np.ndarray, num_buckets: int) -> list[float]:
     return sorted({float(q) for q in qs})
 
 
-def build_model(spec: FeatureSpec, train: pd.DataFrame, config: ModelConfig):
-    """A compiled-ready (uncompiled) Keras functional model: raw named inputs -> {"pd": [n, 1]}."""
+def build_model(spec: FeatureSpec, profile: DataProfile, config: ModelConfig):
+    """A Keras functional model (raw named inputs -> {"pd": [n, 1]}) whose preprocessing constants
+    come from ``profile`` (``training_data.analyze`` over the training rows)."""
     import keras
     from keras import layers, ops
 
     reg = keras.regularizers.l2(config.l2) if config.l2 else None
+    wide_reg = keras.regularizers.l1_l2(l1=config.l1, l2=config.l2) if (config.l1 or config.l2) else None
     inputs: dict = {}
     wide, deep = [], []
     for f in spec.model_features:
         if f.is_numeric:
             x = keras.Input(shape=(1,), name=f.name, dtype="float32")
             inputs[f.name] = x
-            values = train[f.name].to_numpy(dtype=np.float64)
-            finite = values[np.isfinite(values)]
-            mean, var = float(finite.mean()), float(max(finite.var(), 1e-12))
+            stats = profile.numeric[f.name]
+            mean, var = stats.mean, max(stats.variance, 1e-12)
             missing = ops.cast(ops.isnan(x), "float32")
             filled = ops.where(ops.isnan(x), ops.full_like(x, mean), x)
             deep.append(layers.Normalization(mean=mean, variance=var, name=f"{f.name}_norm")(filled))
-            bounds = _quantile_boundaries(finite, config.num_buckets)
+            bounds = _quantile_boundaries(stats.sample, config.num_buckets)
             bucket = layers.Discretization(bin_boundaries=bounds, name=f"{f.name}_bucket")(filled)
             wide.append(
                 layers.CategoryEncoding(
@@ -82,7 +90,7 @@ def build_model(spec: FeatureSpec, train: pd.DataFrame, config: ModelConfig):
         else:
             x = keras.Input(shape=(1,), name=f.name, dtype="string")
             inputs[f.name] = x
-            vocab = sorted(set(train[f.name].dropna().astype(str)) - {MISSING_CATEGORY})
+            vocab = profile.vocabulary(f.name)
             idx = layers.StringLookup(vocabulary=vocab, num_oov_indices=1, name=f"{f.name}_lookup")(x)
             size = len(vocab) + 1
             wide.append(
@@ -99,7 +107,7 @@ def build_model(spec: FeatureSpec, train: pd.DataFrame, config: ModelConfig):
             )
         )
 
-    wide_logit = layers.Dense(1, kernel_regularizer=reg, name="wide_logit")(
+    wide_logit = layers.Dense(1, kernel_regularizer=wide_reg, name=f"{WIDE_PREFIX}logit")(
         layers.Concatenate(name="wide_features")(wide)
     )
     h = layers.Concatenate(name="deep_features")(deep)

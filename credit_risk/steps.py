@@ -10,7 +10,7 @@ import logging
 import time
 from pathlib import Path
 
-from credit_risk import data, feature_spec, gate
+from credit_risk import data, feature_spec, gate, training_data
 from credit_risk.deploy import DeployConfig, DeployRecord, deploy, status_markdown
 from credit_risk.errors import DataValidationError, DeployError, ModelRejectedError
 from credit_risk.evaluation import EvaluationResult, evaluate, write_decision
@@ -66,8 +66,13 @@ def split_step(
     return len(train), len(held_out)
 
 
-def train_step(train_path: str, spec_uri: str, config: TrainingConfig, model_dir: str) -> TrainingResult:
+def train_step(
+    train_path: str, spec_uri: str, config: TrainingConfig, model_dir: str, stream: bool = False
+) -> TrainingResult:
+    """Train on the snapshot: loaded whole (stratified split), or streamed in bounded chunks."""
     spec = feature_spec.load(spec_uri)
+    if stream:
+        return train_and_export(training_data.FileSource(_csv_in(train_path)), spec, config, model_dir)
     frame = data.load_dataset(_csv_in(train_path), spec)
     return train_and_export(frame, spec, config, model_dir)
 

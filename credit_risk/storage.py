@@ -8,6 +8,8 @@ paths need no cloud libraries; tests run it against fake-gcs-server on 127.0.0.1
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import hashlib
 import json
 import os
@@ -16,7 +18,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from credit_risk.errors import CreditRiskError
 
@@ -71,6 +73,49 @@ def read_text(uri: str) -> str:
             raise FileNotFoundError(uri)
         return str(b.download_as_text())
     return Path(uri).read_text()
+
+
+def _has_wildcard(uri: str) -> bool:
+    return any(c in uri for c in "*?[")
+
+
+def list_files(uri: str, suffixes: tuple[str, ...] = (".csv", ".parquet")) -> list[str]:
+    """The data files ``uri`` names, sorted: one file, every matching file in a directory/prefix,
+    or a glob (``gs://bucket/snap/part-*.parquet``). Raises FileNotFoundError when none match."""
+    if is_gcs(uri):
+        bucket, name = _split_gcs(uri)
+        if _has_wildcard(name):
+            prefix = name[: min(name.find(c) for c in "*?[" if c in name)]
+            names = [b.name for b in _client().list_blobs(bucket, prefix=prefix)]
+            found = [n for n in names if fnmatch.fnmatchcase(n, name)]
+        else:
+            found = [b.name for b in _client().list_blobs(bucket, prefix=name.rstrip("/"))]
+            exact = [n for n in found if n == name]
+            found = exact or [
+                n for n in found if n.startswith(name.rstrip("/") + "/") and n.endswith(suffixes)
+            ]
+        files = sorted(f"{GCS_SCHEME}{bucket}/{n}" for n in found)
+    elif _has_wildcard(uri):
+        files = sorted(p for p in glob.glob(uri) if Path(p).is_file())
+    elif Path(uri).is_dir():
+        files = sorted(str(p) for p in Path(uri).iterdir() if p.is_file() and p.name.endswith(suffixes))
+    else:
+        files = [uri] if Path(uri).is_file() else []
+    if not files:
+        raise FileNotFoundError(f"no data files at {uri} (looked for {', '.join(suffixes)})")
+    return files
+
+
+def open_read(uri: str) -> IO[bytes]:
+    """A binary stream of ``uri``: a local file, or a GCS object read in chunks (never whole)."""
+    if is_gcs(uri):
+        bucket, name = _split_gcs(uri)
+        blob = _client().bucket(bucket).blob(name)
+        if not blob.exists():
+            raise FileNotFoundError(uri)
+        stream: IO[bytes] = blob.open("rb", chunk_size=8 * 1024 * 1024)
+        return stream
+    return open(uri, "rb")
 
 
 def local_copy(uri: str, workdir: str | None = None) -> str:

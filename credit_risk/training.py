@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from credit_risk import __version__, contract
+from credit_risk import __version__, contract, training_data
 from credit_risk.errors import ConfigError, DataError
 from credit_risk.feature_spec import FeatureSpec
-from credit_risk.model import ModelConfig, build_model
+from credit_risk.model import WIDE_PREFIX, ModelConfig, build_model
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +29,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainingConfig:
     epochs: int = 200
-    batch_size: int = 64
-    learning_rate: float = 3e-3
+    batch_size: int = 64  # global batch: split across workers under MultiWorkerMirroredStrategy
+    learning_rate: float = 3e-3  # the deep part's (Adam)
+    wide_learning_rate: float | None = None  # the wide part's; None = learning_rate
+    wide_optimizer: str = "adam"  # or "ftrl", the wide-and-deep paper's choice for the linear part
     validation_fraction: float = 0.2
     early_stopping_patience: int = 15
     class_weighting: bool = False
@@ -38,8 +44,12 @@ class TrainingConfig:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not 0 < self.learning_rate < 1:
-            raise ConfigError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        for name in ("learning_rate", "wide_learning_rate"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < 1:
+                raise ConfigError(f"{name} must be in (0, 1), got {value}")
+        if self.wide_optimizer not in WIDE_OPTIMIZERS:
+            raise ConfigError(f"wide_optimizer must be one of {WIDE_OPTIMIZERS}, got {self.wide_optimizer!r}")
         if not 0.05 <= self.validation_fraction <= 0.5:
             raise ConfigError(f"validation_fraction must be in [0.05, 0.5], got {self.validation_fraction}")
         if self.early_stopping_patience < 1:
@@ -51,6 +61,40 @@ class TrainingConfig:
         return d
 
 
+WIDE_OPTIMIZERS = ("adam", "ftrl")
+
+
+def config_from_overrides(overrides: list[str]) -> TrainingConfig:
+    """The defaults with ``key=value`` overrides, values as JSON (model keys prefixed ``model.``),
+    e.g. ``["epochs=50", "model.hidden_units=[16]"]``; an unknown key is a ConfigError."""
+    from dataclasses import fields, replace
+
+    known = {f.name for f in fields(TrainingConfig)} - {"model"}
+    known_model = {f.name for f in fields(ModelConfig)}
+    top: dict[str, Any] = {}
+    model: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        name = key.removeprefix("model.")
+        if not sep or name not in (known_model if key.startswith("model.") else known):
+            raise ConfigError(
+                f"unknown training setting {item!r}: use key=value with key in {sorted(known)} "
+                f"or model.<key> with key in {sorted(known_model)}"
+            )
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise ConfigError(f"{key}: {raw!r} is not a JSON value (numbers, true/false, [16, 8])") from None
+        if name == "hidden_units" and isinstance(value, list):
+            value = tuple(value)
+        (model if key.startswith("model.") else top)[name] = value
+    base = TrainingConfig()
+    return replace(base, model=replace(base.model, **model), **top)
+
+
+VALIDATION_CACHE_ROWS = 500_000  # validation rows kept in memory between epochs; more are re-streamed
+
+
 @dataclass
 class TrainingResult:
     export_dir: str
@@ -60,6 +104,18 @@ class TrainingResult:
     metrics: dict[str, float]
     seconds: float
     data_fingerprint: str
+    exported: bool = True  # False on a non-chief worker of a multi-worker run
+
+
+@dataclass
+class Fitted:
+    """A trained model with what is known about how it was trained."""
+
+    model: Any
+    history: dict[str, list[float]]
+    best_epoch: int  # 0-based index into history
+    profile: training_data.DataProfile
+    fit_rows_per_second: float
 
 
 def reason_baseline(frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, float | str]:
@@ -74,9 +130,23 @@ def reason_baseline(frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, float |
     return baseline
 
 
+def profile_baseline(profile: training_data.DataProfile, spec: FeatureSpec) -> dict[str, float | str]:
+    """``reason_baseline`` from a streaming profile: sample median, most frequent category."""
+    baseline: dict[str, float | str] = {}
+    for f in spec.model_features:
+        if f.is_numeric:
+            baseline[f.name] = float(np.median(profile.numeric[f.name].sample))
+        else:
+            counts = profile.categories[f.name]
+            # most frequent; ties -> the smallest value, as pandas' mode() picks
+            baseline[f.name] = str(min(counts, key=lambda v: (-counts[v], v)))
+    return baseline
+
+
 def fingerprint(frame: pd.DataFrame) -> str:
-    """Content hash of the training rows (order-sensitive): proves which data trained a model."""
-    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    """Content hash of the training rows (order-sensitive): proves which data trained a model.
+    Equal to the fingerprint ``training_data.analyze`` computes while streaming the same rows."""
+    digest = hashlib.sha256(training_data.content_hash(frame))
     return f"rows={len(frame)};sha256={digest.hexdigest()[:16]}"
 
 
@@ -86,56 +156,273 @@ def _tensors(frame: pd.DataFrame, spec: FeatureSpec) -> dict:
     return {k: tf.constant(v) for k, v in contract.frame_to_arrays(frame, spec).items()}
 
 
-def train(frame: pd.DataFrame, spec: FeatureSpec, config: TrainingConfig):
-    """Fit on ``frame`` with early stopping on a seeded, stratified validation split.
+# --- distribution ---------------------------------------------------------------------------
+def cluster() -> dict[str, Any]:
+    """TF_CONFIG as set by a Kubeflow TFJob / multi-pod launch ({} when training alone)."""
+    try:
+        return dict(json.loads(os.environ.get("TF_CONFIG") or "{}"))
+    except ValueError as e:
+        raise ConfigError(f"TF_CONFIG is not valid JSON: {e}") from e
 
-    Returns (keras model with the best weights, history dict, best epoch index).
+
+def is_chief() -> bool:
+    """The chief (or worker 0 when there is no chief) is the one process that exports."""
+    task = cluster().get("task", {})
+    if not task:
+        return True
+    if "chief" in cluster().get("cluster", {}):
+        return bool(task.get("type") == "chief")
+    return bool(task.get("type") == "worker" and int(task.get("index", 0)) == 0)
+
+
+@functools.cache
+def strategy() -> Any:
+    """MultiWorkerMirroredStrategy when TF_CONFIG names more than one task, else the default one.
+
+    Created once per process, before any other TensorFlow work (a TF requirement for collectives).
     """
-    import keras
     import tensorflow as tf
+
+    tasks = sum(len(v) for v in cluster().get("cluster", {}).values())
+    chosen = tf.distribute.MultiWorkerMirroredStrategy() if tasks > 1 else tf.distribute.get_strategy()
+    log.info("distribution: %s with %d replica(s)", type(chosen).__name__, chosen.num_replicas_in_sync)
+    return chosen
+
+
+# --- training -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Part:
+    """One side of the train/validation split, as a stream of batches."""
+
+    source: training_data.Source
+    split: str
+    fraction: float
+
+    def batches(self, spec: FeatureSpec, batch_size: int, seed: int, **kw: Any):
+        return training_data.batches(
+            self.source,
+            spec,
+            batch_size,
+            split=self.split,
+            validation_fraction=self.fraction,
+            seed=seed,
+            **kw,
+        )
+
+
+def _split(data: pd.DataFrame | training_data.FileSource, spec: FeatureSpec, config: TrainingConfig):
+    """(fit part, validation part, profile of the fit rows with the fingerprint of all rows)."""
+    if isinstance(data, training_data.FileSource):
+        profile = training_data.analyze(data, spec, config.validation_fraction, config.seed)
+        return (
+            _Part(data, "fit", config.validation_fraction),
+            _Part(data, "validation", config.validation_fraction),
+            profile,
+        )
     from sklearn.model_selection import train_test_split
 
-    y = frame[spec.label].to_numpy()
-    if len(frame) < 20 or len(np.unique(y)) < 2:
-        raise DataError(
-            f"training needs >= 20 rows with both label classes; got {len(frame)} rows, "
-            f"classes {sorted(set(y.tolist()))}"
-        )
+    whole = training_data.analyze(training_data.FrameSource(data), spec)  # checks + fingerprint
+    if len(data) < 20:
+        raise DataError(f"training needs >= 20 rows; got {len(data)}")
+    # Small in-memory data: a stratified split keeps the validation default rate honest.
+    fit_df, val_df = train_test_split(
+        data, test_size=config.validation_fraction, random_state=config.seed, stratify=data[spec.label]
+    )
+    profile = training_data.analyze(training_data.FrameSource(fit_df), spec)
+    profile.fingerprint, profile.rows, profile.validation_rows = whole.fingerprint, whole.rows, len(val_df)
+    return (
+        _Part(training_data.FrameSource(fit_df), "fit", 0.0),
+        _Part(training_data.FrameSource(val_df), "fit", 0.0),
+        profile,
+    )
+
+
+def _optimizer(kind: str, learning_rate: float, l1: float):
+    import keras
+
+    if kind == "ftrl":
+        return keras.optimizers.Ftrl(learning_rate, l1_regularization_strength=l1)
+    return keras.optimizers.Adam(learning_rate)
+
+
+def _signature(spec: FeatureSpec):
+    import tensorflow as tf
+
+    features = {
+        f.name: tf.TensorSpec([None, 1], tf.float32 if f.is_numeric else tf.string, name=f.name)
+        for f in spec.model_features
+    }
+    return features, tf.TensorSpec([None, 1], tf.float32)
+
+
+def train(data: pd.DataFrame | training_data.FileSource, spec: FeatureSpec, config: TrainingConfig) -> Fitted:
+    """Fit with early stopping on a seeded validation split; the best epoch's weights are kept.
+
+    ``data`` is a typed frame (small data: stratified split) or a ``FileSource`` streamed from
+    disk/GCS (hashed split). A custom loop rather than ``Model.fit``: it runs unchanged under
+    MultiWorkerMirroredStrategy (Keras 3's fit does not, keras-team/keras#20585) and gives the
+    wide and deep parts their own optimizers, as in the wide-and-deep paper. Deterministic for a
+    fixed seed on CPU.
+    """
+    dist = strategy()  # first: collectives must be configured before other TF work
+    import keras
+    import tensorflow as tf
+
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
-    fit_df, val_df = train_test_split(
-        frame, test_size=config.validation_fraction, random_state=config.seed, stratify=y
-    )
-    model = build_model(spec, fit_df, config.model)
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss={contract.OUTPUT_KEY: "binary_crossentropy"},
-        metrics={contract.OUTPUT_KEY: [keras.metrics.AUC(name="auc")]},
-    )
-    class_weight = None
-    if config.class_weighting:
-        pos = float(fit_df[spec.label].mean())
-        class_weight = {0: 0.5 / (1 - pos), 1: 0.5 / pos}
-    stop = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
-    )
-    history = model.fit(
-        _tensors(fit_df, spec),
-        {contract.OUTPUT_KEY: fit_df[spec.label].to_numpy("float32")},
-        validation_data=(
-            _tensors(val_df, spec),
-            {contract.OUTPUT_KEY: val_df[spec.label].to_numpy("float32")},
-        ),
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        shuffle=True,
-        verbose=0,
-        callbacks=[stop],
-        class_weight=class_weight,
-    )
-    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    best = int(np.argmin(hist["val_loss"]))
-    return model, hist, best
+    fit, val, profile = _split(data, spec, config)
+    loop = _Loop(dist, spec, config, profile)
+    train_step = loop.train_step(fit)
+    validation = loop.validation(val)
+    steps = max(1, -(-profile.fit_rows // config.batch_size))
+    hist: dict[str, list[float]] = {"loss": [], "val_loss": [], "val_auc": []}
+    best, best_loss, best_weights, waited = 0, np.inf, loop.model.get_weights(), 0
+    fit_seconds = 0.0
+    for epoch in range(config.epochs):
+        t0 = time.perf_counter()
+        total = tf.constant(0.0)
+        for _ in range(steps):
+            total += train_step()
+        hist["loss"].append(float(total) / steps)
+        fit_seconds += time.perf_counter() - t0
+        val_loss, val_auc = validation()
+        hist["val_loss"].append(val_loss)
+        hist["val_auc"].append(val_auc)
+        if val_loss < best_loss:
+            best, best_loss, best_weights, waited = epoch, val_loss, loop.model.get_weights(), 0
+        else:
+            waited += 1
+        if epoch == 0 or (epoch + 1) % 10 == 0 or waited >= config.early_stopping_patience:
+            log.info(
+                "epoch %d/%d: loss %.4f val_loss %.4f val_auc %.4f (%.1fs)",
+                epoch + 1,
+                config.epochs,
+                hist["loss"][-1],
+                val_loss,
+                val_auc,
+                time.perf_counter() - t0,
+            )
+        if waited >= config.early_stopping_patience:
+            log.info("early stop: no better val_loss for %d epochs; best epoch %d", waited, best + 1)
+            break
+    loop.model.set_weights(best_weights)
+    rate = profile.fit_rows * len(hist["loss"]) / fit_seconds if fit_seconds else 0.0
+    return Fitted(model=loop.model, history=hist, best_epoch=best, profile=profile, fit_rows_per_second=rate)
+
+
+class _Loop:
+    """The model, its two optimizers and the compiled step functions for one training run."""
+
+    def __init__(
+        self, dist: Any, spec: FeatureSpec, config: TrainingConfig, profile: training_data.DataProfile
+    ):
+        import keras
+
+        self.dist, self.spec, self.config = dist, spec, config
+        self.validation_rows = profile.validation_rows
+        pos = profile.positives / profile.fit_rows
+        self.class_weights = (0.5 / (1 - pos), 0.5 / pos) if config.class_weighting else (1.0, 1.0)
+        with dist.scope():
+            self.model = build_model(spec, profile, config.model)
+            variables = self.model.trainable_variables
+            self.wide_vars = [v for v in variables if v.path.startswith(WIDE_PREFIX)]
+            self.deep_vars = [v for v in variables if not v.path.startswith(WIDE_PREFIX)]
+            self.wide_opt = _optimizer(
+                config.wide_optimizer, config.wide_learning_rate or config.learning_rate, config.model.l1
+            )
+            self.deep_opt = keras.optimizers.Adam(config.learning_rate)
+            self.wide_opt.build(self.wide_vars)
+            self.deep_opt.build(self.deep_vars)
+        self.features_spec, self.label_spec = _signature(spec)
+
+    def train_step(self, fit: _Part) -> Any:
+        """A function running one distributed step on the next batch; returns the summed loss."""
+        import keras
+        import tensorflow as tf
+
+        config, spec, model = self.config, self.spec, self.model
+        epochs_started = itertools.count()
+
+        def dataset_fn(ctx: Any) -> Any:
+            per_replica = ctx.get_per_replica_batch_size(config.batch_size)
+            shard = (ctx.input_pipeline_id, ctx.num_input_pipelines)
+
+            def epoch_batches() -> Any:
+                yield from fit.batches(
+                    spec, per_replica, config.seed, epoch=next(epochs_started), shard=shard
+                )
+
+            signature = (self.features_spec, self.label_spec)
+            return (
+                tf.data.Dataset.from_generator(epoch_batches, output_signature=signature).repeat().prefetch(2)
+            )
+
+        iterator = iter(self.dist.distribute_datasets_from_function(dataset_fn))
+        w0, w1 = self.class_weights
+        n_wide = len(self.wide_vars)
+
+        def replica_step(x: Any, y: Any) -> Any:
+            with tf.GradientTape() as tape:
+                p = model(x, training=True)[contract.OUTPUT_KEY]
+                per_example = keras.losses.binary_crossentropy(y, p) * tf.where(y[:, 0] > 0.5, w1, w0)
+                loss = tf.nn.compute_average_loss(per_example)
+                if model.losses:
+                    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            grads = tape.gradient(loss, self.wide_vars + self.deep_vars)
+            self.wide_opt.apply_gradients(zip(grads[:n_wide], self.wide_vars, strict=True))
+            self.deep_opt.apply_gradients(zip(grads[n_wide:], self.deep_vars, strict=True))
+            return loss
+
+        @tf.function
+        def step() -> Any:
+            x, y = next(iterator)
+            return self.dist.reduce(
+                tf.distribute.ReduceOp.SUM, self.dist.run(replica_step, args=(x, y)), axis=None
+            )
+
+        return step
+
+    def validation(self, val: _Part) -> Any:
+        """A function returning (val_loss, val_auc) of the current weights on the validation rows.
+
+        Every worker scores all validation rows with the same (synchronised) weights, so every
+        worker takes the same early-stopping decision - no collective needed.
+        """
+        import tensorflow as tf
+
+        spec, seed, model = self.spec, self.config.seed, self.model
+
+        @tf.function(input_signature=[self.features_spec])
+        def predict(x: Any) -> Any:
+            return model(x, training=False)[contract.OUTPUT_KEY]
+
+        cached = None
+        if self.validation_rows <= VALIDATION_CACHE_ROWS:
+            cached = list(val.batches(spec, 8192, seed, shuffle=False))
+
+        def evaluate() -> tuple[float, float]:
+            parts = cached if cached is not None else val.batches(spec, 8192, seed, shuffle=False)
+            ps, ys = [], []
+            for x, y in parts:
+                ps.append(predict(x).numpy().reshape(-1))
+                ys.append(y.reshape(-1))
+            p, y = np.concatenate(ps), np.concatenate(ys)
+            # as Keras reports val_loss: data loss + regularisation penalties
+            penalty = float(sum(float(v) for v in model.losses))
+            return _log_loss(y, p) + penalty, _auc(y, p)
+
+        return evaluate
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)  # Keras' epsilon
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
 
 
 def predict_frame(model, frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
@@ -185,35 +472,63 @@ def export(model, spec: FeatureSpec, export_dir: str | Path, info: dict) -> None
 
 
 def train_and_export(
-    frame: pd.DataFrame, spec: FeatureSpec, config: TrainingConfig, export_dir: str | Path
+    data: pd.DataFrame | training_data.FileSource,
+    spec: FeatureSpec,
+    config: TrainingConfig,
+    export_dir: str | Path,
 ) -> TrainingResult:
+    """Train on a typed frame or a streamed ``FileSource`` and export the model with its sidecar.
+
+    Under MultiWorkerMirroredStrategy every worker trains; only the chief's export lands at
+    ``export_dir`` (the others write to a scratch directory that is deleted: saving may need
+    every worker to take part).
+    """
     start = time.perf_counter()
-    log.info("training %s on %d rows: %s", spec.name, len(frame), json.dumps(config.to_dict()))
-    model, hist, best = train(frame, spec, config)
+    where = data.uri if isinstance(data, training_data.FileSource) else f"{len(data)} in-memory rows"
+    log.info("training %s on %s: %s", spec.name, where, json.dumps(config.to_dict()))
+    fitted = train(data, spec, config)
+    hist, best = fitted.history, fitted.best_epoch
     metrics = {k: v[best] for k, v in hist.items()}
     seconds = time.perf_counter() - start
     log.info(
-        "trained %d epochs (best %d) in %.1fs: %s",
+        "trained %d epochs (best %d) in %.1fs (%.0f rows/s while fitting): %s",
         len(hist["loss"]),
         best + 1,
         seconds,
+        fitted.fit_rows_per_second,
         {k: round(v, 4) for k, v in metrics.items()},
     )
+    chief = is_chief()
     result = TrainingResult(
         export_dir=str(export_dir),
-        rows=len(frame),
+        rows=fitted.profile.rows,
         epochs_run=len(hist["loss"]),
         best_epoch=best + 1,
         metrics=metrics,
         seconds=seconds,
-        data_fingerprint=fingerprint(frame),
+        data_fingerprint=fitted.profile.fingerprint,
+        exported=chief,
+    )
+    baseline = (
+        reason_baseline(data, spec)
+        if isinstance(data, pd.DataFrame)
+        else profile_baseline(fitted.profile, spec)
     )
     info = {
         "package_version": __version__,
         "dataset": spec.name,
-        "training": {k: v for k, v in asdict(result).items() if k != "export_dir"},
+        "training": {k: v for k, v in asdict(result).items() if k not in ("export_dir", "exported")},
         "hyperparameters": config.to_dict(),
-        contract.REASON_BASELINE_KEY: reason_baseline(frame, spec),
+        "workers": strategy().num_replicas_in_sync,
+        contract.REASON_BASELINE_KEY: baseline,
     }
-    export(model, spec, export_dir, info)
+    if chief:
+        export(fitted.model, spec, export_dir, info)
+    else:
+        scratch = tempfile.mkdtemp(prefix="worker-export-")
+        try:
+            export(fitted.model, spec, Path(scratch) / "model", info)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        log.info("not the chief: trained, export left to the chief")
     return result

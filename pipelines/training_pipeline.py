@@ -30,6 +30,16 @@ def training_pipeline(
     epochs: int = _DEFAULTS.epochs,
     batch_size: int = _DEFAULTS.batch_size,
     learning_rate: float = _DEFAULTS.learning_rate,
+    wide_learning_rate: float = _DEFAULTS.wide_learning_rate or 0.0,
+    wide_optimizer: str = _DEFAULTS.wide_optimizer,
+    hidden_units: list = list(_DEFAULTS.model.hidden_units),  # noqa: B006 - KFP needs a literal default
+    dropout: float = _DEFAULTS.model.dropout,
+    l1: float = _DEFAULTS.model.l1,
+    l2: float = _DEFAULTS.model.l2,
+    class_weighting: bool = _DEFAULTS.class_weighting,
+    early_stopping_patience: int = _DEFAULTS.early_stopping_patience,
+    validation_fraction: float = _DEFAULTS.validation_fraction,
+    stream_training_data: bool = False,
     gate_config_uri: str = "",
     gate_overrides: dict = {},  # noqa: B006 - KFP needs a literal default; never mutated
     champion_model_uri: str = "",
@@ -48,7 +58,9 @@ def training_pipeline(
     max_replicas: int = _DEPLOY.max_replicas,
     logger_url: str = "",
 ):
-    """``serving_root`` (e.g. gs://bucket/models): where approved versions are published, immutable;
+    """Training parameters are ``credit_risk.training.TrainingConfig``'s (``wide_learning_rate`` 0 =
+    ``learning_rate``); ``stream_training_data`` trains from the snapshot in bounded chunks.
+    ``serving_root`` (e.g. gs://bucket/models): where approved versions are published, immutable;
     empty = serve the pipeline's model artifact. ``apply_to_cluster``: create/patch the
     InferenceService through the Kubernetes API with a canary (else only render and smoke-test it)."""
     validated = validate(data_uri=data_uri, feature_spec_uri=feature_spec_uri).set_display_name(
@@ -66,7 +78,17 @@ def training_pipeline(
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
+        wide_learning_rate=wide_learning_rate,
+        wide_optimizer=wide_optimizer,
+        hidden_units=hidden_units,
+        dropout=dropout,
+        l1=l1,
+        l2=l2,
+        class_weighting=class_weighting,
+        early_stopping_patience=early_stopping_patience,
+        validation_fraction=validation_fraction,
         seed=seed,
+        stream_data=stream_training_data,
     ).set_display_name("train wide-and-deep")
     evaluated = evaluate(
         model=trained.outputs["model"],

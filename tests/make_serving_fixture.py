@@ -18,7 +18,7 @@ def main(out: Path) -> None:
     spec = feature_spec.load(CREDIT_SPEC)
     frame = data.load_dataset(str(CREDIT_CSV), spec)
     train, held_out = data.split_train_eval(frame, spec, 0.25, seed=5)
-    model, _, _ = training.train(train, spec, training.TrainingConfig(epochs=3, early_stopping_patience=2))
+    model = training.train(train, spec, training.TrainingConfig(epochs=3, early_stopping_patience=2)).model
     info = {"fixture": True, contract.REASON_BASELINE_KEY: training.reason_baseline(train, spec)}
     training.export(model, spec, out / "model", info)
     rows = held_out.head(40)
