@@ -116,6 +116,7 @@ class Fitted:
     best_epoch: int  # 0-based index into history
     profile: training_data.DataProfile
     fit_rows_per_second: float
+    epoch_fit_seconds: list[float]  # time in train steps per epoch (no validation)
 
 
 def reason_baseline(frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, float | str]:
@@ -277,14 +278,14 @@ def train(data: pd.DataFrame | training_data.FileSource, spec: FeatureSpec, conf
     steps = max(1, -(-profile.fit_rows // config.batch_size))
     hist: dict[str, list[float]] = {"loss": [], "val_loss": [], "val_auc": []}
     best, best_loss, best_weights, waited = 0, np.inf, loop.model.get_weights(), 0
-    fit_seconds = 0.0
+    epoch_seconds: list[float] = []
     for epoch in range(config.epochs):
         t0 = time.perf_counter()
         total = tf.constant(0.0)
         for _ in range(steps):
             total += train_step()
         hist["loss"].append(float(total) / steps)
-        fit_seconds += time.perf_counter() - t0
+        epoch_seconds.append(time.perf_counter() - t0)
         val_loss, val_auc = validation()
         hist["val_loss"].append(val_loss)
         hist["val_auc"].append(val_auc)
@@ -306,8 +307,15 @@ def train(data: pd.DataFrame | training_data.FileSource, spec: FeatureSpec, conf
             log.info("early stop: no better val_loss for %d epochs; best epoch %d", waited, best + 1)
             break
     loop.model.set_weights(best_weights)
-    rate = profile.fit_rows * len(hist["loss"]) / fit_seconds if fit_seconds else 0.0
-    return Fitted(model=loop.model, history=hist, best_epoch=best, profile=profile, fit_rows_per_second=rate)
+    rate = profile.fit_rows * len(epoch_seconds) / sum(epoch_seconds)
+    return Fitted(
+        model=loop.model,
+        history=hist,
+        best_epoch=best,
+        profile=profile,
+        fit_rows_per_second=rate,
+        epoch_fit_seconds=epoch_seconds,
+    )
 
 
 class _Loop:
