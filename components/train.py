@@ -19,12 +19,14 @@ def train(
     early_stopping_patience: int,
     validation_fraction: float,
     seed: int,
+    ensemble_size: int,
     stream_data: bool,
     model: Output[Model],
 ):
     """Train the wide-and-deep PD model and export a raw-feature SavedModel.
 
-    ``wide_learning_rate`` 0 = the deep part's ``learning_rate``; ``wide_optimizer`` "adam" or
+    ``ensemble_size`` > 1 trains that many members (seeds seed, seed+1, ...) and exports their
+    average. ``wide_learning_rate`` 0 = the deep part's ``learning_rate``; ``wide_optimizer`` "adam" or
     "ftrl" (with ``l1``, the paper's sparse linear part). ``stream_data``: read the snapshot in
     bounded chunks with a hashed validation split instead of loading it (for data larger than
     memory); off, the snapshot is loaded and split stratified (the benchmarked defaults).
@@ -51,6 +53,7 @@ def train(
         early_stopping_patience=early_stopping_patience,
         class_weighting=class_weighting,
         seed=seed,
+        ensemble_size=ensemble_size,
         model=ModelConfig(hidden_units=tuple(int(u) for u in hidden_units), dropout=dropout, l1=l1, l2=l2),
     )
     result = steps.train_step(train_data.path, feature_spec_uri, config, model.path, stream=stream_data)

@@ -58,7 +58,7 @@ def _quantile_boundaries(values: np.ndarray, num_buckets: int) -> list[float]:
     return sorted({float(q) for q in qs})
 
 
-def build_model(spec: FeatureSpec, profile: DataProfile, config: ModelConfig):
+def build_model(spec: FeatureSpec, profile: DataProfile, config: ModelConfig, name: str = ""):
     """A Keras functional model (raw named inputs -> {"pd": [n, 1]}) whose preprocessing constants
     come from ``profile`` (``training_data.analyze`` over the training rows)."""
     import keras
@@ -117,4 +117,17 @@ def build_model(spec: FeatureSpec, profile: DataProfile, config: ModelConfig):
             h = layers.Dropout(config.dropout, name=f"deep_dropout_{i}")(h)
     deep_logit = layers.Dense(1, kernel_regularizer=reg, name="deep_logit")(h)
     pd_out = layers.Activation("sigmoid", name=OUTPUT_KEY)(layers.Add(name="logit")([wide_logit, deep_logit]))
-    return keras.Model(inputs=inputs, outputs={OUTPUT_KEY: pd_out}, name=f"{spec.name}_wide_deep")
+    return keras.Model(inputs=inputs, outputs={OUTPUT_KEY: pd_out}, name=name or f"{spec.name}_wide_deep")
+
+
+def average_models(spec: FeatureSpec, members: list):
+    """One model whose PD is the mean of ``members``' PDs (same raw named inputs), for export."""
+    import keras
+
+    inputs = {
+        f.name: keras.Input(shape=(1,), name=f.name, dtype="float32" if f.is_numeric else "string")
+        for f in spec.model_features
+    }
+    pds = [m(inputs)[OUTPUT_KEY] for m in members]
+    pd_out = keras.layers.Average(name=OUTPUT_KEY)(pds)
+    return keras.Model(inputs=inputs, outputs={OUTPUT_KEY: pd_out}, name=f"{spec.name}_wide_deep_ensemble")

@@ -21,7 +21,7 @@ import pandas as pd
 from credit_risk import __version__, contract, training_data
 from credit_risk.errors import ConfigError, DataError
 from credit_risk.feature_spec import FeatureSpec
-from credit_risk.model import WIDE_PREFIX, ModelConfig, build_model
+from credit_risk.model import WIDE_PREFIX, ModelConfig, average_models, build_model
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,9 @@ class TrainingConfig:
     early_stopping_patience: int = 15
     class_weighting: bool = False
     seed: int = 42
+    # Members trained with seeds seed, seed+1, ... (each its own validation split); the exported
+    # model averages their PDs. Variance reduction for small data, at ensemble_size x the time.
+    ensemble_size: int = 1
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -52,6 +55,8 @@ class TrainingConfig:
             raise ConfigError(f"wide_optimizer must be one of {WIDE_OPTIMIZERS}, got {self.wide_optimizer!r}")
         if not 0.05 <= self.validation_fraction <= 0.5:
             raise ConfigError(f"validation_fraction must be in [0.05, 0.5], got {self.validation_fraction}")
+        if not 1 <= self.ensemble_size <= MAX_ENSEMBLE:
+            raise ConfigError(f"ensemble_size must be in [1, {MAX_ENSEMBLE}], got {self.ensemble_size}")
         if self.early_stopping_patience < 1:
             raise ConfigError(f"early_stopping_patience must be >= 1, got {self.early_stopping_patience}")
 
@@ -62,6 +67,7 @@ class TrainingConfig:
 
 
 WIDE_OPTIMIZERS = ("adam", "ftrl")
+MAX_ENSEMBLE = 10
 
 
 def config_from_overrides(overrides: list[str]) -> TrainingConfig:
@@ -117,6 +123,12 @@ class Fitted:
     profile: training_data.DataProfile
     fit_rows_per_second: float
     epoch_fit_seconds: list[float]  # time in train steps per epoch (no validation)
+    members: list[Fitted] = field(default_factory=list)  # of an ensemble; history etc. are member 0's
+
+    def best_metrics(self) -> dict[str, float]:
+        """The best epoch's metrics (mean over the members of an ensemble)."""
+        fits = self.members or [self]
+        return {k: float(np.mean([f.history[k][f.best_epoch] for f in fits])) for k in self.history}
 
 
 def reason_baseline(frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, float | str]:
@@ -263,8 +275,32 @@ def train(data: pd.DataFrame | training_data.FileSource, spec: FeatureSpec, conf
     disk/GCS (hashed split). A custom loop rather than ``Model.fit``: it runs unchanged under
     MultiWorkerMirroredStrategy (Keras 3's fit does not, keras-team/keras#20585) and gives the
     wide and deep parts their own optimizers, as in the wide-and-deep paper. Deterministic for a
-    fixed seed on CPU.
+    fixed seed on CPU. With ``ensemble_size`` > 1 the members are trained one after another and
+    the returned model averages their PDs.
     """
+    if config.ensemble_size == 1:
+        return _train_member(data, spec, config, "")
+    from dataclasses import replace
+
+    members = [
+        _train_member(data, spec, replace(config, seed=config.seed + i, ensemble_size=1), f"member_{i}")
+        for i in range(config.ensemble_size)
+    ]
+    first = members[0]
+    return Fitted(
+        model=average_models(spec, [m.model for m in members]),
+        history=first.history,
+        best_epoch=first.best_epoch,
+        profile=first.profile,
+        fit_rows_per_second=float(np.mean([m.fit_rows_per_second for m in members])),
+        epoch_fit_seconds=[s for m in members for s in m.epoch_fit_seconds],
+        members=members,
+    )
+
+
+def _train_member(
+    data: pd.DataFrame | training_data.FileSource, spec: FeatureSpec, config: TrainingConfig, name: str
+) -> Fitted:
     dist = strategy()  # first: collectives must be configured before other TF work
     import keras
     import tensorflow as tf
@@ -272,7 +308,7 @@ def train(data: pd.DataFrame | training_data.FileSource, spec: FeatureSpec, conf
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     fit, val, profile = _split(data, spec, config)
-    loop = _Loop(dist, spec, config, profile)
+    loop = _Loop(dist, spec, config, profile, name)
     train_step = loop.train_step(fit)
     validation = loop.validation(val)
     steps = max(1, -(-profile.fit_rows // config.batch_size))
@@ -322,7 +358,12 @@ class _Loop:
     """The model, its two optimizers and the compiled step functions for one training run."""
 
     def __init__(
-        self, dist: Any, spec: FeatureSpec, config: TrainingConfig, profile: training_data.DataProfile
+        self,
+        dist: Any,
+        spec: FeatureSpec,
+        config: TrainingConfig,
+        profile: training_data.DataProfile,
+        name: str,
     ):
         import keras
 
@@ -331,7 +372,7 @@ class _Loop:
         pos = profile.positives / profile.fit_rows
         self.class_weights = (0.5 / (1 - pos), 0.5 / pos) if config.class_weighting else (1.0, 1.0)
         with dist.scope():
-            self.model = build_model(spec, profile, config.model)
+            self.model = build_model(spec, profile, config.model, name)
             variables = self.model.trainable_variables
             self.wide_vars = [v for v in variables if v.path.startswith(WIDE_PREFIX)]
             self.deep_vars = [v for v in variables if not v.path.startswith(WIDE_PREFIX)]
@@ -496,7 +537,7 @@ def train_and_export(
     log.info("training %s on %s: %s", spec.name, where, json.dumps(config.to_dict()))
     fitted = train(data, spec, config)
     hist, best = fitted.history, fitted.best_epoch
-    metrics = {k: v[best] for k, v in hist.items()}
+    metrics = fitted.best_metrics()
     seconds = time.perf_counter() - start
     log.info(
         "trained %d epochs (best %d) in %.1fs (%.0f rows/s while fitting): %s",
@@ -528,6 +569,7 @@ def train_and_export(
         "training": {k: v for k, v in asdict(result).items() if k not in ("export_dir", "exported")},
         "hyperparameters": config.to_dict(),
         "workers": strategy().num_replicas_in_sync,
+        "ensemble_best_epochs": [m.best_epoch + 1 for m in fitted.members] or [best + 1],
         contract.REASON_BASELINE_KEY: baseline,
     }
     if chief:

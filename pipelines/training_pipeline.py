@@ -39,6 +39,7 @@ def training_pipeline(
     class_weighting: bool = _DEFAULTS.class_weighting,
     early_stopping_patience: int = _DEFAULTS.early_stopping_patience,
     validation_fraction: float = _DEFAULTS.validation_fraction,
+    ensemble_size: int = _DEFAULTS.ensemble_size,
     stream_training_data: bool = False,
     gate_config_uri: str = "",
     gate_overrides: dict = {},  # noqa: B006 - KFP needs a literal default; never mutated
@@ -88,6 +89,7 @@ def training_pipeline(
         early_stopping_patience=early_stopping_patience,
         validation_fraction=validation_fraction,
         seed=seed,
+        ensemble_size=ensemble_size,
         stream_data=stream_training_data,
     ).set_display_name("train wide-and-deep")
     evaluated = evaluate(

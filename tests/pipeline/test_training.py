@@ -119,3 +119,23 @@ def test_bad_training_config(kwargs, message):
 def test_bad_model_config():
     with pytest.raises(ConfigError, match=r"dropout must be in \[0, 1\), got 1.5"):
         ModelConfig(dropout=1.5)
+
+
+@pytest.mark.slow
+def test_an_ensemble_exports_one_model_averaging_its_members(tmp_path, german_spec):
+    frame = data.load_dataset(str(GERMAN_CSV), german_spec)
+    config = training.TrainingConfig(epochs=2, ensemble_size=2)
+    fitted = training.train(frame, german_spec, config)
+    assert len(fitted.members) == 2
+    rows = frame.head(30)
+    each = [training.predict_frame(m.model, rows, german_spec) for m in fitted.members]
+    assert not np.allclose(each[0], each[1])  # different seeds and validation splits
+    training.export(fitted.model, german_spec, tmp_path / "m", {})
+    np.testing.assert_allclose(
+        ExportedModel(tmp_path / "m").predict_frame(rows), np.mean(each, axis=0), atol=1e-5
+    )
+
+
+def test_ensemble_size_is_bounded():
+    with pytest.raises(ConfigError, match=r"ensemble_size must be in \[1, 10\], got 0"):
+        training.TrainingConfig(ensemble_size=0)
