@@ -43,125 +43,267 @@ def read_raw(uri: str) -> pd.DataFrame:
         raise DataError(f"{uri}: not a readable CSV: {e}") from e
 
 
-def _rows(mask: pd.Series) -> list[int]:
-    return [int(i) + 1 for i in np.flatnonzero(mask.to_numpy())]
+def _rows(mask: pd.Series, first_row: int = 1) -> list[int]:
+    return [int(i) + first_row for i in np.flatnonzero(mask.to_numpy())]
 
 
-def _where(rows: list[int], values: list[str] | None = None) -> str:
+def _where(rows: list[int], values: list[str] | None = None, total: int | None = None) -> str:
     shown = rows[:MAX_EXAMPLES]
     parts = []
     for i, r in enumerate(shown):
         v = f" value {values[i]!r}" if values is not None else ""
         parts.append(f"row {r} (file line {r + 1}){v}")
-    more = f" and {len(rows) - len(shown)} more" if len(rows) > len(shown) else ""
+    total = len(rows) if total is None else total
+    more = f" and {total - len(shown)} more" if total > len(shown) else ""
     return ", ".join(parts) + more
 
 
-def _numeric_problems(f: Feature, col: pd.Series, nulls: pd.Series) -> list[Problem]:
-    coerced = pd.to_numeric(col, errors="coerce")
-    bad = coerced.isna() & ~nulls
-    if bad.any():
-        values = [str(v) for v in col[bad].head(MAX_EXAMPLES)]
-        where = _where(_rows(bad), values)
+@dataclass
+class _Finding:
+    """Where one kind of problem occurred in one column: first examples and the count."""
+
+    rows: list[int]
+    values: list[str] | None
+    count: int = 0
+
+    def add(self, rows: list[int], values: list[str] | None, count: int) -> None:
+        room = MAX_EXAMPLES - len(self.rows)
+        self.rows += rows[:room]
+        if self.values is not None and values is not None:
+            self.values += values[:room]
+        self.count += count
+
+    def where(self) -> str:
+        return _where(self.rows, self.values, self.count)
+
+
+MIN_POSITIVES = 20  # fewer defaults than this cannot train or evaluate a PD model
+MAX_TRACKED_CATEGORIES = 64  # a categorical with more values is not checked for label leakage
+
+
+class DataChecks:
+    """The spec's checks over a stream of raw (all-text) chunks; the same problems, with the same
+    messages, as one pass over the whole table. Memory: counters, a few examples per problem and
+    one 8-byte hash per row (for the duplicate check)."""
+
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        max_duplicate_fraction: float = MAX_DUPLICATE_FRACTION,
+        min_positives: int = MIN_POSITIVES,
+    ):
+        self.spec = spec
+        self.max_duplicate_fraction = max_duplicate_fraction
+        self.min_positives = min_positives
+        self.columns: list[str] | None = None
+        self.rows = 0
+        self.findings: dict[tuple[str, str], _Finding] = {}
+        self.non_null = {f.name: 0 for f in spec.features}
+        self.label_counts: dict[str, int] = {}
+        self.row_hashes: list[np.ndarray[Any, Any]] = []
+        # label leakage: rows where a feature equals the label; (value, label) pairs of categoricals
+        self.equal_to_label = {f.name: 0 for f in spec.features}
+        self.pairs: dict[str, set[tuple[str, str]] | None] = {
+            f.name: set() for f in spec.features if not f.is_numeric
+        }
+
+    def _found(
+        self, column: str, kind: str, mask: pd.Series, first_row: int, values: pd.Series | None
+    ) -> None:
+        rows = _rows(mask, first_row)[:MAX_EXAMPLES]
+        shown = [str(v) for v in values[mask].head(MAX_EXAMPLES)] if values is not None else None
+        finding = self.findings.setdefault((column, kind), _Finding([], [] if values is not None else None))
+        finding.add(rows, shown, int(mask.sum()))
+
+    def add(self, raw: pd.DataFrame) -> None:
+        if self.columns is None:
+            self.columns = list(raw.columns)
+        first_row = self.rows + 1
+        self.rows += len(raw)
+        present = [c for c in raw.columns if c in self.spec.columns] or list(raw.columns)
+        self.row_hashes.append(pd.util.hash_pandas_object(raw[present], index=False).to_numpy())
+        label = raw[self.spec.label] if self.spec.label in raw.columns else None
+        for f in self.spec.features:
+            if f.name not in raw.columns:
+                continue
+            col = raw[f.name]
+            nulls = col.isna()
+            self.non_null[f.name] += int((~nulls).sum())
+            if nulls.any() and not f.nullable:
+                self._found(f.name, "unexpected_null", nulls, first_row, None)
+            if f.is_numeric:
+                self._numeric(f, col, nulls, first_row)
+            if label is not None:
+                self._leakage(f, col, label)
+        if label is not None:
+            bad = ~label.isin(["0", "1"])
+            if bad.any():
+                self._found(self.spec.label, "bad_label", bad, first_row, label)
+            for value, n in label[~bad].value_counts().items():
+                self.label_counts[str(value)] = self.label_counts.get(str(value), 0) + int(n)
+
+    def _numeric(self, f: Feature, col: pd.Series, nulls: pd.Series, first_row: int) -> None:
+        coerced = pd.to_numeric(col, errors="coerce")
+        bad = coerced.isna() & ~nulls
+        if bad.any():
+            self._found(f.name, "not_numeric", bad, first_row, col)
+            return
+        finite = np.isfinite(coerced.to_numpy(dtype=float)) | nulls.to_numpy()
+        if not finite.all():
+            self._found(f.name, "not_finite", pd.Series(~finite, index=col.index), first_row, col)
+        low = coerced < f.min if f.min is not None else pd.Series(False, index=col.index)
+        high = coerced > f.max if f.max is not None else pd.Series(False, index=col.index)
+        outside = (low | high) & ~nulls
+        if outside.any():
+            self._found(f.name, "out_of_range", outside, first_row, col)
+
+    def _leakage(self, f: Feature, col: pd.Series, label: pd.Series) -> None:
+        self.equal_to_label[f.name] += int((col.astype(str) == label.astype(str)).sum())
+        pairs = self.pairs.get(f.name)
+        if pairs is not None:
+            pairs.update(zip(col.fillna("").astype(str), label.astype(str), strict=True))
+            if len(pairs) > 2 * MAX_TRACKED_CATEGORIES:
+                self.pairs[f.name] = None
+
+    def problems(self) -> list[Problem]:
+        spec, problems = self.spec, []
+        columns = self.columns or []
+        missing = [c for c in spec.columns if c not in columns]
+        for col in [c for c in columns if c not in spec.columns]:
+            problems.append(
+                Problem(
+                    col,
+                    "unexpected_column",
+                    f"column {col!r} is not in feature spec {spec.name!r}; add it to the spec "
+                    "(model_input: false to keep it out of the model) or drop it",
+                )
+            )
+        for col in missing:
+            problems.append(
+                Problem(col, "missing_column", f"column {col!r} is missing; the file has columns {columns}")
+            )
+        if self.rows == 0:
+            problems.append(Problem("*", "no_rows", "the dataset has a header but zero rows"))
+            return problems
+        problems += self._duplicates()
+        for f in spec.features:
+            if f.name in missing:
+                continue
+            if self.non_null[f.name] == 0:
+                problems.append(Problem(f.name, "all_null", f"column {f.name!r} has no values at all"))
+                continue
+            if (found := self.findings.get((f.name, "unexpected_null"))) is not None:
+                problems.append(
+                    Problem(
+                        f.name,
+                        "unexpected_null",
+                        f"column {f.name!r} is not nullable in the spec but is empty at {found.where()}",
+                    )
+                )
+            if (found := self.findings.get((f.name, "not_numeric"))) is not None:
+                problems.append(
+                    Problem(
+                        f.name,
+                        "not_numeric",
+                        f"column {f.name!r} is numeric in the spec but holds text at {found.where()}",
+                    )
+                )
+            if (found := self.findings.get((f.name, "not_finite"))) is not None:
+                problems.append(
+                    Problem(f.name, "not_finite", f"column {f.name!r} holds inf values at {found.where()}")
+                )
+            if (found := self.findings.get((f.name, "out_of_range"))) is not None:
+                lo = "-inf" if f.min is None else f"{f.min:g}"
+                hi = "inf" if f.max is None else f"{f.max:g}"
+                problems.append(
+                    Problem(
+                        f.name,
+                        "out_of_range",
+                        f"column {f.name!r} must be in [{lo}, {hi}] but is not at {found.where()}",
+                    )
+                )
+            problems += self._leaks(f)
+        if spec.label not in missing:
+            problems += self._label_problems()
+        return problems
+
+    def _duplicates(self) -> list[Problem]:
+        hashes = np.concatenate(self.row_hashes)
+        order = np.argsort(hashes, kind="stable")
+        repeat = np.zeros(len(hashes), dtype=bool)
+        repeat[order[1:]] = hashes[order[1:]] == hashes[order[:-1]]  # a later row equal to an earlier one
+        count = int(repeat.sum())
+        if count / len(hashes) <= self.max_duplicate_fraction:
+            return []
+        first = [int(i) + 1 for i in np.sort(np.flatnonzero(repeat))[:MAX_EXAMPLES]]
         return [
             Problem(
-                f.name, "not_numeric", f"column {f.name!r} is numeric in the spec but holds text at {where}"
+                "*",
+                "duplicate_rows",
+                f"{count} of {len(hashes)} rows ({count / len(hashes):.1%}) repeat an earlier row, above the "
+                f"limit of {self.max_duplicate_fraction:.1%}; first at {_where(first, None, count)}",
             )
         ]
-    if not np.isfinite(coerced[~nulls].to_numpy(dtype=float)).all():
-        return [Problem(f.name, "not_finite", f"column {f.name!r} holds inf values")]
-    low = coerced < f.min if f.min is not None else pd.Series(False, index=col.index)
-    high = coerced > f.max if f.max is not None else pd.Series(False, index=col.index)
-    outside = (low | high) & ~nulls
-    if outside.any():
-        values = [str(v) for v in col[outside].head(MAX_EXAMPLES)]
-        bounds = f"[{'-inf' if f.min is None else f'{f.min:g}'}, {'inf' if f.max is None else f'{f.max:g}'}]"
-        return [
-            Problem(
-                f.name,
-                "out_of_range",
-                f"column {f.name!r} must be in {bounds} but is not at {_where(_rows(outside), values)}",
-            )
-        ]
-    return []
+
+    def _leaks(self, f: Feature) -> list[Problem]:
+        label = self.spec.label
+        if self.equal_to_label[f.name] == self.rows:
+            return [
+                Problem(
+                    f.name,
+                    "label_leakage",
+                    f"column {f.name!r} is identical to the label {label!r} in every row: "
+                    "it leaks the outcome",
+                )
+            ]
+        pairs = self.pairs.get(f.name)
+        if pairs and len({v for v, _ in pairs}) == len(pairs) and len({y for _, y in pairs}) == 2:
+            return [
+                Problem(
+                    f.name,
+                    "label_leakage",
+                    f"column {f.name!r} determines the label {label!r} exactly (each of its values occurs "
+                    "with one label only): it leaks the outcome",
+                )
+            ]
+        return []
+
+    def _label_problems(self) -> list[Problem]:
+        label = self.spec.label
+        if (found := self.findings.get((label, "bad_label"))) is not None:
+            return [
+                Problem(label, "bad_label", f"label {label!r} must be 0 or 1 but is not at {found.where()}")
+            ]
+        if len(self.label_counts) < 2:
+            only = next(iter(self.label_counts), "?")
+            return [
+                Problem(
+                    label,
+                    "single_class",
+                    f"label {label!r} has a single class ({only}); "
+                    "a PD model needs both defaults and non-defaults",
+                )
+            ]
+        positives = self.label_counts.get("1", 0)
+        if positives < self.min_positives:
+            return [
+                Problem(
+                    label,
+                    "too_few_positives",
+                    f"label {label!r} has only {positives} positive (default) rows of {self.rows}; "
+                    f"at least {self.min_positives} are needed to train and evaluate a PD model",
+                )
+            ]
+        return []
 
 
 def find_problems(
     raw: pd.DataFrame, spec: FeatureSpec, max_duplicate_fraction: float = MAX_DUPLICATE_FRACTION
 ) -> list[Problem]:
     """Check a raw (all-text) frame against the spec. Returns every problem, not just the first."""
-    problems: list[Problem] = []
-    missing = [c for c in spec.columns if c not in raw.columns]
-    for col in [c for c in raw.columns if c not in spec.columns]:
-        problems.append(
-            Problem(
-                col,
-                "unexpected_column",
-                f"column {col!r} is not in feature spec {spec.name!r}; add it to the spec "
-                "(model_input: false to keep it out of the model) or drop it",
-            )
-        )
-    for col in missing:
-        problems.append(
-            Problem(
-                col, "missing_column", f"column {col!r} is missing; the file has columns {list(raw.columns)}"
-            )
-        )
-    if len(raw) == 0:
-        problems.append(Problem("*", "no_rows", "the dataset has a header but zero rows"))
-        return problems
-    duplicated = raw.duplicated()
-    if duplicated.mean() > max_duplicate_fraction:
-        problems.append(
-            Problem(
-                "*",
-                "duplicate_rows",
-                f"{int(duplicated.sum())} of {len(raw)} rows ({duplicated.mean():.1%}) repeat an "
-                f"earlier row, above the limit of {max_duplicate_fraction:.1%}; first at "
-                f"{_where(_rows(duplicated))}",
-            )
-        )
-    for f in spec.features:
-        if f.name in missing:
-            continue
-        col = raw[f.name]
-        nulls = col.isna()
-        if nulls.all():
-            problems.append(Problem(f.name, "all_null", f"column {f.name!r} has no values at all"))
-            continue
-        if nulls.any() and not f.nullable:
-            problems.append(
-                Problem(
-                    f.name,
-                    "unexpected_null",
-                    f"column {f.name!r} is not nullable in the spec but is empty at {_where(_rows(nulls))}",
-                )
-            )
-        if f.is_numeric:
-            problems += _numeric_problems(f, col, nulls)
-    if spec.label not in missing:
-        label = raw[spec.label]
-        bad = ~label.isin(["0", "1"])
-        if bad.any():
-            rows = _rows(bad)
-            values = [str(v) for v in label[bad].head(MAX_EXAMPLES)]
-            problems.append(
-                Problem(
-                    spec.label,
-                    "bad_label",
-                    f"label {spec.label!r} must be 0 or 1 but is not at {_where(rows, values)}",
-                )
-            )
-        elif label.nunique() < 2:
-            problems.append(
-                Problem(
-                    spec.label,
-                    "single_class",
-                    f"label {spec.label!r} has a single class ({label.iloc[0]}); "
-                    "a PD model needs both defaults and non-defaults",
-                )
-            )
-    return problems
+    checks = DataChecks(spec, max_duplicate_fraction)
+    checks.add(raw)
+    return checks.problems()
 
 
 def typed_frame(raw: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:

@@ -17,6 +17,8 @@ YAML keys::
         protected: false           # never a reason code; used for fairness slices
         min: 18                    # numeric only, optional: business-rule range [min, max]
         max: 100
+        drift_threshold: 0.1       # optional: drift alarm vs the baseline statistics (Jensen-
+                                   # Shannon divergence for numerics, L-infinity for categoricals)
         description: free text
     crosses: [[cat_a, cat_b], ...] # categorical pairs hashed together for the wide part
     slices:                        # extra groups for evaluation / fairness (protected
@@ -42,7 +44,17 @@ NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 FEATURE_TYPES = (NUMERIC, CATEGORICAL)
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_FEATURE_KEYS = {"name", "type", "nullable", "model_input", "protected", "description", "min", "max"}
+_FEATURE_KEYS = {
+    "name",
+    "type",
+    "nullable",
+    "model_input",
+    "protected",
+    "description",
+    "min",
+    "max",
+    "drift_threshold",
+}
 _TOP_KEYS = {"name", "description", "data_file", "label", "features", "crosses", "slices"}
 _SLICE_KEYS = {"name", "feature", "bins"}
 
@@ -57,6 +69,7 @@ class Feature:
     description: str = ""
     min: float | None = None
     max: float | None = None
+    drift_threshold: float | None = None  # None: the validation default
 
     @property
     def is_numeric(self) -> bool:
@@ -126,7 +139,15 @@ class FeatureSpec:
         features = []
         for f in self.features:
             item: dict[str, Any] = {"name": f.name, "type": f.type}
-            for key in ("nullable", "model_input", "protected", "description", "min", "max"):
+            for key in (
+                "nullable",
+                "model_input",
+                "protected",
+                "description",
+                "min",
+                "max",
+                "drift_threshold",
+            ):
                 if getattr(f, key) != getattr(default, key):
                     item[key] = getattr(f, key)
             features.append(item)
@@ -176,6 +197,18 @@ def _parse_bounds(raw: dict[str, Any], ftype: str, where: str) -> dict[str, floa
             bounds["min"] < bounds["max"], where, f"min {bounds['min']:g} must be below max {bounds['max']:g}"
         )
     return bounds
+
+
+def _parse_threshold(raw: dict[str, Any], where: str) -> float | None:
+    if "drift_threshold" not in raw:
+        return None
+    value = raw["drift_threshold"]
+    _require(
+        isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1,
+        f"{where}.drift_threshold",
+        f"expected a number in (0, 1], got {value!r}",
+    )
+    return float(value)
 
 
 def from_dict(raw: Any, source_uri: str | None = None) -> FeatureSpec:  # noqa: PLR0915 - one check per key
@@ -231,6 +264,7 @@ def from_dict(raw: Any, source_uri: str | None = None) -> FeatureSpec:  # noqa: 
                 description=str(fr.get("description", "")),
                 min=bounds.get("min"),
                 max=bounds.get("max"),
+                drift_threshold=_parse_threshold(fr, at),
             )
         )
     _require(any(f.model_input for f in features), f"{where}: features", "no feature is a model_input")
