@@ -30,16 +30,16 @@ log = logging.getLogger(__name__)
 class TrainingConfig:
     epochs: int = 200
     batch_size: int = 64  # global batch: split across workers under MultiWorkerMirroredStrategy
-    learning_rate: float = 3e-3  # the deep part's (Adam)
+    learning_rate: float = 1e-3  # the deep part's (Adam)
     wide_learning_rate: float | None = None  # the wide part's; None = learning_rate
     wide_optimizer: str = "adam"  # or "ftrl", the wide-and-deep paper's choice for the linear part
     validation_fraction: float = 0.2
-    early_stopping_patience: int = 15
+    early_stopping_patience: int = 30
     class_weighting: bool = False
     seed: int = 42
     # Members trained with seeds seed, seed+1, ... (each its own validation split); the exported
     # model averages their PDs. Variance reduction for small data, at ensemble_size x the time.
-    ensemble_size: int = 1
+    ensemble_size: int = 3
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:

@@ -9,7 +9,7 @@ from credit_risk.model import ModelConfig
 from credit_risk.scoring import ExportedModel
 from tests.helpers import CREDIT_CSV, GERMAN_CSV
 
-FAST = training.TrainingConfig(epochs=4, early_stopping_patience=2)
+FAST = training.TrainingConfig(epochs=4, early_stopping_patience=2, ensemble_size=1)
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +66,12 @@ def test_export_writes_spec_and_info_sidecars(trained, credit_spec):
 @pytest.mark.slow
 def test_same_seed_same_weights_different_seed_different_weights(german_spec):
     frame = data.load_dataset(str(GERMAN_CSV), german_spec)
-    cfg = training.TrainingConfig(epochs=2, early_stopping_patience=1, seed=3)
+    cfg = training.TrainingConfig(epochs=2, early_stopping_patience=1, seed=3, ensemble_size=1)
     w1 = training.train(frame, german_spec, cfg).model.get_weights()
     w2 = training.train(frame, german_spec, cfg).model.get_weights()
-    w3 = training.train(frame, german_spec, training.TrainingConfig(epochs=2, seed=4)).model.get_weights()
+    w3 = training.train(
+        frame, german_spec, training.TrainingConfig(epochs=2, seed=4, ensemble_size=1)
+    ).model.get_weights()
     assert len(w1) == len(w2) > 10
     for a, b in zip(w1, w2, strict=True):
         np.testing.assert_array_equal(a, b)

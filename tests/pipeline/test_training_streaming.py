@@ -14,7 +14,7 @@ from credit_risk.errors import ConfigError
 from credit_risk.scoring import ExportedModel
 from tests.helpers import GERMAN_CSV, GERMAN_SPEC, REPO, free_port
 
-QUICK = training.TrainingConfig(epochs=2, batch_size=128, early_stopping_patience=1)
+QUICK = training.TrainingConfig(epochs=2, batch_size=128, early_stopping_patience=1, ensemble_size=1)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,7 @@ def test_wide_part_can_use_ftrl_with_l1_as_in_the_paper(german_spec, german_fram
             "wide_learning_rate=0.05",
             "model.l1=0.01",
             "class_weighting=true",
+            "ensemble_size=1",
         ]
     )
     fitted = training.train(german_frame, german_spec, config)
@@ -113,7 +114,16 @@ def test_two_worker_processes_train_together_and_export_once(tmp_path, parquet_s
             }
         )
         argv = [sys.executable, "-m", "credit_risk.cli", "train", "--data", str(parquet_shards)]
-        argv += ["--spec", str(GERMAN_SPEC), "--output", str(out), "--set", "epochs=2", "batch_size=64"]
+        argv += [
+            "--spec",
+            str(GERMAN_SPEC),
+            "--output",
+            str(out),
+            "--set",
+            "epochs=2",
+            "batch_size=64",
+            "ensemble_size=1",
+        ]
         procs.append(
             subprocess.Popen(
                 argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
