@@ -179,6 +179,39 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_infer_schema(args: argparse.Namespace) -> int:
+    """Write a schema inferred from data + spec, for review before it is committed as curated."""
+    import tensorflow_data_validation as tfdv
+
+    from credit_risk import feature_spec, validation
+
+    data_uri, spec_uri = resolve_dataset(args)
+    spec = feature_spec.load(spec_uri)
+    schema = validation.infer_schema(data_uri, spec)
+    output = args.output or str(Path(spec_uri).with_name(spec.name + validation.SCHEMA_SUFFIX))
+    tfdv.write_schema_text(schema, output)
+    print(f"wrote {output}: review the domains and ranges, then commit it as the curated schema")
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate a dataset outside a pipeline (same code as the validate step)."""
+    from credit_risk import feature_spec, validation
+
+    data_uri, spec_uri = resolve_dataset(args)
+    config = validation.ValidationConfig(
+        schema_uri=args.schema or "",
+        baseline_stats_uri=args.baseline_stats or "",
+        serving_data_uri=args.serving_data or "",
+        warn_only=tuple(args.warn_only),
+        beam_args=tuple(args.beam_arg),
+    )
+    result = validation.validate(data_uri, feature_spec.load(spec_uri), args.output, config)
+    print(result.summary())
+    print(f"reports in {args.output} ({validation.ANOMALIES_MD_FILE}, {validation.STATS_HTML_FILE})")
+    return EXIT_OK if result.passed else EXIT_FAILED
+
+
 def cmd_sample_request(args: argparse.Namespace) -> int:
     from credit_risk import data, feature_spec
 
@@ -310,6 +343,35 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     p.add_argument("--rows", type=int, default=1, help="instances in the body (default 1)")
     p.add_argument("--offset", type=int, default=0, help="first data row to use (default 0)")
     p.set_defaults(func=cmd_sample_request)
+
+    p = sub.add_parser(
+        "infer-schema",
+        help="write a TFDV schema inferred from data + feature spec, for review (the curated schema)",
+    )
+    add_data_args(p)
+    p.add_argument("--output", "-o", help="default: <spec dir>/<name>.schema.pbtxt")
+    p.set_defaults(func=cmd_infer_schema)
+
+    p = sub.add_parser(
+        "validate", help="validate a dataset with TFDV and the spec checks (the pipeline's step)"
+    )
+    add_data_args(p)
+    p.add_argument("--output", "-o", required=True, help="directory for statistics, reports, anomalies")
+    p.add_argument("--schema", help="curated schema (default: the one beside the spec)")
+    p.add_argument("--baseline-stats", help="statistics of the deployed model's training data (drift)")
+    p.add_argument("--serving-data", help="a sample of serving requests, CSV/Parquet (skew)")
+    p.add_argument(
+        "--warn-only", nargs="*", default=[], metavar="KIND", help="anomaly kinds that do not fail"
+    )
+    p.add_argument(
+        "--beam-arg",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="compute statistics on Beam with this pipeline option (repeat), "
+        "e.g. --beam-arg=--runner=DirectRunner",
+    )
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("datasets", help="list the bundled datasets and their feature specs")
     p.set_defaults(func=cmd_datasets)

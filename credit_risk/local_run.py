@@ -28,6 +28,8 @@ ARTIFACTS = {
     "schema": ("validate", "schema"),
     "anomalies": ("validate", "anomalies"),
     "stats_report": ("validate", "stats_report"),
+    "anomalies_table": ("validate", "anomalies_table"),
+    "drift": ("validate", "drift"),
     "train_data": ("split", "train_data"),
     "eval_data": ("split", "eval_data"),
     "model": ("train", "model"),

@@ -10,13 +10,13 @@ import logging
 import time
 from pathlib import Path
 
-from credit_risk import data, feature_spec, gate, training_data
+from credit_risk import data, data_stats, feature_spec, gate, storage, training_data
 from credit_risk.deploy import DeployConfig, DeployRecord, deploy, status_markdown
 from credit_risk.errors import DataValidationError, DeployError, ModelRejectedError
 from credit_risk.evaluation import EvaluationResult, evaluate, write_decision
 from credit_risk.report import html_report, model_card
 from credit_risk.training import TrainingConfig, TrainingResult, train_and_export
-from credit_risk.validation import ValidationResult, validate
+from credit_risk.validation import ValidationConfig, ValidationResult, validate
 
 log = logging.getLogger(__name__)
 
@@ -28,21 +28,37 @@ def _csv_in(artifact_path: str) -> str:
     return str(p / DATA_FILE) if p.is_dir() else str(p)
 
 
-def validate_step(data_uri: str, spec_uri: str, out_dir: str, snapshot_path: str) -> ValidationResult:
-    """Validate ``data_uri``; on success copy it to ``snapshot_path`` (what later steps read).
+def validate_step(
+    data_uri: str,
+    spec_uri: str,
+    out_dir: str,
+    snapshot_path: str,
+    config: ValidationConfig | None = None,
+) -> ValidationResult:
+    """Validate ``data_uri``; on success write its spec columns to ``snapshot_path`` (what later
+    steps read), streamed in chunks and renamed into place.
 
-    Raises DataValidationError (listing every anomaly) and writes no snapshot when anything is wrong.
+    Raises DataValidationError (listing every anomaly) and writes no snapshot when a blocking
+    anomaly is found.
     """
     spec = feature_spec.load(spec_uri)
-    result = validate(data_uri, spec, out_dir)
+    result = validate(data_uri, spec, out_dir, config)
     if not result.passed:
         log.error("%s", result.summary())
         raise DataValidationError(result.summary())
     log.info("%s", result.summary())
     snapshot = Path(snapshot_path)
     snapshot.parent.mkdir(parents=True, exist_ok=True)
-    data.load_dataset(data_uri, spec)[spec.columns].to_csv(snapshot, index=False)
-    log.info("validated snapshot -> %s", snapshot)
+    partial = snapshot.with_name(f".{snapshot.name}.partial")
+    header = True
+    for uri in storage.list_files(data_uri):
+        for batch in data_stats.raw_batches(uri):
+            batch.to_pandas()[spec.columns].to_csv(
+                partial, mode="w" if header else "a", header=header, index=False
+            )
+            header = False
+    partial.rename(snapshot)
+    log.info("validated snapshot (%d rows) -> %s", result.num_rows, snapshot)
     return result
 
 

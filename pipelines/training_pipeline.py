@@ -25,6 +25,11 @@ _DEPLOY = DeployConfig(name="credit-risk")
 def training_pipeline(
     data_uri: str,
     feature_spec_uri: str,
+    schema_uri: str = "",
+    baseline_stats_uri: str = "",
+    serving_data_uri: str = "",
+    warn_only_anomalies: list = [],  # noqa: B006 - KFP needs a literal default; never mutated
+    beam_args: list = [],  # noqa: B006 - KFP needs a literal default; never mutated
     eval_fraction: float = 0.25,
     seed: int = _DEFAULTS.seed,
     epochs: int = _DEFAULTS.epochs,
@@ -59,14 +64,23 @@ def training_pipeline(
     max_replicas: int = _DEPLOY.max_replicas,
     logger_url: str = "",
 ):
-    """Training parameters are ``credit_risk.training.TrainingConfig``'s (``wide_learning_rate`` 0 =
-    ``learning_rate``); ``stream_training_data`` trains from the snapshot in bounded chunks.
+    """Validation: ``schema_uri`` (curated schema; "" = the one beside the spec),
+    ``baseline_stats_uri`` (drift), ``serving_data_uri`` (skew), ``warn_only_anomalies`` (kinds
+    that do not fail), ``beam_args`` (statistics on a Beam runner). Training parameters are
+    ``credit_risk.training.TrainingConfig``'s (``wide_learning_rate`` 0 = ``learning_rate``);
+    ``stream_training_data`` trains from the snapshot in bounded chunks.
     ``serving_root`` (e.g. gs://bucket/models): where approved versions are published, immutable;
     empty = serve the pipeline's model artifact. ``apply_to_cluster``: create/patch the
     InferenceService through the Kubernetes API with a canary (else only render and smoke-test it)."""
-    validated = validate(data_uri=data_uri, feature_spec_uri=feature_spec_uri).set_display_name(
-        "validate data (TFDV)"
-    )
+    validated = validate(
+        data_uri=data_uri,
+        feature_spec_uri=feature_spec_uri,
+        schema_uri=schema_uri,
+        baseline_stats_uri=baseline_stats_uri,
+        serving_data_uri=serving_data_uri,
+        warn_only_anomalies=warn_only_anomalies,
+        beam_args=beam_args,
+    ).set_display_name("validate data (TFDV)")
     splits = split(
         validated_data=validated.outputs["validated_data"],
         feature_spec_uri=feature_spec_uri,
