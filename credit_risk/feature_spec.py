@@ -44,17 +44,10 @@ NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 FEATURE_TYPES = (NUMERIC, CATEGORICAL)
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_FEATURE_KEYS = {
-    "name",
-    "type",
-    "nullable",
-    "model_input",
-    "protected",
-    "description",
-    "min",
-    "max",
-    "drift_threshold",
-}
+_OPTIONAL_FEATURE_KEYS = (
+    "nullable", "model_input", "protected", "description", "min", "max", "drift_threshold",
+)  # fmt: skip
+_FEATURE_KEYS = {"name", "type", *_OPTIONAL_FEATURE_KEYS}
 _TOP_KEYS = {"name", "description", "data_file", "label", "features", "crosses", "slices"}
 _SLICE_KEYS = {"name", "feature", "bins"}
 
@@ -139,15 +132,7 @@ class FeatureSpec:
         features = []
         for f in self.features:
             item: dict[str, Any] = {"name": f.name, "type": f.type}
-            for key in (
-                "nullable",
-                "model_input",
-                "protected",
-                "description",
-                "min",
-                "max",
-                "drift_threshold",
-            ):
+            for key in _OPTIONAL_FEATURE_KEYS:
                 if getattr(f, key) != getattr(default, key):
                     item[key] = getattr(f, key)
             features.append(item)

@@ -38,6 +38,39 @@ def write_rows(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     return path
 
 
+# --- edits of a CSV's (header, rows), for building bad datasets ----------------------------------
+def drop_column(name: str):
+    def edit(header: list[str], rows: list[list[str]]):
+        i = header.index(name)
+        return header[:i] + header[i + 1 :], [r[:i] + r[i + 1 :] for r in rows]
+
+    return edit
+
+
+def set_cell(row: int, name: str, value: str):
+    def edit(header: list[str], rows: list[list[str]]):
+        rows[row][header.index(name)] = value
+        return header, rows
+
+    return edit
+
+
+def set_column(name: str, value: str):
+    def edit(header: list[str], rows: list[list[str]]):
+        for r in rows:
+            r[header.index(name)] = value
+        return header, rows
+
+    return edit
+
+
+def edited_copy(source: Path, target: Path, edit) -> str:
+    """``source`` CSV with ``edit(header, rows)`` applied, written to ``target``."""
+    header, rows = read_rows(source)
+    header, rows = edit(header, [list(r) for r in rows])
+    return str(write_rows(target, header, rows))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -6,7 +6,7 @@ import pytest
 
 from credit_risk import data, training, training_data
 from credit_risk.errors import DataError
-from tests.helpers import CREDIT_CSV, GERMAN_CSV, read_rows, write_rows
+from tests.helpers import CREDIT_CSV, GERMAN_CSV, drop_column, edited_copy, set_cell, set_column
 
 
 @pytest.fixture(scope="module")
@@ -118,51 +118,24 @@ def test_epochs_are_shuffled_differently_but_reproducibly(german_spec):
 
 # --- bad input: a clear error before any training starts -----------------------------------------
 def _bad_csv(tmp_path, edit) -> str:
-    header, rows = read_rows(GERMAN_CSV)
-    header, rows = edit(header, [list(r) for r in rows])
-    return str(write_rows(tmp_path / "bad.csv", header, rows))
-
-
-def _drop_column(name):
-    def edit(header, rows):
-        i = header.index(name)
-        return header[:i] + header[i + 1 :], [r[:i] + r[i + 1 :] for r in rows]
-
-    return edit
-
-
-def _set_cell(row, name, value):
-    def edit(header, rows):
-        rows[row][header.index(name)] = value
-        return header, rows
-
-    return edit
-
-
-def _set_column(name, value):
-    def edit(header, rows):
-        for r in rows:
-            r[header.index(name)] = value
-        return header, rows
-
-    return edit
+    return edited_copy(GERMAN_CSV, tmp_path / "bad.csv", edit)
 
 
 @pytest.mark.parametrize(
     "edit, message",
     [
         (
-            _drop_column("purpose"),
+            drop_column("purpose"),
             r"column\(s\) \['purpose'\] named by feature spec 'german_credit' are not in",
         ),
-        (_set_cell(41, "default", "2"), r"label 'default' row 42 value '2' is not 0 or 1"),
-        (_set_cell(6, "default", ""), r"label 'default' row 7 value nan is not 0 or 1"),
+        (set_cell(41, "default", "2"), r"label 'default' row 42 value '2' is not 0 or 1"),
+        (set_cell(6, "default", ""), r"label 'default' row 7 value nan is not 0 or 1"),
         (
-            _set_cell(99, "credit_amount", "lots"),
+            set_cell(99, "credit_amount", "lots"),
             r"column 'credit_amount' row 100 value 'lots' is not a number",
         ),
-        (_set_column("age_in_years", ""), r"model input\(s\) \['age_in_years'\] have no values \(all null\)"),
-        (_set_column("default", "0"), r"single class"),
+        (set_column("age_in_years", ""), r"model input\(s\) \['age_in_years'\] have no values \(all null\)"),
+        (set_column("default", "0"), r"single class"),
         (lambda h, r: (h, []), r"zero data rows"),
     ],
     ids=["missing-column", "label-2", "label-null", "text-in-numeric", "all-null", "one-class", "zero-rows"],
@@ -174,7 +147,7 @@ def test_bad_training_data_is_refused_before_training(tmp_path, german_spec, edi
 
 
 def test_bad_data_stops_train_and_export_before_a_model_is_written(tmp_path, german_spec):
-    uri = _bad_csv(tmp_path, _set_cell(500, "default", "yes"))
+    uri = _bad_csv(tmp_path, set_cell(500, "default", "yes"))
     out = tmp_path / "model"
     with pytest.raises(DataError, match="row 501 value 'yes' is not 0 or 1"):
         training.train_and_export(

@@ -11,40 +11,13 @@ import pytest
 
 from credit_risk import steps, validation
 from credit_risk.errors import DataValidationError
-from tests.helpers import GERMAN_CSV, GERMAN_SPEC, read_rows, write_rows
+from tests.helpers import GERMAN_CSV, GERMAN_SPEC, drop_column, edited_copy, set_cell, set_column
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _edited(tmp_path, edit, name="data.csv"):
-    header, rows = read_rows(GERMAN_CSV)
-    header, rows = edit(header, [list(r) for r in rows])
-    return str(write_rows(tmp_path / name, header, rows))
-
-
-def _set(row, column, value):
-    def edit(header, rows):
-        rows[row][header.index(column)] = value
-        return header, rows
-
-    return edit
-
-
-def _set_all(column, value):
-    def edit(header, rows):
-        for r in rows:
-            r[header.index(column)] = value
-        return header, rows
-
-    return edit
-
-
-def _drop(column):
-    def edit(header, rows):
-        i = header.index(column)
-        return header[:i] + header[i + 1 :], [r[:i] + r[i + 1 :] for r in rows]
-
-    return edit
+    return edited_copy(GERMAN_CSV, tmp_path / name, edit)
 
 
 def _add_column(header, rows):
@@ -94,25 +67,29 @@ BAD = {
     ),
     "wrong delimiter": (_semicolons, "wrong_delimiter", "looks ';'-delimited"),
     "numeric column with text": (
-        lambda p: _edited(p, _set(41, "age_in_years", "forty")),
+        lambda p: _edited(p, set_cell(41, "age_in_years", "forty")),
         "not_numeric",
         "row 42 (file line 43) value 'forty'",
     ),
-    "missing required column": (lambda p: _edited(p, _drop("housing")), "missing_column", "'housing'"),
+    "missing required column": (lambda p: _edited(p, drop_column("housing")), "missing_column", "'housing'"),
     "unexpected new column": (lambda p: _edited(p, _add_column), "unexpected_column", "'zip_code'"),
     "new category": (
-        lambda p: _edited(p, _set(3, "purpose", "crypto")),
+        lambda p: _edited(p, set_cell(3, "purpose", "crypto")),
         "ENUM_TYPE_UNEXPECTED_STRING_VALUES",
         "crypto",
     ),
     "out-of-range value": (
-        lambda p: _edited(p, _set(4, "age_in_years", "7")),
+        lambda p: _edited(p, set_cell(4, "age_in_years", "7")),
         "out_of_range",
         "must be in [18, 100] but is not at row 5 (file line 6) value '7'",
     ),
-    "all labels one class": (lambda p: _edited(p, _set_all("default", "0")), "single_class", "single class"),
+    "all labels one class": (
+        lambda p: _edited(p, set_column("default", "0")),
+        "single_class",
+        "single class",
+    ),
     "label missing": (
-        lambda p: _edited(p, _drop("default")),
+        lambda p: _edited(p, drop_column("default")),
         "missing_column",
         "column 'default' is missing",
     ),
@@ -208,7 +185,7 @@ def test_row_count_collapse_against_the_baseline(tmp_path, german_spec, baseline
 
 
 def test_policy_can_let_a_new_category_through_as_a_warning(tmp_path, german_spec):
-    uri = _edited(tmp_path, _set(3, "purpose", "crypto"))
+    uri = _edited(tmp_path, set_cell(3, "purpose", "crypto"))
     config = validation.ValidationConfig(warn_only=("ENUM_TYPE_UNEXPECTED_STRING_VALUES",))
     snapshot = tmp_path / "snap.csv"
     result = steps.validate_step(uri, str(GERMAN_SPEC), str(tmp_path / "out"), str(snapshot), config)
