@@ -140,6 +140,17 @@ def raw_batches(
             raise DataError(f"{uri}: not a readable CSV after data row {rows}: {e}") from e
 
 
+def as_text(batch: Any) -> Any:
+    """Every column as text (a Parquet batch's numbers too), as the row checks read a CSV."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if all(pa.types.is_string(t) for t in batch.schema.types):
+        return batch
+    columns = [c if pa.types.is_string(c.type) else pc.cast(c, pa.string()) for c in batch.columns]
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+
+
 def typed_batch(batch: Any, spec: FeatureSpec) -> Any:
     """A raw batch with spec types for TFDV: numerics float64, label int64, the rest string.
 

@@ -251,3 +251,18 @@ def test_stats_report_renders_side_by_side_in_headless_chromium(tmp_path, german
     assert non_white > 0.02  # text, tables and plots, not a blank page
     red = ((pixels[:, :, 0] > 150) & (pixels[:, :, 1] < 90) & (pixels[:, :, 2] < 90)).sum()
     assert red > 50  # the FAILED verdict is drawn in red
+
+
+def test_parquet_and_gcs_inputs_validate_like_the_csv(tmp_path, german_spec, gcs):
+    frame = pd.read_csv(GERMAN_CSV)
+    frame.to_parquet(tmp_path / "part-0.parquet", index=False)
+    parquet = validation.validate(str(tmp_path / "part-0.parquet"), german_spec, tmp_path / "p")
+    assert parquet.passed, parquet.summary()
+    client, bucket = gcs
+    client.bucket(bucket).blob("raw/german.csv").upload_from_filename(str(GERMAN_CSV))
+    remote = validation.validate(f"gs://{bucket}/raw/german.csv", german_spec, tmp_path / "g")
+    assert remote.passed and remote.num_rows == parquet.num_rows == 1000
+    frame.loc[7, "age_in_years"] = 150  # out of range, in a Parquet file
+    frame.to_parquet(tmp_path / "part-0.parquet", index=False)
+    bad = validation.validate(str(tmp_path / "part-0.parquet"), german_spec, tmp_path / "b")
+    assert any(a.kind == "out_of_range" and "row 8" in a.description for a in bad.anomalies)
