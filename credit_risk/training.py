@@ -309,7 +309,7 @@ def _train_member(
     tf.config.experimental.enable_op_determinism()
     fit, val, profile = _split(data, spec, config)
     loop = _Loop(dist, spec, config, profile, name)
-    train_step = loop.train_step(fit)
+    train_steps = loop.train_steps(fit)
     validation = loop.validation(val)
     steps = max(1, -(-profile.fit_rows // config.batch_size))
     hist: dict[str, list[float]] = {"loss": [], "val_loss": [], "val_auc": []}
@@ -317,9 +317,7 @@ def _train_member(
     epoch_seconds: list[float] = []
     for epoch in range(config.epochs):
         t0 = time.perf_counter()
-        total = tf.constant(0.0)
-        for _ in range(steps):
-            total += train_step()
+        total = train_steps(tf.constant(steps))
         hist["loss"].append(float(total) / steps)
         epoch_seconds.append(time.perf_counter() - t0)
         val_loss, val_auc = validation()
@@ -384,8 +382,8 @@ class _Loop:
             self.deep_opt.build(self.deep_vars)
         self.features_spec, self.label_spec = _signature(spec)
 
-    def train_step(self, fit: _Part) -> Any:
-        """A function running one distributed step on the next batch; returns the summed loss."""
+    def train_steps(self, fit: _Part) -> Any:
+        """A function running n distributed steps on the next n batches; returns the summed loss."""
         import keras
         import tensorflow as tf
 
@@ -423,13 +421,17 @@ class _Loop:
             return loss
 
         @tf.function
-        def step() -> Any:
-            x, y = next(iterator)
-            return self.dist.reduce(
-                tf.distribute.ReduceOp.SUM, self.dist.run(replica_step, args=(x, y)), axis=None
-            )
+        def steps(n: Any) -> Any:
+            # n steps in one graph call: no Python round trip per batch (Keras' steps_per_execution)
+            total = tf.constant(0.0)
+            for _ in tf.range(n):
+                x, y = next(iterator)
+                total += self.dist.reduce(
+                    tf.distribute.ReduceOp.SUM, self.dist.run(replica_step, args=(x, y)), axis=None
+                )
+            return total
 
-        return step
+        return steps
 
     def validation(self, val: _Part) -> Any:
         """A function returning (val_loss, val_auc) of the current weights on the validation rows.
