@@ -51,31 +51,25 @@ def csv_header(uri: str) -> list[str]:
     return list(pacsv.read_csv(io.BytesIO(first)).column_names)
 
 
-class _ByteRange(io.RawIOBase):
-    """The header line, then bytes [start, end) of a local file: one worker's share of a CSV."""
-
-    def __init__(self, path: str, header: bytes, start: int, end: int):
-        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
-        self._file.seek(start)
-        self._pending, self._left = header, end - start
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._pending:
-            n = min(len(buffer), len(self._pending))
-            buffer[:n], self._pending = self._pending[:n], self._pending[n:]
-            return n
-        n = min(len(buffer), self._left)
-        data = self._file.read(n) if n > 0 else b""
-        buffer[: len(data)] = data
-        self._left -= len(data)
-        return len(data)
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
+def _line_blocks(stream: Any, block_bytes: int, limit: int | None) -> Iterator[bytes]:
+    """Whole lines of ``stream`` in blocks of about ``block_bytes`` (at most ``limit`` bytes)."""
+    carry, left = b"", limit
+    while True:
+        n = block_bytes if left is None else min(block_bytes, left)
+        data = stream.read(n) if n > 0 else b""
+        if left is not None:
+            left -= len(data)
+        if not data:
+            if carry.strip():
+                yield carry
+            return
+        data = carry + data
+        cut = data.rfind(b"\n")
+        if cut == -1:
+            carry = data
+            continue
+        yield data[: cut + 1]
+        carry = data[cut + 1 :]
 
 
 def byte_ranges(path: str, parts: int) -> list[tuple[int, int]] | None:
@@ -122,22 +116,25 @@ def raw_batches(
         quoted_strings_can_be_null=True,
         include_columns=list(columns) if columns is not None else None,
     )
-    # ~batch_rows rows per block for typical credit rows (~200 bytes)
-    read = pacsv.ReadOptions(block_size=max(1 << 20, batch_rows * 200), use_threads=False)
+    # Blocks of whole lines parsed one at a time: pyarrow's own streaming CSV reader keeps memory
+    # growing with the file (apache/gluten#5766); this keeps it at one block. ~200 bytes a row.
+    block_bytes = max(1 << 20, batch_rows * 200)
     rows = 0
-    if byte_range is not None:
-        with open(uri, "rb") as f:
-            header = f.readline()
-        opened: Any = _ByteRange(uri, header, *byte_range)
-    else:
-        opened = storage.open_read(uri)
-    with opened as stream:
-        try:
-            for batch in pacsv.open_csv(stream, read_options=read, convert_options=convert):
+    with storage.open_read(uri) as stream:
+        header = stream.readline()
+        limit = None
+        if byte_range is not None:
+            stream.seek(byte_range[0])
+            limit = byte_range[1] - byte_range[0]
+        for block in _line_blocks(stream, block_bytes, limit):
+            read = pacsv.ReadOptions(use_threads=False, block_size=len(header) + len(block) + 1)
+            try:
+                table = pacsv.read_csv(io.BytesIO(header + block), read_options=read, convert_options=convert)
+            except pa.ArrowInvalid as e:
+                raise DataError(f"{uri}: not a readable CSV after data row {rows}: {e}") from e
+            for batch in table.to_batches():
                 rows += batch.num_rows
                 yield batch
-        except pa.ArrowInvalid as e:
-            raise DataError(f"{uri}: not a readable CSV after data row {rows}: {e}") from e
 
 
 def as_text(batch: Any) -> Any:
