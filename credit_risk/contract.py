@@ -49,8 +49,17 @@ def columns_to_arrays(columns: Mapping[str, Sequence[Any]], spec: FeatureSpec) -
 
 
 def frame_to_arrays(frame: Any, spec: FeatureSpec) -> dict[str, Array]:
-    """A pandas DataFrame with (at least) the model-input columns -> named input arrays."""
-    return columns_to_arrays({f.name: frame[f.name].tolist() for f in spec.model_features}, spec)
+    """A pandas DataFrame with (at least) the model-input columns -> named input arrays, as
+    ``columns_to_arrays`` makes them, column-wise (no per-value Python loop)."""
+    out = {}
+    for f in spec.model_features:
+        col = frame[f.name]
+        if f.is_numeric:
+            out[f.name] = col.to_numpy(dtype=np.float32, na_value=np.nan).reshape(-1, 1)
+        else:
+            text = col.astype(object).where(col.notna(), MISSING_CATEGORY).astype(str)
+            out[f.name] = text.to_numpy(dtype=object).reshape(-1, 1)
+    return out
 
 
 # --- the request contract (KServe V1 "instances") -----------------------------------------------

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from credit_risk import storage
-from credit_risk.contract import MISSING_CATEGORY
+from credit_risk.contract import MISSING_CATEGORY, frame_to_arrays
 from credit_risk.errors import DataError
 from credit_risk.feature_spec import FeatureSpec
 
@@ -259,18 +259,6 @@ def analyze(
     return profile
 
 
-def model_arrays(chunk: pd.DataFrame, spec: FeatureSpec) -> dict[str, np.ndarray]:
-    """A typed chunk -> the model's named [n, 1] inputs (float32 with NaN; str with '' = missing)."""
-    out = {}
-    for f in spec.model_features:
-        col = chunk[f.name]
-        if f.is_numeric:
-            out[f.name] = col.to_numpy(dtype=np.float32).reshape(-1, 1)
-        else:
-            out[f.name] = col.fillna(MISSING_CATEGORY).to_numpy(dtype=object).reshape(-1, 1)
-    return out
-
-
 def batches(
     source: Source,
     spec: FeatureSpec,
@@ -306,7 +294,7 @@ def batches(
 
     def emit(frame: pd.DataFrame):
         nonlocal batch_no
-        arrays = model_arrays(frame, spec)  # convert once per block, then slice (cheap views)
+        arrays = frame_to_arrays(frame, spec)  # convert once per block, then slice (cheap views)
         labels = frame[spec.label].to_numpy(np.float32).reshape(-1, 1)
         for start in range(0, len(frame), batch_size):
             if batch_no % count == index:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk import data, training, training_data
+from credit_risk import contract, data, training, training_data
 from credit_risk.errors import DataError
 from tests.helpers import CREDIT_CSV, GERMAN_CSV, drop_column, edited_copy, set_cell, set_column
 
@@ -168,6 +168,16 @@ def test_credit_data_nulls_stream_as_missing(credit_spec):
     chunks = [c for _, c in training_data.FileSource(str(CREDIT_CSV), chunk_rows=500).chunks(credit_spec)]
     frame = pd.concat(chunks, ignore_index=True)
     assert frame["Income"].isna().sum() > 0 and frame["Income"].dtype == np.float64
-    arrays = training_data.model_arrays(frame, credit_spec)
+    arrays = contract.frame_to_arrays(frame, credit_spec)
     assert np.isnan(arrays["Income"]).any() and arrays["Income"].dtype == np.float32
     assert (arrays["Home"] == "").any() or frame["Home"].notna().all()
+
+
+def test_frame_conversion_equals_the_request_contract(credit_spec):
+    """Training batches and served requests turn the same values into the same model inputs."""
+    frame = data.load_dataset(str(CREDIT_CSV), credit_spec).head(300)
+    columnwise = contract.frame_to_arrays(frame, credit_spec)
+    per_value = contract.columns_to_arrays({c: frame[c].tolist() for c in frame.columns}, credit_spec)
+    for name, array in per_value.items():
+        assert columnwise[name].dtype == array.dtype and columnwise[name].shape == array.shape
+        np.testing.assert_array_equal(columnwise[name], array)
