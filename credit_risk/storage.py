@@ -1,9 +1,19 @@
 """Read local paths and ``gs://`` URIs through one module.
 
-Read a text file, get a local copy of a file, and publish a directory as an immutable version
-(``publish_dir``: content manifest written last). google-cloud-storage is imported lazily so local
-paths need no cloud libraries; tests run it against fake-gcs-server on 127.0.0.1
-(tests/pipeline/test_storage_gcs.py). Streaming reads, checksums and retry policy are issue 7.
+Read a text file, stream a file, get a local copy, upload a file, and publish a directory as an
+immutable version (``publish_dir``: content manifest written last; readers refuse a prefix
+without it). Every GCS call goes through here with one policy:
+
+- retries with exponential backoff on 429/408/5xx, connection resets and timeouts (``RETRY``),
+  including uploads (safe: we only write to names nobody reads before the marker exists);
+- crc32c verified on every download (whole-object downloads by the library, streaming reads by
+  ``_VerifiedReader`` at end of stream) and on every upload (the server's crc32c of the stored
+  object must equal the local file's);
+- uploads above 8 MiB (google-cloud-storage's multipart limit) are resumable in
+  ``UPLOAD_CHUNK_BYTES`` chunks, so a dropped connection resends one chunk, not the file.
+
+google-cloud-storage is imported lazily so local paths need no cloud libraries; tests run it
+against fake-gcs-server on 127.0.0.1 behind a fault-injecting proxy (tests/pipeline/test_storage_gcs.py).
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from __future__ import annotations
 import fnmatch
 import glob
 import hashlib
+import io
 import json
 import os
 import posixpath
@@ -26,8 +37,46 @@ GCS_SCHEME = "gs://"
 PUBLISHED_MARKER = "_PUBLISHED.json"  # written last: a version without it was never published
 
 
+UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024  # resumable chunk (a multiple of 256 KiB, GCS's rule)
+READ_CHUNK_BYTES = 8 * 1024 * 1024
+TIMEOUT = (10.0, 120.0)  # (connect, read) seconds per HTTP request; a stalled request is retried
+
+
 class PublishError(CreditRiskError):
     """A published version exists with other content (versions are immutable) or upload failed."""
+
+
+class ChecksumError(CreditRiskError):
+    """Bytes read or written do not match the object's checksum: corrupted in transit or at rest."""
+
+
+RETRY_DEADLINE_SECONDS = float(os.environ.get("CREDIT_RISK_GCS_RETRY_DEADLINE", "300"))
+
+
+def retry_policy() -> Any:
+    """google-cloud-storage's retry predicate (429, 408, 5xx, connection errors, timeouts) with
+    backoff 0.25 s doubling to 8 s, giving up after RETRY_DEADLINE_SECONDS."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_delay(initial=0.25, multiplier=2.0, maximum=8.0).with_deadline(
+        RETRY_DEADLINE_SECONDS
+    )
+
+
+def _crc32c_b64(data_or_path: bytes | Path) -> str:
+    """The base64 big-endian crc32c GCS reports, of bytes or of a file read in chunks."""
+    import base64
+
+    import google_crc32c
+
+    checksum = google_crc32c.Checksum()
+    if isinstance(data_or_path, bytes):
+        checksum.update(data_or_path)
+    else:
+        with open(data_or_path, "rb") as f:
+            for block in iter(lambda: f.read(READ_CHUNK_BYTES), b""):
+                checksum.update(block)
+    return base64.b64encode(checksum.digest()).decode()
 
 
 def is_gcs(uri: str) -> bool:
@@ -65,14 +114,79 @@ def parent(uri: str) -> str:
     return str(Path(uri).parent)
 
 
-def read_text(uri: str) -> str:
+def _blob(uri: str) -> Any:
+    """The blob at ``uri`` with its metadata (size, crc32c); FileNotFoundError when absent."""
+    from google.api_core.exceptions import NotFound
+
+    bucket, name = _split_gcs(uri)
+    try:
+        blob = _client().bucket(bucket).get_blob(name, retry=retry_policy(), timeout=TIMEOUT)
+    except NotFound:
+        blob = None
+    if blob is None:
+        raise FileNotFoundError(uri)
+    return blob
+
+
+def _download_error(uri: str, error: Exception) -> Exception:
+    from google.resumable_media import DataCorruption
+
+    if isinstance(error, DataCorruption):
+        return ChecksumError(f"{uri}: downloaded bytes fail the object's crc32c check ({error})")
+    return error
+
+
+def read_bytes(uri: str) -> bytes:
     if is_gcs(uri):
-        bucket, blob = _split_gcs(uri)
-        b = _client().bucket(bucket).blob(blob)
-        if not b.exists():
-            raise FileNotFoundError(uri)
-        return str(b.download_as_text())
-    return Path(uri).read_text()
+        blob = _blob(uri)
+        try:
+            return bytes(blob.download_as_bytes(checksum="crc32c", retry=retry_policy(), timeout=TIMEOUT))
+        except Exception as e:
+            raise _download_error(uri, e) from e
+    return Path(uri).read_bytes()
+
+
+def read_text(uri: str) -> str:
+    return read_bytes(uri).decode()
+
+
+def exists(uri: str) -> bool:
+    if is_gcs(uri):
+        try:
+            _blob(uri)
+            return True
+        except FileNotFoundError:
+            return False
+    return Path(uri).exists()
+
+
+def upload_file(local_path: str | Path, uri: str, content_type: str | None = None) -> None:
+    """Upload one file with retries (resumable, chunked, above 8 MiB) and verify the stored
+    object's crc32c against the local bytes; a mismatch deletes the object and raises."""
+    bucket, name = _split_gcs(uri)
+    path = Path(local_path)
+    blob = _client().bucket(bucket).blob(name, chunk_size=UPLOAD_CHUNK_BYTES)
+    blob.upload_from_filename(
+        str(path), content_type=content_type, checksum="crc32c", retry=retry_policy(), timeout=TIMEOUT
+    )
+    expected = _crc32c_b64(path)
+    if blob.crc32c != expected:  # the library sets blob.crc32c from the server's answer
+        blob.delete(retry=retry_policy(), timeout=TIMEOUT)
+        raise ChecksumError(f"{uri}: stored crc32c {blob.crc32c} != local {expected}; upload discarded")
+
+
+def write_text(uri: str, text: str) -> None:
+    """Write a small text object (or local file) whole."""
+    if not is_gcs(uri):
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        Path(uri).write_text(text)
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write(text)
+    try:
+        upload_file(f.name, uri)
+    finally:
+        os.unlink(f.name)
 
 
 def _has_wildcard(uri: str) -> bool:
@@ -109,13 +223,71 @@ def list_files(uri: str, suffixes: tuple[str, ...] = (".csv", ".parquet")) -> li
 def open_read(uri: str) -> IO[bytes]:
     """A binary stream of ``uri``: a local file, or a GCS object read in chunks (never whole)."""
     if is_gcs(uri):
-        bucket, name = _split_gcs(uri)
-        blob = _client().bucket(bucket).blob(name)
-        if not blob.exists():
-            raise FileNotFoundError(uri)
-        stream: IO[bytes] = blob.open("rb", chunk_size=8 * 1024 * 1024)
-        return stream
+        blob = _blob(uri)
+        reader = blob.open("rb", chunk_size=READ_CHUNK_BYTES, retry=retry_policy(), timeout=TIMEOUT)
+        return _VerifiedReader(reader, uri, blob.crc32c, blob.size)  # type: ignore[return-value]
     return open(uri, "rb")
+
+
+class _VerifiedReader(io.RawIOBase):
+    """A sequential read of a GCS object that checks the object's crc32c when the stream ends.
+
+    Range reads (how BlobReader streams) carry no per-range checksum, so the whole stream is
+    summed; a seek stops the check (the reader then can't see every byte in order)."""
+
+    def __init__(self, reader: Any, uri: str, crc32c: str | None, size: int | None) -> None:
+        import google_crc32c
+
+        self._reader, self._uri, self._expected, self._size = reader, uri, crc32c, size
+        self._checksum: Any = google_crc32c.Checksum() if crc32c else None
+        self._read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._reader.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self._account(data)
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        data = bytes(self._reader.read(size))
+        self._account(data)
+        return data
+
+    def _account(self, data: bytes) -> None:
+        if self._checksum is None:
+            return
+        self._checksum.update(data)
+        self._read += len(data)
+        if not data or (self._size is not None and self._read >= self._size):
+            import base64
+
+            got = base64.b64encode(self._checksum.digest()).decode()
+            self._checksum = None
+            if got != self._expected:
+                raise ChecksumError(
+                    f"{self._uri}: streamed bytes fail the object's crc32c check (got {got}, "
+                    f"stored {self._expected}): corrupted in transit or at rest"
+                )
+
+    def seekable(self) -> bool:
+        return bool(self._reader.seekable())
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        position = int(self._reader.seek(offset, whence))
+        if not (position == self._read and self._checksum is not None):
+            self._checksum = None  # out-of-order reads: the sum can no longer be checked
+        return position
+
+    def tell(self) -> int:
+        return int(self._reader.tell())
+
+    def close(self) -> None:
+        self._reader.close()
+        super().close()
 
 
 def local_copy(uri: str, workdir: str | None = None) -> str:
@@ -124,13 +296,19 @@ def local_copy(uri: str, workdir: str | None = None) -> str:
         if not Path(uri).exists():
             raise FileNotFoundError(uri)
         return str(uri)
-    bucket, blob = _split_gcs(uri)
-    target = Path(workdir or tempfile.mkdtemp(prefix="credit-risk-")) / posixpath.basename(blob)
-    b = _client().bucket(bucket).blob(blob)
-    if not b.exists():
-        raise FileNotFoundError(uri)
-    b.download_to_filename(str(target))
+    blob = _blob(uri)
+    target = Path(workdir or tempfile.mkdtemp(prefix="credit-risk-")) / posixpath.basename(blob.name)
+    _download(blob, uri, target)
     return str(target)
+
+
+def _download(blob: Any, uri: str, target: Path) -> None:
+    """Download with retries and crc32c verification; a failed download leaves no file."""
+    try:
+        blob.download_to_filename(str(target), checksum="crc32c", retry=retry_policy(), timeout=TIMEOUT)
+    except Exception as e:
+        target.unlink(missing_ok=True)
+        raise _download_error(uri, e) from e
 
 
 def _manifest(local_dir: Path) -> dict[str, str]:
@@ -182,20 +360,38 @@ def _check_same(marker_path: Path, marker: str, target: str) -> None:
 def _publish_gcs(source: Path, manifest: dict[str, str], marker: str, target: str) -> bool:
     bucket_name, prefix = _split_gcs(target)
     bucket = _client().bucket(bucket_name)
-    marker_blob = bucket.blob(f"{prefix}/{PUBLISHED_MARKER}")
-    if marker_blob.exists():
-        if marker_blob.download_as_text() != marker:
+    marker_uri = f"{target}/{PUBLISHED_MARKER}"
+    if exists(marker_uri):
+        if read_text(marker_uri) != marker:
             raise PublishError(
                 f"{target} is already published with different content; versions are never overwritten"
             )
         return False
-    for leftover in bucket.list_blobs(prefix=prefix + "/"):
-        leftover.delete()
+    for leftover in bucket.list_blobs(prefix=prefix + "/", retry=retry_policy(), timeout=TIMEOUT):
+        leftover.delete(retry=retry_policy(), timeout=TIMEOUT)
     for relative in manifest:
-        bucket.blob(f"{prefix}/{relative}").upload_from_filename(str(source / relative))
-    # if_generation_match=0: of two concurrent publishers only one marker wins
-    marker_blob.upload_from_string(marker, content_type="application/json", if_generation_match=0)
+        upload_file(source / relative, f"{target}/{relative}")
+    # if_generation_match=0: of two concurrent publishers only one marker wins (and the
+    # precondition makes the retried upload idempotent)
+    bucket.blob(f"{prefix}/{PUBLISHED_MARKER}").upload_from_string(
+        marker, content_type="application/json", if_generation_match=0, checksum="crc32c",
+        retry=retry_policy(), timeout=TIMEOUT,
+    )  # fmt: skip
     return True
+
+
+def is_published(uri: str) -> bool:
+    """Whether ``uri`` is a directory ``publish_dir`` completed (its marker exists)."""
+    return exists(join(uri.rstrip("/"), PUBLISHED_MARKER))
+
+
+def require_published(uri: str) -> None:
+    """Refuse a directory whose publish never completed (no marker): it may be half written."""
+    if not is_published(uri):
+        raise PublishError(
+            f"{uri} is not a completed publish ({PUBLISHED_MARKER} missing): an interrupted or failed "
+            "write; it is ignored - rerun the step that writes it"
+        )
 
 
 def download_published(uri: str, local_dir: str | Path) -> Path:
@@ -217,7 +413,7 @@ def download_published(uri: str, local_dir: str | Path) -> Path:
         for relative in manifest:
             target = dest / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            bucket.blob(f"{prefix}/{relative}").download_to_filename(str(target))
+            _download(bucket.blob(f"{prefix}/{relative}"), f"{uri}/{relative}", target)
     else:
         for relative in manifest:
             target = dest / relative

@@ -50,3 +50,114 @@ def test_gcs_text_and_local_copy_round_trip(gcs, tmp_path):
     assert Path(copy).read_text() == "label: y\n"
     with pytest.raises(FileNotFoundError):
         storage.read_text(f"gs://{bucket}/specs/missing.yaml")
+
+
+# --- faults: a proxy in front of the real emulator injects a bounded number of failures -----------
+
+
+@pytest.fixture()
+def faulty_gcs(gcs, monkeypatch):
+    """(client, bucket, proxy): storage talks to the emulator through tests/fault_proxy.py."""
+    import os
+
+    from tests.fault_proxy import fault_proxy
+
+    client, bucket = gcs
+    with fault_proxy(os.environ["STORAGE_EMULATOR_HOST"]) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        monkeypatch.setattr(storage, "RETRY_DEADLINE_SECONDS", 20.0)
+        yield client, bucket, proxy
+
+
+def _random_file(path, size, seed=0):
+    import numpy as np
+
+    path.write_bytes(np.random.default_rng(seed).bytes(size))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["503", "reset", "truncate"])
+def test_downloads_survive_injected_faults(faulty_gcs, tmp_path, kind):
+    client, bucket, proxy = faulty_gcs
+    source = _random_file(tmp_path / "blob.bin", 300_000)
+    client.bucket(bucket).blob(f"faults/{kind}.bin").upload_from_filename(str(source))
+    uri = f"gs://{bucket}/faults/{kind}.bin"
+    rule = proxy.inject(kind, count=2, method="GET", path_contains="alt=media")
+    (tmp_path / "out").mkdir()
+    copy = storage.local_copy(uri, str(tmp_path / "out"))
+    assert Path(copy).read_bytes() == source.read_bytes()
+    assert rule.injected == 2, proxy.seen
+    rule = proxy.inject(kind, count=2, method="GET", path_contains="alt=media")
+    assert storage.read_bytes(uri) == source.read_bytes()
+    assert rule.injected == 2
+    rule = proxy.inject(kind, count=2, method="GET", path_contains="alt=media")
+    with storage.open_read(uri) as stream:
+        assert stream.read() == source.read_bytes()
+    assert rule.injected == 2
+
+
+@pytest.mark.parametrize("kind", ["503", "reset"])
+def test_uploads_survive_faults_including_mid_resumable_upload(faulty_gcs, tmp_path, monkeypatch, kind):
+    client, bucket, proxy = faulty_gcs
+    monkeypatch.setattr(storage, "UPLOAD_CHUNK_BYTES", 1024 * 1024)
+    small = _random_file(tmp_path / "small.bin", 1000, seed=1)  # multipart: one request
+    big = _random_file(tmp_path / "big.bin", 9 * 1024 * 1024 + 5, seed=2)  # resumable: 10 chunk PUTs
+    rule = proxy.inject(kind, count=2, path_contains="/upload/")
+    storage.upload_file(small, f"gs://{bucket}/up/{kind}/small.bin")
+    assert rule.injected == 2
+    chunk_rule = proxy.inject(kind, count=2, method="PUT", path_contains="/upload/")  # chunk PUTs
+    storage.upload_file(big, f"gs://{bucket}/up/{kind}/big.bin")
+    assert chunk_rule.injected == 2, proxy.seen[-8:]
+    got = client.bucket(bucket).blob(f"up/{kind}/big.bin").download_as_bytes()
+    assert got == big.read_bytes()
+    assert client.bucket(bucket).blob(f"up/{kind}/small.bin").download_as_bytes() == small.read_bytes()
+
+
+def test_publish_survives_faults_and_a_failed_publish_is_never_accepted(faulty_gcs, tmp_path, monkeypatch):
+    client, bucket, proxy = faulty_gcs
+    rule = proxy.inject("503", count=3, path_contains="/upload/")
+    assert storage.publish_dir(_model(tmp_path), f"gs://{bucket}/pub/ok") is True
+    assert rule.injected == 3
+    assert storage.is_published(f"gs://{bucket}/pub/ok")
+    storage.download_published(f"gs://{bucket}/pub/ok", tmp_path / "ok")
+
+    # after the first file, uploads keep failing past the retry deadline: the publish fails part-way
+    monkeypatch.setattr(storage, "RETRY_DEADLINE_SECONDS", 1.0)
+    proxy.inject("503", count=10_000, path_contains="/upload/", skip=1)
+    with pytest.raises(Exception, match="503"):
+        storage.publish_dir(_model(tmp_path, b"v2"), f"gs://{bucket}/pub/broken")
+    proxy.clear()
+    names = [b.name for b in client.list_blobs(bucket, prefix="pub/broken/")]
+    assert "pub/broken/saved_model.pb" in names  # half written...
+    assert not storage.is_published(f"gs://{bucket}/pub/broken")  # ...and refused by every reader
+    with pytest.raises(storage.PublishError, match="missing"):
+        storage.download_published(f"gs://{bucket}/pub/broken", tmp_path / "broken")
+    with pytest.raises(storage.PublishError, match="interrupted or failed"):
+        storage.require_published(f"gs://{bucket}/pub/broken")
+
+
+def test_a_corrupted_object_is_detected_by_checksum(faulty_gcs, tmp_path):
+    client, bucket, proxy = faulty_gcs
+    source = _random_file(tmp_path / "blob.bin", 50_000, seed=3)
+    client.bucket(bucket).blob("corrupt/blob.bin").upload_from_filename(str(source))
+    uri = f"gs://{bucket}/corrupt/blob.bin"
+    proxy.inject("corrupt", count=100, method="GET", path_contains="alt=media")
+    with pytest.raises(storage.ChecksumError, match="crc32c"):
+        storage.read_bytes(uri)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(storage.ChecksumError, match="crc32c"):
+        storage.local_copy(uri, str(tmp_path / "out"))
+    assert not (tmp_path / "out" / "blob.bin").exists()  # no corrupted file left behind
+    with pytest.raises(storage.ChecksumError, match="streamed bytes"), storage.open_read(uri) as stream:
+        stream.read()
+
+
+def test_a_corrupted_upload_is_detected_and_discarded(faulty_gcs, tmp_path):
+    """The proxy flips a byte in the middle of the upload's body: the server stores other bytes,
+    so its crc32c no longer matches the local file's and the upload is refused and deleted."""
+    client, bucket, proxy = faulty_gcs
+    source = _random_file(tmp_path / "blob.bin", 5_000, seed=4)
+    proxy.inject("corrupt_request", count=1, method="POST", path_contains="/upload/")
+    with pytest.raises(storage.ChecksumError, match="upload discarded"):
+        storage.upload_file(source, f"gs://{bucket}/corrupt-up/blob.bin")
+    assert not client.bucket(bucket).blob("corrupt-up/blob.bin").exists()
