@@ -23,6 +23,7 @@ VERSION = re.search(
 COMMON = ["pyyaml>=6", "numpy"]
 PIPELINE = [
     "kfp>=2.13,<2.14",  # newest kfp that co-installs with TFDV 1.16 (protobuf<6)
+    "kfp-kubernetes>=1.5,<1.6",  # secrets as env vars (database credentials), the kfp 2.13 match
     "tensorflow>=2.16,<2.17",
     "keras>=3.10,<4",
     "tensorflow-data-validation>=1.16.1,<1.17",
