@@ -6,8 +6,9 @@ tested without KFP. Every component runs in the pipeline image (no pip install a
 
 from credit_risk.components.deploy import deploy
 from credit_risk.components.evaluate import evaluate
+from credit_risk.components.ingest import ingest
 from credit_risk.components.split import split
 from credit_risk.components.train import train
 from credit_risk.components.validate import validate
 
-__all__ = ["deploy", "evaluate", "split", "train", "validate"]
+__all__ = ["deploy", "evaluate", "ingest", "split", "train", "validate"]

@@ -1,10 +1,10 @@
 from credit_risk.components._base import component
-from kfp.dsl import HTML, Artifact, Dataset, Markdown, Metrics, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Output
 
 
 @component
 def validate(
-    data_uri: str,
+    data: Input[Dataset],
     feature_spec_uri: str,
     schema_uri: str,
     baseline_stats_uri: str,
@@ -19,8 +19,8 @@ def validate(
     drift: Output[Metrics],
     validated_data: Output[Dataset],
 ):
-    """Validate raw data with TFDV against the curated schema and the feature spec; a blocking
-    anomaly fails the step.
+    """Validate the ingested snapshot ``data`` with TFDV against the curated schema and the
+    feature spec; a blocking anomaly fails the step.
 
     ``schema_uri``: curated schema ("" = ``<name>.schema.pbtxt`` beside the spec). Drift is judged
     against ``baseline_stats_uri`` (statistics of the deployed model's training data), skew against
@@ -56,9 +56,12 @@ def validate(
         warn_only=tuple(str(k) for k in warn_only_anomalies),
         beam_args=tuple(str(a) for a in beam_args),
     )
+    from credit_risk import storage
+
+    storage.require_published(data.path)  # never a half-written snapshot
     work = Path(tempfile.mkdtemp(prefix="validate-"))
     try:
-        result = steps.validate_step(data_uri, feature_spec_uri, str(work), validated_data.path, config)
+        result = steps.validate_step(data.path, feature_spec_uri, str(work), validated_data.path, config)
     except DataValidationError:
         shutil.copyfile(work / validation.REPORT_FILE, anomalies.path)
         shutil.copyfile(work / validation.ANOMALIES_MD_FILE, anomalies_table.path)
@@ -73,7 +76,7 @@ def validate(
         shutil.copyfile(work / name, artifact.path)
     for key, value in json.loads((work / validation.DRIFT_FILE).read_text()).items():
         drift.log_metric(key.replace(":", "_"), round(float(value["value"]), 6))
-    validated_data.metadata.update({"rows": result.num_rows, "source_uri": data_uri})
+    validated_data.metadata.update({"rows": result.num_rows, "source_uri": data.uri})
     statistics.metadata["rows"] = result.num_rows
     anomalies.metadata["count"] = len(result.anomalies)
     anomalies.metadata["warnings"] = len(result.anomalies) - len(result.blocking)

@@ -75,6 +75,7 @@ def _pipeline_params(args: argparse.Namespace) -> dict[str, Any]:
             "service_name": args.service_name,
             "champion_model_uri": args.champion,
             "gate_config_uri": args.gate_config,
+            "sql_query": args.sql_query,
         }.items()
         if v is not None
     }
@@ -85,6 +86,8 @@ def _pipeline_params(args: argparse.Namespace) -> dict[str, Any]:
     }
     if overrides:
         params["gate_overrides"] = overrides
+    if args.sql_param:
+        params["sql_params"] = parse_params(args.sql_param)
     params.update(parse_params(args.param))
     return params
 
@@ -93,7 +96,12 @@ def _pipeline_params(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_compile(args: argparse.Namespace) -> int:
     from credit_risk.pipelines.compile import COMPILED_FILE, compile_pipeline
 
-    out = compile_pipeline(args.output or COMPILED_FILE, registry=args.registry, tag=args.tag)
+    out = compile_pipeline(
+        args.output or COMPILED_FILE,
+        registry=args.registry,
+        tag=args.tag,
+        database_secret=args.database_secret,
+    )
     print(
         f"compiled pipeline -> {out}  (images: {images.pipeline_image(args.registry, args.tag)}, "
         f"{images.serving_image(args.registry, args.tag)})"
@@ -240,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     p.add_argument("--output", "-o", help="output YAML (default: pipelines/training_pipeline.yaml)")
     p.add_argument("--registry", help=f"image registry (default {images.DEFAULT_REGISTRY})")
     p.add_argument("--tag", help=f"image tag (default: the package version, {__version__})")
+    p.add_argument(
+        "--database-secret",
+        help="Kubernetes secret (keys host, port, user, password, database) mounted as PGHOST ... "
+        "PGDATABASE on the ingest step, for sql_query runs (default: none mounted)",
+    )
     p.set_defaults(func=cmd_compile)
 
     def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -261,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     p.add_argument("--max-brier", type=float, help="gate override: maximum Brier score")
     p.add_argument("--champion", help="deployed (champion) model dir to compare against")
     p.add_argument("--service-name", help="InferenceService name (default credit-risk)")
+    p.add_argument(
+        "--sql-query",
+        help="take the training data from PostgreSQL with this query (connection from PGHOST, PGPORT, "
+        "PGUSER, PGPASSWORD, PGDATABASE); :name placeholders are bound from --sql-param",
+    )
+    p.add_argument("--sql-param", action="append", default=[], metavar="NAME=VALUE", help="query parameter")
     p.add_argument(
         "--param",
         action="append",

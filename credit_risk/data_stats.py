@@ -51,6 +51,11 @@ def csv_header(uri: str) -> list[str]:
     return list(pacsv.read_csv(io.BytesIO(first)).column_names)
 
 
+def columns_of(uri: str) -> list[str]:
+    """Column names of a CSV (header) or Parquet (schema) file."""
+    return _parquet_columns(uri) if _is_parquet(uri) else csv_header(uri)
+
+
 def _line_blocks(stream: Any, block_bytes: int, limit: int | None) -> Iterator[bytes]:
     """Whole lines of ``stream`` in blocks of about ``block_bytes`` (at most ``limit`` bytes)."""
     carry, left = b"", limit

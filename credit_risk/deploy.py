@@ -152,14 +152,23 @@ def status_markdown(record: DeployRecord) -> str:
     return "\n".join(lines) + "\n"
 
 
-def model_version(decision: Decision) -> str:
-    """Content-addressed version name: the same model always publishes to the same place."""
-    digest = decision.model_fingerprint.split(":")[-1]
+def version_name(fingerprint: str) -> str:
+    """Content-addressed version name of a model fingerprint (``evaluation.model_fingerprint``):
+    the same model always publishes to the same place and scores under the same version."""
+    digest = fingerprint.rsplit(":", maxsplit=1)[-1]
     if not re.fullmatch(r"[0-9a-f]{8,64}", digest):
+        raise ConfigError(f"not a usable model fingerprint: {fingerprint!r}")
+    return f"m-{digest[:16]}"
+
+
+def model_version(decision: Decision) -> str:
+    """The version name of the model an approval record approved."""
+    try:
+        return version_name(decision.model_fingerprint)
+    except ConfigError:
         raise ConfigError(
             f"the approval record has no usable model fingerprint: {decision.model_fingerprint!r}"
-        )
-    return f"m-{digest[:16]}"
+        ) from None
 
 
 def approval_id(record_text: str) -> str:

@@ -7,9 +7,13 @@ kfp 2.13's SubprocessRunner executes each component in a subprocess of the curre
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import io
 import json
 import logging
 import re
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -24,6 +28,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 # (task, output) of the artifacts the summary points at; task names are the component names.
 ARTIFACTS = {
+    "snapshot": ("ingest", "snapshot"),
     "statistics": ("validate", "statistics"),
     "schema": ("validate", "schema"),
     "anomalies": ("validate", "anomalies"),
@@ -78,6 +83,33 @@ class RunSummary:
         }
 
 
+class _Tail(io.TextIOBase):
+    """Passes output through and keeps the last lines, to name a failed task's exception."""
+
+    _ERROR = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
+
+    def __init__(self, target: Any, keep: int = 400) -> None:
+        self.target, self.partial = target, ""
+        self.lines: collections.deque[str] = collections.deque(maxlen=keep)
+
+    def write(self, text: str) -> int:
+        self.target.write(text)
+        *complete, self.partial = (self.partial + text).split("\n")
+        self.lines.extend(_ANSI.sub("", line) for line in complete)
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def last_error(self) -> str:
+        """``Kind: message`` of the last exception line printed, or ""."""
+        for line in reversed(self.lines):
+            match = self._ERROR.match(line.strip())
+            if match:
+                return f"{match.group(1)}: {match.group(2)}"
+        return ""
+
+
 def _latest_run_dir(pipeline_root: Path, pipeline_name: str, before: set[Path]) -> Path | None:
     runs = [p for p in pipeline_root.glob(f"{pipeline_name}-*") if p.is_dir() and p not in before]
     return max(runs, key=lambda p: p.stat().st_mtime) if runs else None
@@ -108,10 +140,15 @@ def run_local(data_uri: str, feature_spec_uri: str, pipeline_root: str | Path, *
     warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
     start = time.perf_counter()
     error = ""
+    tail = _Tail(sys.stdout)
     try:
-        training_pipeline(data_uri=data_uri, feature_spec_uri=feature_spec_uri, **params)
+        with contextlib.redirect_stdout(tail):  # kfp.local prints each task's output here
+            training_pipeline(data_uri=data_uri, feature_spec_uri=feature_spec_uri, **params)
     except RuntimeError as e:  # kfp.local's way of saying a task failed
         error = _ANSI.sub("", str(e))
+        cause = tail.last_error()
+        if cause:
+            error = f"{error} {cause}"
     seconds = time.perf_counter() - start
     run_dir = _latest_run_dir(root, PIPELINE_NAME, before)
     artifacts = collect(run_dir) if run_dir else {}

@@ -10,7 +10,7 @@ import logging
 import time
 from pathlib import Path
 
-from credit_risk import data, data_stats, feature_spec, gate, storage, training_data
+from credit_risk import data, data_stats, feature_spec, gate, ingest, storage, training_data
 from credit_risk.deploy import DeployConfig, DeployRecord, deploy, status_markdown
 from credit_risk.errors import DataValidationError, DeployError, ModelRejectedError
 from credit_risk.evaluation import EvaluationResult, evaluate, write_decision
@@ -26,6 +26,24 @@ DATA_FILE = "data.csv"  # file name of a Dataset artifact's table inside its dir
 def _csv_in(artifact_path: str) -> str:
     p = Path(artifact_path)
     return str(p / DATA_FILE) if p.is_dir() else str(p)
+
+
+def ingest_step(
+    data_uri: str,
+    spec_uri: str,
+    target: str,
+    sql_query: str = "",
+    sql_params: dict | None = None,
+    chunk_rows: int = ingest.CHUNK_ROWS,
+) -> ingest.Snapshot:
+    """The training snapshot at ``target``: ``sql_query`` on PostgreSQL (credentials from the
+    environment) when given, else the file(s) at ``data_uri``."""
+    spec = feature_spec.load(spec_uri)
+    if sql_query.strip():
+        log.info("ingest: PostgreSQL query (%d parameter(s)) -> %s", len(sql_params or {}), target)
+        return ingest.ingest_postgres(sql_query, spec, target, params=sql_params, chunk_rows=chunk_rows)
+    log.info("ingest: %s -> %s", data_uri, target)
+    return ingest.ingest_files(data_uri, spec, target, chunk_rows=chunk_rows)
 
 
 def validate_step(

@@ -334,6 +334,8 @@ def publish_dir(local_dir: str | Path, target: str) -> bool:
     if is_gcs(target):
         return _publish_gcs(source, manifest, marker, target.rstrip("/"))
     dest = Path(target)
+    if dest.is_dir() and not any(dest.iterdir()):
+        dest.rmdir()  # an empty directory (e.g. an output path KFP created) holds no version
     if dest.exists():
         _check_same(dest / PUBLISHED_MARKER, marker, target)
         return False

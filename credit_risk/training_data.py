@@ -38,40 +38,65 @@ def _is_parquet(uri: str) -> bool:
     return uri.endswith((".parquet", ".pq"))
 
 
-def _typed_chunk(raw: pd.DataFrame, spec: FeatureSpec, where: str, first_row: int) -> pd.DataFrame:
-    """Spec columns with spec types (numerics float64, categoricals str/NaN, label int64), or a
-    DataError naming the file, row (from 1, the first data row of that file) and value."""
-    missing = [c for c in spec.columns if c not in raw.columns]
+def _bad_values(
+    label: str, column: pd.Series, bad: np.ndarray, first_row: int, line_offset: int | None, expected: str
+) -> str:
+    """``column 'x' row 7 value 'n/a' is not a number`` (up to 3 examples, then a count)."""
+    where = np.flatnonzero(bad)
+    line = (
+        (lambda i: f" (file line {first_row + i + line_offset})")
+        if line_offset is not None
+        else (lambda i: "")
+    )
+    examples = ", ".join(f"row {first_row + i}{line(i)} value {column.iloc[i]!r}" for i in where[:3])
+    more = f" (+{len(where) - 3} more)" if len(where) > 3 else ""
+    verb = "is" if len(where) == 1 else "are"
+    return f"{label} {column.name!r} {examples}{more} {verb} not {expected}"
+
+
+def typed_chunk(
+    raw: pd.DataFrame,
+    spec: FeatureSpec,
+    where: str,
+    first_row: int,
+    line_offset: int | None = None,
+    model_inputs_only: bool = False,
+) -> pd.DataFrame:
+    """Spec columns with spec types (numerics float64, categoricals str/NaN, label int64), or one
+    DataError naming the source, and for every column with bad values the rows (from
+    ``first_row``; ``line_offset`` also gives the file line) and values. ``model_inputs_only``:
+    just the model's input features, no label (data to score)."""
+    features = spec.model_features if model_inputs_only else list(spec.features)
+    needed = [f.name for f in features] + ([] if model_inputs_only else [spec.label])
+    missing = [c for c in needed if c not in raw.columns]
     if missing:
         raise DataError(
             f"{where}: column(s) {missing} named by feature spec {spec.name!r} are not in the data"
         )
-    out = {}
-    for f in spec.features:
+    out, problems = {}, []
+    for f in features:
         col = raw[f.name]
         if f.is_numeric:
             num = pd.to_numeric(col, errors="coerce")
-            bad = num.isna() & col.notna()
+            bad = (num.isna() & col.notna()).to_numpy()
             if bad.any():
-                i = int(np.flatnonzero(bad.to_numpy())[0])
-                raise DataError(
-                    f"{where}: column {f.name!r} row {first_row + i} value {col.iloc[i]!r} is not a number"
-                )
+                problems.append(_bad_values("column", col, bad, first_row, line_offset, "a number"))
             out[f.name] = num.astype("float64")
         else:
-            # CSV cells are already text; a Parquet column may hold numbers or None
+            # CSV cells are already text; a Parquet or database column may hold numbers or None
             text = col if col.dtype == object else col.astype(str)
             out[f.name] = text.where(col.notna(), np.nan)
-    label = pd.to_numeric(raw[spec.label], errors="coerce")
-    bad = ~label.isin([0, 1])
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(
-            f"{where}: label {spec.label!r} row {first_row + i} value {raw[spec.label].iloc[i]!r} "
-            "is not 0 or 1"
-        )
-    out[spec.label] = label.astype("int64")
-    return pd.DataFrame(out, index=raw.index)[spec.columns].reset_index(drop=True)
+    if not model_inputs_only:
+        label = pd.to_numeric(raw[spec.label], errors="coerce")
+        bad = (~label.isin([0, 1])).to_numpy()
+        if bad.any():
+            problems.append(_bad_values("label", raw[spec.label], bad, first_row, line_offset, "0 or 1"))
+        out[spec.label] = label
+    if problems:
+        raise DataError(f"{where}: " + "; ".join(problems))
+    if not model_inputs_only:
+        out[spec.label] = out[spec.label].astype("int64")
+    return pd.DataFrame(out, index=raw.index)[needed].reset_index(drop=True)
 
 
 def _raw_chunks(uri: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -114,7 +139,7 @@ class FileSource:
         for index, uri in files if files is not None else list(enumerate(self.files())):
             row = 1
             for raw in _raw_chunks(uri, self.chunk_rows):
-                yield index * ROW_KEY_FILE_STRIDE + row, _typed_chunk(raw, spec, uri, row)
+                yield index * ROW_KEY_FILE_STRIDE + row, typed_chunk(raw, spec, uri, row)
                 row += len(raw)
 
 
@@ -128,7 +153,7 @@ class FrameSource:
         self, spec: FeatureSpec, files: list[tuple[int, str]] | None = None
     ) -> Iterator[tuple[int, pd.DataFrame]]:
         if not self.frame.empty:
-            yield 1, _typed_chunk(self.frame, spec, "training frame", 1)
+            yield 1, typed_chunk(self.frame, spec, "training frame", 1)
 
 
 Source = FileSource | FrameSource

@@ -267,7 +267,7 @@ def _tfdv_anomalies(anomalies_proto: Any, warn_only: tuple[str, ...]) -> list[An
     return out
 
 
-def _drift_values(anomalies_proto: Any) -> dict[str, dict[str, float]]:
+def drift_values(anomalies_proto: Any) -> dict[str, dict[str, float]]:
     """Every drift/skew measurement TFDV made, also those under threshold (for KFP Metrics)."""
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
@@ -361,7 +361,7 @@ def validate(
         stats, schema, previous_statistics=baseline, serving_statistics=serving
     )
     result.anomalies = _tfdv_anomalies(anomalies_proto, config.warn_only) + spec_anomalies
-    result.drift = _drift_values(anomalies_proto)
+    result.drift = drift_values(anomalies_proto)
     if baseline is not None:
         base_rows = baseline.datasets[0].num_examples
         if checks.rows < (1 - config.max_row_drop) * base_rows:

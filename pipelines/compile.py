@@ -12,16 +12,20 @@ COMPILED_FILE = Path(__file__).with_name("training_pipeline.yaml")
 
 
 def compile_pipeline(
-    output: str | Path = COMPILED_FILE, registry: str | None = None, tag: str | None = None
+    output: str | Path = COMPILED_FILE,
+    registry: str | None = None,
+    tag: str | None = None,
+    database_secret: str | None = None,
 ) -> Path:
     """Compile to ``output``; ``registry``/``tag`` replace the default image of every component and
-    the default serving image (users push our images to their own registry)."""
-    from credit_risk.pipelines.training_pipeline import training_pipeline
+    the default serving image (users push our images to their own registry); ``database_secret``
+    mounts that Kubernetes secret on the ingest step (PostgreSQL credentials)."""
+    from credit_risk.pipelines.training_pipeline import build_training_pipeline
     from kfp import compiler
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(training_pipeline, str(output))
+    compiler.Compiler().compile(build_training_pipeline(database_secret), str(output))
     docs = list(yaml.safe_load_all(output.read_text()))
     spec = docs[0]
     pipeline_image = images.pipeline_image(registry, tag)

@@ -1,11 +1,17 @@
-"""The training pipeline: validate -> split -> train -> evaluate (gate) -> deploy.
+"""The training pipeline: ingest -> validate -> split -> train -> evaluate (gate) -> deploy.
 
 Deploy always runs and reads the approval itself (TFX Pusher pattern), so the pipeline needs no
 ``dsl.If`` - which the kfp 2.13 local runner cannot execute - and the same YAML runs locally and on
 Kubeflow.
+
+``build_training_pipeline(database_secret)`` mounts that Kubernetes secret's keys as libpq's
+variables on the ingest step (for ``sql_query`` runs); the default pipeline mounts none, so it
+runs in namespaces without a database secret.
 """
 
-from credit_risk.components import deploy, evaluate, split, train, validate
+from typing import Any
+
+from credit_risk.components import deploy, evaluate, ingest, split, train, validate
 from kfp import dsl
 
 from credit_risk import images
@@ -17,118 +23,150 @@ _DEFAULTS = TrainingConfig()
 _DEPLOY = DeployConfig(name="credit-risk")
 
 
-@dsl.pipeline(
-    name=PIPELINE_NAME,
-    description="Validate credit data with TFDV, train a wide-and-deep PD model, evaluate it against "
-    "an approval gate, and deploy it as a KServe InferenceService (smoke test, canary) if approved.",
-)
-def training_pipeline(
-    data_uri: str,
-    feature_spec_uri: str,
-    schema_uri: str = "",
-    baseline_stats_uri: str = "",
-    serving_data_uri: str = "",
-    warn_only_anomalies: list = [],  # noqa: B006 - KFP needs a literal default; never mutated
-    beam_args: list = [],  # noqa: B006 - KFP needs a literal default; never mutated
-    eval_fraction: float = 0.25,
-    seed: int = _DEFAULTS.seed,
-    epochs: int = _DEFAULTS.epochs,
-    batch_size: int = _DEFAULTS.batch_size,
-    learning_rate: float = _DEFAULTS.learning_rate,
-    wide_learning_rate: float = _DEFAULTS.wide_learning_rate or 0.0,
-    wide_optimizer: str = _DEFAULTS.wide_optimizer,
-    hidden_units: list = list(_DEFAULTS.model.hidden_units),  # noqa: B006 - KFP needs a literal default
-    dropout: float = _DEFAULTS.model.dropout,
-    l1: float = _DEFAULTS.model.l1,
-    l2: float = _DEFAULTS.model.l2,
-    class_weighting: bool = _DEFAULTS.class_weighting,
-    early_stopping_patience: int = _DEFAULTS.early_stopping_patience,
-    validation_fraction: float = _DEFAULTS.validation_fraction,
-    ensemble_size: int = _DEFAULTS.ensemble_size,
-    stream_training_data: bool = False,
-    gate_config_uri: str = "",
-    gate_overrides: dict = {},  # noqa: B006 - KFP needs a literal default; never mutated
-    champion_model_uri: str = "",
-    override_approver: str = "",
-    override_rationale: str = "",
-    allow_override: bool = False,
-    service_name: str = "credit-risk",
-    namespace: str = "credit-risk",
-    serving_image: str = images.serving_image(),
-    fail_on_rejection: bool = False,
-    serving_root: str = "",
-    apply_to_cluster: bool = False,
-    canary_traffic_percent: int = _DEPLOY.canary_traffic_percent,
-    rollout_timeout_seconds: int = int(_DEPLOY.rollout_timeout_seconds),
-    min_replicas: int = _DEPLOY.min_replicas,
-    max_replicas: int = _DEPLOY.max_replicas,
-    logger_url: str = "",
-):
-    """Validation: ``schema_uri`` (curated schema; "" = the one beside the spec),
-    ``baseline_stats_uri`` (drift), ``serving_data_uri`` (skew), ``warn_only_anomalies`` (kinds
-    that do not fail), ``beam_args`` (statistics on a Beam runner). Training parameters are
-    ``credit_risk.training.TrainingConfig``'s (``wide_learning_rate`` 0 = ``learning_rate``);
-    ``stream_training_data`` trains from the snapshot in bounded chunks.
-    ``serving_root`` (e.g. gs://bucket/models): where approved versions are published, immutable;
-    empty = serve the pipeline's model artifact. ``apply_to_cluster``: create/patch the
-    InferenceService through the Kubernetes API with a canary (else only render and smoke-test it)."""
-    validated = validate(
-        data_uri=data_uri,
-        feature_spec_uri=feature_spec_uri,
-        schema_uri=schema_uri,
-        baseline_stats_uri=baseline_stats_uri,
-        serving_data_uri=serving_data_uri,
-        warn_only_anomalies=warn_only_anomalies,
-        beam_args=beam_args,
-    ).set_display_name("validate data (TFDV)")
-    splits = split(
-        validated_data=validated.outputs["validated_data"],
-        feature_spec_uri=feature_spec_uri,
-        eval_fraction=eval_fraction,
-        seed=seed,
-    ).set_display_name("train / held-out split")
-    trained = train(
-        train_data=splits.outputs["train_data"],
-        feature_spec_uri=feature_spec_uri,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        wide_learning_rate=wide_learning_rate,
-        wide_optimizer=wide_optimizer,
-        hidden_units=hidden_units,
-        dropout=dropout,
-        l1=l1,
-        l2=l2,
-        class_weighting=class_weighting,
-        early_stopping_patience=early_stopping_patience,
-        validation_fraction=validation_fraction,
-        seed=seed,
-        ensemble_size=ensemble_size,
-        stream_data=stream_training_data,
-    ).set_display_name("train wide-and-deep")
-    evaluated = evaluate(
-        model=trained.outputs["model"],
-        eval_data=splits.outputs["eval_data"],
-        feature_spec_uri=feature_spec_uri,
-        gate_config_uri=gate_config_uri,
-        gate_overrides=gate_overrides,
-        champion_model_uri=champion_model_uri,
-        override_approver=override_approver,
-        override_rationale=override_rationale,
-        allow_override=allow_override,
-    ).set_display_name("evaluate + approval gate")
-    deploy(
-        model=trained.outputs["model"],
-        approval=evaluated.outputs["approval"],
-        service_name=service_name,
-        namespace=namespace,
-        serving_image=serving_image,
-        fail_on_rejection=fail_on_rejection,
-        serving_root=serving_root,
-        apply_to_cluster=apply_to_cluster,
-        canary_traffic_percent=canary_traffic_percent,
-        rollout_timeout_seconds=rollout_timeout_seconds,
-        min_replicas=min_replicas,
-        max_replicas=max_replicas,
-        logger_url=logger_url,
-    ).set_display_name("deploy (approved only)")
+# secret key -> environment variable of the ingest step (libpq's names)
+DATABASE_SECRET_KEYS = {
+    "host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD", "database": "PGDATABASE",
+}  # fmt: skip
+
+
+def build_training_pipeline(database_secret: str | None = None) -> Any:
+    """The pipeline (a kfp GraphComponent); ``database_secret``: name of the Kubernetes secret
+    holding the database connection (keys host, port, user, password, database), mounted on the
+    ingest step as PGHOST ... PGDATABASE."""
+
+    def training_pipeline(
+        data_uri: str,
+        feature_spec_uri: str,
+        sql_query: str = "",
+        sql_params: dict = {},  # noqa: B006 - KFP needs a literal default; never mutated
+        ingest_chunk_rows: int = 100_000,
+        schema_uri: str = "",
+        baseline_stats_uri: str = "",
+        serving_data_uri: str = "",
+        warn_only_anomalies: list = [],  # noqa: B006 - KFP needs a literal default; never mutated
+        beam_args: list = [],  # noqa: B006 - KFP needs a literal default; never mutated
+        eval_fraction: float = 0.25,
+        seed: int = _DEFAULTS.seed,
+        epochs: int = _DEFAULTS.epochs,
+        batch_size: int = _DEFAULTS.batch_size,
+        learning_rate: float = _DEFAULTS.learning_rate,
+        wide_learning_rate: float = _DEFAULTS.wide_learning_rate or 0.0,
+        wide_optimizer: str = _DEFAULTS.wide_optimizer,
+        hidden_units: list = list(_DEFAULTS.model.hidden_units),  # noqa: B006 - KFP needs a literal default
+        dropout: float = _DEFAULTS.model.dropout,
+        l1: float = _DEFAULTS.model.l1,
+        l2: float = _DEFAULTS.model.l2,
+        class_weighting: bool = _DEFAULTS.class_weighting,
+        early_stopping_patience: int = _DEFAULTS.early_stopping_patience,
+        validation_fraction: float = _DEFAULTS.validation_fraction,
+        ensemble_size: int = _DEFAULTS.ensemble_size,
+        stream_training_data: bool = False,
+        gate_config_uri: str = "",
+        gate_overrides: dict = {},  # noqa: B006 - KFP needs a literal default; never mutated
+        champion_model_uri: str = "",
+        override_approver: str = "",
+        override_rationale: str = "",
+        allow_override: bool = False,
+        service_name: str = "credit-risk",
+        namespace: str = "credit-risk",
+        serving_image: str = images.serving_image(),
+        fail_on_rejection: bool = False,
+        serving_root: str = "",
+        apply_to_cluster: bool = False,
+        canary_traffic_percent: int = _DEPLOY.canary_traffic_percent,
+        rollout_timeout_seconds: int = int(_DEPLOY.rollout_timeout_seconds),
+        min_replicas: int = _DEPLOY.min_replicas,
+        max_replicas: int = _DEPLOY.max_replicas,
+        logger_url: str = "",
+    ):
+        """Ingest: ``sql_query`` (PostgreSQL, ``:name`` placeholders from ``sql_params``; credentials
+        from the environment / database secret) or, when empty, the files at ``data_uri``.
+        Validation: ``schema_uri`` (curated schema; "" = the one beside the spec),
+        ``baseline_stats_uri`` (drift), ``serving_data_uri`` (skew), ``warn_only_anomalies`` (kinds
+        that do not fail), ``beam_args`` (statistics on a Beam runner). Training parameters are
+        ``credit_risk.training.TrainingConfig``'s (``wide_learning_rate`` 0 = ``learning_rate``);
+        ``stream_training_data`` trains from the snapshot in bounded chunks.
+        ``serving_root`` (e.g. gs://bucket/models): where approved versions are published, immutable;
+        empty = serve the pipeline's model artifact. ``apply_to_cluster``: create/patch the
+        InferenceService through the Kubernetes API with a canary (else only render and smoke-test it)."""
+        snapshot = ingest(
+            data_uri=data_uri,
+            feature_spec_uri=feature_spec_uri,
+            sql_query=sql_query,
+            sql_params=sql_params,
+            chunk_rows=ingest_chunk_rows,
+        ).set_display_name("ingest snapshot")
+        if database_secret:
+            from kfp import kubernetes
+
+            kubernetes.use_secret_as_env(snapshot, database_secret, DATABASE_SECRET_KEYS)
+        validated = validate(
+            data=snapshot.outputs["snapshot"],
+            feature_spec_uri=feature_spec_uri,
+            schema_uri=schema_uri,
+            baseline_stats_uri=baseline_stats_uri,
+            serving_data_uri=serving_data_uri,
+            warn_only_anomalies=warn_only_anomalies,
+            beam_args=beam_args,
+        ).set_display_name("validate data (TFDV)")
+        splits = split(
+            validated_data=validated.outputs["validated_data"],
+            feature_spec_uri=feature_spec_uri,
+            eval_fraction=eval_fraction,
+            seed=seed,
+        ).set_display_name("train / held-out split")
+        trained = train(
+            train_data=splits.outputs["train_data"],
+            feature_spec_uri=feature_spec_uri,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            wide_learning_rate=wide_learning_rate,
+            wide_optimizer=wide_optimizer,
+            hidden_units=hidden_units,
+            dropout=dropout,
+            l1=l1,
+            l2=l2,
+            class_weighting=class_weighting,
+            early_stopping_patience=early_stopping_patience,
+            validation_fraction=validation_fraction,
+            seed=seed,
+            ensemble_size=ensemble_size,
+            stream_data=stream_training_data,
+        ).set_display_name("train wide-and-deep")
+        evaluated = evaluate(
+            model=trained.outputs["model"],
+            eval_data=splits.outputs["eval_data"],
+            feature_spec_uri=feature_spec_uri,
+            gate_config_uri=gate_config_uri,
+            gate_overrides=gate_overrides,
+            champion_model_uri=champion_model_uri,
+            override_approver=override_approver,
+            override_rationale=override_rationale,
+            allow_override=allow_override,
+        ).set_display_name("evaluate + approval gate")
+        deploy(
+            model=trained.outputs["model"],
+            approval=evaluated.outputs["approval"],
+            service_name=service_name,
+            namespace=namespace,
+            serving_image=serving_image,
+            fail_on_rejection=fail_on_rejection,
+            serving_root=serving_root,
+            apply_to_cluster=apply_to_cluster,
+            canary_traffic_percent=canary_traffic_percent,
+            rollout_timeout_seconds=rollout_timeout_seconds,
+            min_replicas=min_replicas,
+            max_replicas=max_replicas,
+            logger_url=logger_url,
+        ).set_display_name("deploy (approved only)")
+
+    return dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Ingest credit data (PostgreSQL or files), validate it with TFDV, train a wide-and-deep "
+        "PD model, evaluate it against an approval gate, and deploy it as a KServe InferenceService "
+        "(smoke test, canary) if approved.",
+    )(training_pipeline)
+
+
+training_pipeline = build_training_pipeline()

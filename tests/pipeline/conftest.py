@@ -40,3 +40,16 @@ def gcs():
         client = storage._client()
         client.create_bucket("credit-risk-test")
         yield client, "credit-risk-test"
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server on 127.0.0.1 with the bundled CSVs loaded as tables
+    ``german_credit`` and ``credit_data`` (tests/postgres_server.py)."""
+    from tests.helpers import CREDIT_CSV, GERMAN_CSV
+    from tests.postgres_server import load_csv, postgres_server
+
+    with postgres_server() as pg:
+        load_csv(pg, GERMAN_CSV, "german_credit")
+        load_csv(pg, CREDIT_CSV, "credit_data")
+        yield pg

@@ -140,8 +140,12 @@ def test_an_unpublished_leftover_is_refused_not_served(tmp_path):
     (model / "saved_model.pb").write_bytes(b"graph")
     target = tmp_path / "serving" / "v1"
     target.mkdir(parents=True)
+    (target / "saved_model.pb").write_bytes(b"half")  # an interrupted copy, no marker
     with pytest.raises(storage.PublishError, match="never published"):
         storage.publish_dir(model, str(target))
+    empty = tmp_path / "serving" / "v2"  # e.g. an output directory KFP created: holds nothing
+    empty.mkdir()
+    assert storage.publish_dir(model, str(empty)) is True and storage.is_published(str(empty))
 
 
 def test_infra_validation_starts_the_real_predictor_and_queries_it(german_model_dir):

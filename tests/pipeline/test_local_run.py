@@ -50,11 +50,50 @@ def test_german_credit_end_to_end_is_approved_and_deployable(tmp_path):
     assert "personal_status_and_sex: disparate impact" in report and "age_band: disparate impact" in report
 
 
-def test_credit_data_end_to_end(tmp_path):
-    s = run_local(str(CREDIT_CSV), str(CREDIT_SPEC), tmp_path)
+def test_credit_data_end_to_end_ingested_from_postgresql(tmp_path, postgres, monkeypatch):
+    """Training data from a real PostgreSQL server: credentials only in the environment (as the
+    database secret sets them on Kubeflow), never in the pipeline parameters."""
+    for key, value in postgres.env().items():
+        monkeypatch.setenv(key, value)
+    query = "SELECT * FROM credit_data WHERE id >= :first_id ORDER BY id"
+    s = run_local("", str(CREDIT_SPEC), tmp_path, sql_query=query, sql_params={"first_id": 1})
     assert s.succeeded, s.error
     assert s.verdict == gate.APPROVED, s.decision.reasons
     assert s.decision.metrics["auc"] >= 0.80
+    out = json.loads((Path(s.run_dir) / "ingest" / "executor_output.json").read_text())
+    meta = out["artifacts"]["snapshot"]["artifacts"][0]["metadata"]
+    assert meta["source"] == "postgres" and meta["rows"] == len(read_rows(CREDIT_CSV)[1])
+    assert meta["dropped_columns"] == ["id"]
+    assert postgres.password not in json.dumps(out)
+
+
+def test_end_to_end_with_data_spec_and_serving_root_on_gcs(tmp_path, gcs):
+    """gs:// URIs only for data, feature spec and the published model (the GCS emulator); the
+    pipeline root stays local because kfp 2.13's local runner only writes local paths."""
+    client, bucket = gcs
+    schema = GERMAN_SPEC.with_name("german_credit.schema.pbtxt")
+    for local, name in (
+        (GERMAN_CSV, "data/german_credit.csv"),
+        (GERMAN_SPEC, "specs/german_credit.spec.yaml"),
+        (schema, "specs/german_credit.schema.pbtxt"),
+    ):
+        client.bucket(bucket).blob(name).upload_from_filename(str(local))
+    s = run_local(
+        f"gs://{bucket}/data/german_credit.csv",
+        f"gs://{bucket}/specs/german_credit.spec.yaml",
+        tmp_path,
+        schema_uri=f"gs://{bucket}/specs/german_credit.schema.pbtxt",
+        serving_root=f"gs://{bucket}/serving",
+        epochs=3,
+        ensemble_size=1,
+        gate_overrides={"min_auc": 0.5, "min_ks": 0.0, "max_brier": 1.0},
+    )
+    assert s.succeeded, s.error
+    assert s.verdict == gate.APPROVED, s.decision.reasons
+    assert s.deployment.storage_uri.startswith(f"gs://{bucket}/serving/")
+    from credit_risk import storage
+
+    assert storage.is_published(s.deployment.storage_uri)
 
 
 def test_unreachable_threshold_is_rejected_and_not_deployed(tmp_path):
@@ -65,14 +104,28 @@ def test_unreachable_threshold_is_rejected_and_not_deployed(tmp_path):
     assert "inference_service" not in s.artifacts
 
 
-def test_broken_column_stops_at_validation_and_trains_nothing(tmp_path):
+def test_a_value_of_the_wrong_type_stops_at_ingest_and_trains_nothing(tmp_path):
     header, rows = read_rows(GERMAN_CSV)
     rows[9][header.index("credit_amount")] = "n/a"
     bad = write_rows(tmp_path / "bad.csv", header, rows)
     s = run_local(str(bad), str(GERMAN_SPEC), tmp_path / "root")
+    assert not s.succeeded and s.failed_task == "ingest"
+    assert (
+        "DataError: " in s.error
+        and "bad.csv: column 'credit_amount' row 10 (file line 11) value 'n/a' is not a number" in s.error
+    )
+    assert "snapshot" not in s.artifacts  # nothing published
+    assert not (Path(s.run_dir) / "validate").exists() and "model" not in s.artifacts
+
+
+def test_out_of_range_values_stop_at_validation_and_train_nothing(tmp_path):
+    header, rows = read_rows(GERMAN_CSV)
+    rows[9][header.index("age_in_years")] = "7"
+    bad = write_rows(tmp_path / "bad.csv", header, rows)
+    s = run_local(str(bad), str(GERMAN_SPEC), tmp_path / "root")
     assert not s.succeeded and s.failed_task == "validate"
-    assert {a["column"] for a in s.anomalies} == {"credit_amount"}
-    assert any("row 10 (file line 11) value 'n/a'" in a["description"] for a in s.anomalies)
+    assert "age_in_years" in {a["column"] for a in s.anomalies}
+    assert any("row 10" in a["description"] and "7" in a["description"] for a in s.anomalies), s.anomalies
     assert not (Path(s.run_dir) / "train").exists() and "model" not in s.artifacts
 
 

@@ -14,7 +14,8 @@ def test_committed_yaml_is_up_to_date(tmp_path):
 def test_compiled_pipeline_shape(tmp_path):
     spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml").read_text())
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"validate", "split", "train", "evaluate", "deploy"}
+    assert set(tasks) == {"ingest", "validate", "split", "train", "evaluate", "deploy"}
+    assert tasks["validate"]["dependentTasks"] == ["ingest"]
     assert tasks["deploy"]["dependentTasks"] == ["evaluate", "train"]
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert "defaultValue" not in params["data_uri"] and "defaultValue" not in params["feature_spec_uri"]
@@ -35,3 +36,20 @@ def test_registry_and_tag_are_baked_in(tmp_path):
     assert images_used == {"eu.gcr.io/acme/credit-risk-pipeline:1.2.3"}
     serving = spec["root"]["inputDefinitions"]["parameters"]["serving_image"]["defaultValue"]
     assert serving == "eu.gcr.io/acme/credit-risk-predictor:1.2.3"
+
+
+def test_database_secret_is_mounted_on_the_ingest_step_only_when_asked(tmp_path):
+    from credit_risk.pipelines.training_pipeline import DATABASE_SECRET_KEYS
+
+    docs = list(
+        yaml.safe_load_all(compile_pipeline(tmp_path / "p.yaml", database_secret="loans-db").read_text())
+    )
+    platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert list(platform) == ["exec-ingest"]
+    mounted = platform["exec-ingest"]["secretAsEnv"][0]
+    assert mounted["secretName"] == "loans-db"
+    assert {m["secretKey"]: m["envVar"] for m in mounted["keyToEnv"]} == DATABASE_SECRET_KEYS
+    params = docs[0]["root"]["inputDefinitions"]["parameters"]
+    assert not any("password" in name for name in params)  # credentials are never parameters
+    default = list(yaml.safe_load_all(COMPILED_FILE.read_text()))
+    assert len(default) == 1  # the committed YAML mounts no secret
