@@ -4,11 +4,13 @@ Each body only unpacks artifacts, calls one step function and records metadata, 
 tested without KFP. Every component runs in the pipeline image (no pip install at run time).
 """
 
+from credit_risk.components.batch_score import batch_score
 from credit_risk.components.deploy import deploy
 from credit_risk.components.evaluate import evaluate
 from credit_risk.components.ingest import ingest
+from credit_risk.components.monitor import monitor
 from credit_risk.components.split import split
 from credit_risk.components.train import train
 from credit_risk.components.validate import validate
 
-__all__ = ["deploy", "evaluate", "ingest", "split", "train", "validate"]
+__all__ = ["batch_score", "deploy", "evaluate", "ingest", "monitor", "split", "train", "validate"]

@@ -94,18 +94,23 @@ def _pipeline_params(args: argparse.Namespace) -> dict[str, Any]:
 
 # --- commands ----------------------------------------------------------------------------------
 def cmd_compile(args: argparse.Namespace) -> int:
-    from credit_risk.pipelines.compile import COMPILED_FILE, compile_pipeline
+    from credit_risk.pipelines.compile import COMPILED_FILE, MONITORING_COMPILED_FILE, compile_pipeline
 
-    out = compile_pipeline(
-        args.output or COMPILED_FILE,
-        registry=args.registry,
-        tag=args.tag,
-        database_secret=args.database_secret,
-    )
-    print(
-        f"compiled pipeline -> {out}  (images: {images.pipeline_image(args.registry, args.tag)}, "
-        f"{images.serving_image(args.registry, args.tag)})"
-    )
+    committed = {"training": COMPILED_FILE, "monitoring": MONITORING_COMPILED_FILE}
+    if args.output and not args.pipeline:
+        raise CreditRiskError("--output needs --pipeline (training or monitoring)")
+    for which in [args.pipeline] if args.pipeline else list(committed):
+        out = compile_pipeline(
+            args.output or committed[which],
+            registry=args.registry,
+            tag=args.tag,
+            database_secret=args.database_secret if which == "training" else None,
+            which=which,
+        )
+        print(
+            f"compiled {which} pipeline -> {out}  (images: {images.pipeline_image(args.registry, args.tag)}, "
+            f"{images.serving_image(args.registry, args.tag)})"
+        )
     return EXIT_OK
 
 
@@ -147,11 +152,57 @@ def cmd_submit(args: argparse.Namespace) -> int:
         wait=args.wait,
         timeout_s=args.timeout,
         upload=args.upload,
+        pipeline_root=args.pipeline_root,
     )
     outcome = submit(config)
     print(json.dumps(outcome, indent=2))
     if args.wait and outcome.get("state") != "SUCCEEDED":
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from credit_risk.batch_scoring import ScoringConfig, score
+
+    config = ScoringConfig(
+        threshold=args.threshold, id_columns=tuple(args.id_column), chunk_rows=args.chunk_rows
+    )
+    result = score(args.model, args.data, args.output, config)
+    print(json.dumps(result.to_dict(), indent=2))
+    return EXIT_OK
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from credit_risk.local_run import format_monitoring_summary, run_monitoring_local
+
+    params: dict[str, Any] = {"fail_on_act": args.fail_on_act}
+    if args.threshold is not None:
+        params["threshold"] = args.threshold
+    params.update(parse_params(args.param))
+    summary = run_monitoring_local(args.model, args.baseline, args.current, args.pipeline_root, **params)
+    print(format_monitoring_summary(summary))
+    if not summary.succeeded:
+        return EXIT_FAILED
+    return EXIT_REJECTED if summary.verdict == "act" else EXIT_OK
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from credit_risk.submit import ScheduleConfig, schedule
+
+    config = ScheduleConfig(
+        host=args.host,
+        name=args.name,
+        params=parse_params(args.param),
+        cron=args.cron,
+        interval_seconds=args.interval_seconds,
+        namespace=args.namespace,
+        experiment=args.experiment,
+        pipeline_file=args.pipeline_file,
+        max_concurrency=args.max_concurrency,
+        catchup=args.catchup,
+        enabled=not args.paused,
+    )
+    print(json.dumps(schedule(config), indent=2))
     return EXIT_OK
 
 
@@ -244,8 +295,13 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("compile", help="compile the pipeline to YAML for the Kubeflow dashboard")
-    p.add_argument("--output", "-o", help="output YAML (default: pipelines/training_pipeline.yaml)")
+    p = sub.add_parser("compile", help="compile the pipelines to YAML for the Kubeflow dashboard")
+    p.add_argument(
+        "--pipeline",
+        choices=["training", "monitoring"],
+        help="compile only this one (default: both, to pipelines/<name>_pipeline.yaml)",
+    )
+    p.add_argument("--output", "-o", help="output YAML (with --pipeline; default: the committed file)")
     p.add_argument("--registry", help=f"image registry (default {images.DEFAULT_REGISTRY})")
     p.add_argument("--tag", help=f"image tag (default: the package version, {__version__})")
     p.add_argument(
@@ -299,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     p.add_argument("--pipeline-file", default=None, help="compiled YAML (default: the committed one)")
     p.add_argument("--run-name", default=None, help="run display name")
     p.add_argument(
+        "--pipeline-root",
+        help="where the run's artifacts are stored, e.g. gs://bucket/kfp-root (default: KFP's own)",
+    )
+    p.add_argument(
         "--param",
         action="append",
         default=[],
@@ -319,6 +379,63 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     )
     p.add_argument("--timeout", type=int, default=3600, help="seconds to wait with --wait (default 3600)")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("score", help="batch-score a dataset of any size with an exported model (chunked)")
+    p.add_argument("--model", required=True, help="exported model directory (SavedModel + feature_spec.yaml)")
+    p.add_argument("--data", required=True, help="CSV/Parquet file, directory or glob; local or gs://")
+    p.add_argument("--output", required=True, help="output directory (Parquet parts), local or gs://")
+    p.add_argument(
+        "--threshold", type=float, default=DEFAULT_OPERATING_THRESHOLD, help="decline when PD >= this"
+    )
+    p.add_argument(
+        "--id-column", action="append", default=[], help="input column copied to the output (repeatable)"
+    )
+    p.add_argument("--chunk-rows", type=int, default=131_072, help="rows in memory at a time")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser(
+        "monitor",
+        help="run the monitoring pipeline locally: batch score + PSI/TFDV drift (exit 3 when 'act')",
+    )
+    p.add_argument("--model", required=True, help="exported (or published) model directory")
+    p.add_argument("--baseline", required=True, help="the model's training data (CSV/Parquet URI)")
+    p.add_argument("--current", required=True, help="recent applications to check (CSV/Parquet URI)")
+    p.add_argument("--pipeline-root", default="runs", help="where artifacts are written (default ./runs)")
+    p.add_argument("--threshold", type=float, help="decision threshold for the scores")
+    p.add_argument(
+        "--fail-on-act", action="store_true", help="fail the run (exit 1) when the verdict is 'act'"
+    )
+    p.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="other pipeline parameter"
+    )
+    p.set_defaults(func=cmd_monitor)
+
+    p = sub.add_parser(
+        "schedule", help="create a KFP recurring run (default: the monitoring pipeline) with kfp.Client"
+    )
+    p.add_argument(
+        "--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline"
+    )
+    p.add_argument("--name", required=True, help="recurring run name, e.g. credit-risk-monitoring-daily")
+    when = p.add_mutually_exclusive_group(required=True)
+    when.add_argument("--cron", help="KFP 6-field cron (sec min hour dom month dow), e.g. '0 0 6 * * *'")
+    when.add_argument("--interval-seconds", type=int, help="run every N seconds (>= 60)")
+    p.add_argument("--namespace", help="Kubeflow profile namespace (multi-user installs)")
+    p.add_argument("--experiment", default="credit-risk-monitoring", help="experiment (created if missing)")
+    p.add_argument("--pipeline-file", help="compiled YAML (default: pipelines/monitoring_pipeline.yaml)")
+    p.add_argument("--max-concurrency", type=int, default=1, help="runs allowed at once (default 1)")
+    p.add_argument(
+        "--catchup", action="store_true", help="after a pause, run every missed slot (default: once)"
+    )
+    p.add_argument("--paused", action="store_true", help="create it disabled")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="pipeline parameter (repeatable), e.g. model_uri=gs://bucket/serving/m-...",
+    )
+    p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("serve", help="serve an exported model with our KServe predictor (serving env)")
     source = p.add_mutually_exclusive_group(required=True)

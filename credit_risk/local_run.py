@@ -200,3 +200,78 @@ def format_summary(summary: RunSummary) -> str:
         lines += [f"  {k:<{width}}  {v}" for k, v in summary.artifacts.items()]
     lines.append("=" * 72)
     return "\n".join(lines)
+
+
+MONITORING_ARTIFACTS = {
+    "scores": ("batch-score", "scores"),
+    "report": ("monitor", "report"),
+    "verdict": ("monitor", "verdict"),
+    "result": ("monitor", "result"),
+}
+
+
+@dataclass
+class MonitoringSummary:
+    succeeded: bool
+    run_dir: str
+    seconds: float
+    error: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        return str(self.result.get("verdict", "failed" if not self.succeeded else "unknown"))
+
+
+def run_monitoring_local(
+    model_uri: str, baseline_data_uri: str, current_data_uri: str, pipeline_root: str | Path, **params: Any
+) -> MonitoringSummary:
+    """Run the monitoring pipeline locally; never raises for a failed run (the summary says why)."""
+    import kfp.local
+
+    from credit_risk.pipelines.monitoring_pipeline import MONITORING_PIPELINE_NAME, monitoring_pipeline
+
+    root = Path(pipeline_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    before = set(root.glob(f"{MONITORING_PIPELINE_NAME}-*"))
+    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
+    start, error, tail = time.perf_counter(), "", _Tail(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(tail):
+            monitoring_pipeline(
+                model_uri=model_uri,
+                baseline_data_uri=baseline_data_uri,
+                current_data_uri=current_data_uri,
+                **params,
+            )
+    except RuntimeError as e:
+        error = f"{_ANSI.sub('', str(e))} {tail.last_error()}".strip()
+    run_dir = _latest_run_dir(root, MONITORING_PIPELINE_NAME, before)
+    artifacts = {}
+    for label, (task, output) in MONITORING_ARTIFACTS.items():
+        path = run_dir / task / output if run_dir else None
+        if path and path.exists():
+            artifacts[label] = str(path)
+    result = json.loads(Path(artifacts["result"]).read_text()) if "result" in artifacts else {}
+    return MonitoringSummary(
+        not error, str(run_dir or ""), time.perf_counter() - start, error, result, artifacts
+    )
+
+
+def format_monitoring_summary(summary: MonitoringSummary) -> str:
+    lines = ["", "=" * 72, f"credit-risk monitoring run: {summary.verdict.upper()} in {summary.seconds:.0f}s"]
+    lines.append(f"run directory: {summary.run_dir}")
+    if summary.error:
+        lines.append(f"FAILED: {summary.error}")
+    r = summary.result
+    if r:
+        lines.append(
+            f"score PSI {r['score_psi']:.4f} ({r['bands']['score']}), {r['current_rows']} current rows"
+        )
+        for name, value in sorted(r["feature_psi"].items(), key=lambda kv: -kv[1])[:5]:
+            lines.append(f"  {name:<40} PSI {value:.4f} ({r['bands'][name]})")
+    lines += [f"  {k:<8} {v}" for k, v in summary.artifacts.items()]
+    lines.append("=" * 72)
+    return "\n".join(lines)

@@ -10,7 +10,17 @@ import logging
 import time
 from pathlib import Path
 
-from credit_risk import data, data_stats, feature_spec, gate, ingest, storage, training_data
+from credit_risk import (
+    batch_scoring,
+    data,
+    data_stats,
+    feature_spec,
+    gate,
+    ingest,
+    monitoring,
+    storage,
+    training_data,
+)
 from credit_risk.deploy import DeployConfig, DeployRecord, deploy, status_markdown
 from credit_risk.errors import DataValidationError, DeployError, ModelRejectedError
 from credit_risk.evaluation import EvaluationResult, evaluate, write_decision
@@ -165,3 +175,25 @@ def deploy_step(
 
 
 __all__ = ["deploy_step", "evaluate_step", "split_step", "train_step", "validate_step"]
+
+
+def batch_score_step(
+    model_dir: str, data_uri: str, output_uri: str, config: batch_scoring.ScoringConfig
+) -> batch_scoring.ScoringResult:
+    """Score ``data_uri`` with the model; the scores are published whole at ``output_uri``."""
+    return batch_scoring.score(model_dir, data_uri, output_uri, config)
+
+
+def monitor_step(
+    model_dir: str,
+    baseline_uri: str,
+    current_uri: str,
+    scores_uri: str,
+    out_dir: str,
+    config: monitoring.MonitoringConfig,
+) -> monitoring.MonitoringResult:
+    """PSI + TFDV drift of the current data and its scores against the baseline; writes the
+    result JSON, HTML report and Markdown verdict to ``out_dir``."""
+    result = monitoring.monitor(model_dir, baseline_uri, current_uri, scores_uri, config)
+    monitoring.write_outputs(result, out_dir)
+    return result

@@ -37,6 +37,11 @@ class SubmitConfig:
     timeout_s: int = 3600
     upload: bool = False  # register the pipeline (and a version) in KFP, then run that version
     pipeline_name: str = "credit-risk-training"
+    pipeline_root: str | None = None  # e.g. gs://bucket/kfp-root: where the run's artifacts go
+
+    @property
+    def root(self) -> str | None:
+        return self.pipeline_root or None
 
     def __post_init__(self) -> None:
         if not self.host.startswith(("http://", "https://")):
@@ -104,12 +109,22 @@ def upload(client: Any, pipeline_file: str, pipeline_name: str, namespace: str |
     return pipeline_id, version.pipeline_version_id
 
 
+def _client(host: str, namespace: str | None) -> Any:
+    import kfp
+
+    return kfp.Client(
+        host=host,
+        namespace=namespace,
+        existing_token=os.environ.get("KFP_TOKEN") or None,
+        cookies=os.environ.get("KFP_COOKIE") or None,
+    )
+
+
 def submit(config: SubmitConfig) -> dict[str, Any]:
     """Create the run (and experiment if needed); with ``wait``, poll until it ends.
 
     Returns {"run_id", "experiment", "url", and with wait: "state", "seconds"}.
     """
-    import kfp
 
     from credit_risk.pipelines.compile import COMPILED_FILE
 
@@ -117,12 +132,7 @@ def submit(config: SubmitConfig) -> dict[str, Any]:
     if not Path(pipeline_file).exists():
         raise ConfigError(f"pipeline file not found: {pipeline_file} (run `credit-risk compile`)")
     check_params(config.params, pipeline_inputs(pipeline_file))
-    client = kfp.Client(
-        host=config.host,
-        namespace=config.namespace,
-        existing_token=os.environ.get("KFP_TOKEN") or None,
-        cookies=os.environ.get("KFP_COOKIE") or None,
-    )
+    client = _client(config.host, config.namespace)
     outcome: dict[str, Any] = {"experiment": config.experiment}
     if config.upload:
         pipeline_id, version_id = upload(client, pipeline_file, config.pipeline_name, config.namespace)
@@ -133,6 +143,7 @@ def submit(config: SubmitConfig) -> dict[str, Any]:
             pipeline_id=pipeline_id,
             version_id=version_id,
             params=config.params,
+            pipeline_root=config.root,
         )
         run_id = run.run_id
         outcome.update({"pipeline_id": pipeline_id, "pipeline_version_id": version_id})
@@ -143,6 +154,7 @@ def submit(config: SubmitConfig) -> dict[str, Any]:
             run_name=config.run_name,
             experiment_name=config.experiment,
             namespace=config.namespace,
+            pipeline_root=config.root,
         ).run_id
     outcome.update({"run_id": run_id, "url": f"{config.host.rstrip('/')}/#/runs/details/{run_id}"})
     log.info("submitted run %s to %s (experiment %s)", run_id, config.host, config.experiment)
@@ -153,3 +165,67 @@ def submit(config: SubmitConfig) -> dict[str, Any]:
         outcome["seconds"] = round(time.monotonic() - start, 1)
         log.info("run %s ended %s after %.0fs", run_id, final.state, outcome["seconds"])
     return outcome
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """A KFP recurring run of a compiled pipeline (the monitoring pipeline by default)."""
+
+    host: str
+    name: str
+    params: dict[str, Any]
+    cron: str | None = None  # KFP's 6-field cron: second minute hour day-of-month month day-of-week
+    interval_seconds: int | None = None
+    namespace: str | None = None
+    experiment: str = "credit-risk-monitoring"
+    pipeline_file: str | None = None
+    max_concurrency: int = 1  # never two monitoring runs at once
+    catchup: bool = False  # after a pause, run once - not once per missed slot
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.host.startswith(("http://", "https://")):
+            raise ConfigError(f"--host must be an http(s) URL, got {self.host!r}")
+        if (self.cron is None) == (self.interval_seconds is None):
+            raise ConfigError("give exactly one of --cron or --interval-seconds")
+        if self.cron is not None and len(self.cron.split()) != 6:
+            raise ConfigError(
+                f"KFP cron expressions have 6 fields (second minute hour day-of-month month day-of-week), "
+                f"got {len(self.cron.split())} in {self.cron!r}; e.g. '0 0 6 * * *' = daily at 06:00"
+            )
+        if self.interval_seconds is not None and self.interval_seconds < 60:
+            raise ConfigError(f"--interval-seconds must be >= 60, got {self.interval_seconds}")
+        if self.max_concurrency < 1:
+            raise ConfigError(f"--max-concurrency must be >= 1, got {self.max_concurrency}")
+
+
+def schedule(config: ScheduleConfig) -> dict[str, Any]:
+    """Create the recurring run (and the experiment if needed); returns its id and schedule."""
+    from credit_risk.pipelines.compile import MONITORING_COMPILED_FILE
+
+    pipeline_file = str(config.pipeline_file or MONITORING_COMPILED_FILE)
+    if not Path(pipeline_file).exists():
+        raise ConfigError(f"pipeline file not found: {pipeline_file} (run `credit-risk compile`)")
+    check_params(config.params, pipeline_inputs(pipeline_file))
+    client = _client(config.host, config.namespace)
+    experiment = client.create_experiment(name=config.experiment, namespace=config.namespace)
+    job = client.create_recurring_run(
+        experiment_id=experiment.experiment_id,
+        job_name=config.name,
+        cron_expression=config.cron,
+        interval_second=config.interval_seconds,
+        max_concurrency=config.max_concurrency,
+        no_catchup=not config.catchup,
+        params=config.params,
+        pipeline_package_path=pipeline_file,
+        enabled=config.enabled,
+    )
+    log.info(
+        "recurring run %s (%s) created in experiment %s", job.recurring_run_id, config.name, config.experiment
+    )
+    return {
+        "recurring_run_id": job.recurring_run_id,
+        "experiment": config.experiment,
+        "schedule": config.cron or f"every {config.interval_seconds}s",
+        "url": f"{config.host.rstrip('/')}/#/recurringrun/details/{job.recurring_run_id}",
+    }

@@ -1,14 +1,29 @@
-"""Compile the pipeline to the YAML the Kubeflow dashboard uploads, with the images baked in."""
+"""Compile the pipelines to the YAML the Kubeflow dashboard uploads, with the images baked in."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from credit_risk import images
 
 COMPILED_FILE = Path(__file__).with_name("training_pipeline.yaml")
+MONITORING_COMPILED_FILE = Path(__file__).with_name("monitoring_pipeline.yaml")
+PIPELINES = ("training", "monitoring")
+
+
+def _pipeline(which: str, database_secret: str | None) -> Any:
+    if which == "training":
+        from credit_risk.pipelines.training_pipeline import build_training_pipeline
+
+        return build_training_pipeline(database_secret)
+    if which == "monitoring":
+        from credit_risk.pipelines.monitoring_pipeline import monitoring_pipeline
+
+        return monitoring_pipeline
+    raise ValueError(f"unknown pipeline {which!r}; one of {PIPELINES}")
 
 
 def compile_pipeline(
@@ -16,16 +31,17 @@ def compile_pipeline(
     registry: str | None = None,
     tag: str | None = None,
     database_secret: str | None = None,
+    which: str = "training",
 ) -> Path:
-    """Compile to ``output``; ``registry``/``tag`` replace the default image of every component and
-    the default serving image (users push our images to their own registry); ``database_secret``
-    mounts that Kubernetes secret on the ingest step (PostgreSQL credentials)."""
-    from credit_risk.pipelines.training_pipeline import build_training_pipeline
+    """Compile pipeline ``which`` to ``output``; ``registry``/``tag`` replace the default image of
+    every component and the default serving image (users push our images to their own
+    registry); ``database_secret`` mounts that Kubernetes secret on the training pipeline's ingest
+    step (PostgreSQL credentials)."""
     from kfp import compiler
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_training_pipeline(database_secret), str(output))
+    compiler.Compiler().compile(_pipeline(which, database_secret), str(output))
     docs = list(yaml.safe_load_all(output.read_text()))
     spec = docs[0]
     pipeline_image = images.pipeline_image(registry, tag)
@@ -33,6 +49,7 @@ def compile_pipeline(
         if "container" in executor:
             executor["container"]["image"] = pipeline_image
     params = spec["root"]["inputDefinitions"]["parameters"]
-    params["serving_image"]["defaultValue"] = images.serving_image(registry, tag)
+    if "serving_image" in params:
+        params["serving_image"]["defaultValue"] = images.serving_image(registry, tag)
     output.write_text(yaml.safe_dump_all(docs, sort_keys=False))
     return output

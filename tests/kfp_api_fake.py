@@ -1,7 +1,7 @@
 """A protocol-level fake of the Kubeflow Pipelines v2beta1 REST API - NOT a KFP server.
 
 It speaks just the paths ``kfp.Client`` uses to upload a pipeline and its versions (multipart), to
-create an experiment and a run and to poll it,
+create an experiment, a run (and poll it) and a recurring run,
 records every request (method, path, JSON body, headers) for the tests to assert on, and answers
 run states from a script. Anything else is a 404, so an unexpected call fails the test.
 """
@@ -21,6 +21,7 @@ class FakeKfpApi:
         self.requests: list[dict] = []
         self.experiments: dict[str, dict] = {}
         self.runs: dict[str, dict] = {}
+        self.recurring_runs: dict[str, dict] = {}
         self.pipelines: dict[str, dict] = {}
         self.versions: dict[str, list[dict]] = {}  # pipeline_id -> versions
         self.uploads: list[bytes] = []  # file contents received by the upload endpoints
@@ -124,6 +125,15 @@ class FakeKfpApi:
             run = {**body, "run_id": run_id, "state": "PENDING"}
             self.runs[run_id] = run
             return 200, run
+        if method == "POST" and path == "/apis/v2beta1/recurringruns":
+            job_id = f"job-{len(self.recurring_runs) + 1}"
+            job = {
+                **body,
+                "recurring_run_id": job_id,
+                "status": "ENABLED" if body.get("mode") == "ENABLE" else "DISABLED",
+            }
+            self.recurring_runs[job_id] = job
+            return 200, job
         if method == "GET" and path.startswith("/apis/v2beta1/runs/"):
             run = self.runs.get(path.rsplit("/", 1)[1])
             if run is None:

@@ -7,7 +7,21 @@ import pytest
 from credit_risk import cli
 from tests.helpers import CREDIT_SPEC, REPO
 
-COMMANDS = ["compile", "run-local", "submit", "serve", "sample-request", "datasets"]
+
+def _commands() -> list[str]:
+    import argparse
+
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sorted(sub.choices)
+
+
+COMMANDS = _commands()
+
+
+def test_every_documented_command_exists():
+    assert {"compile", "run-local", "submit", "schedule", "score", "monitor", "serve", "train"} <= set(
+        COMMANDS
+    )
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])

@@ -1,5 +1,5 @@
 import yaml
-from credit_risk.pipelines.compile import COMPILED_FILE, compile_pipeline
+from credit_risk.pipelines.compile import COMPILED_FILE, MONITORING_COMPILED_FILE, compile_pipeline
 
 from credit_risk import images
 
@@ -9,6 +9,18 @@ def test_committed_yaml_is_up_to_date(tmp_path):
     assert fresh.read_text() == COMPILED_FILE.read_text(), (
         "pipelines/training_pipeline.yaml is stale: run `credit-risk compile` and commit it"
     )
+
+
+def test_committed_monitoring_yaml_is_up_to_date_and_schedulable(tmp_path):
+    fresh = compile_pipeline(tmp_path / "m.yaml", which="monitoring")
+    assert fresh.read_text() == MONITORING_COMPILED_FILE.read_text(), (
+        "pipelines/monitoring_pipeline.yaml is stale: run `credit-risk compile` and commit it"
+    )
+    spec = yaml.safe_load(fresh.read_text())
+    assert set(spec["root"]["dag"]["tasks"]) == {"importer", "batch-score", "monitor"}
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    required = {name for name, p in params.items() if "defaultValue" not in p}
+    assert required == {"model_uri", "baseline_data_uri", "current_data_uri"}
 
 
 def test_compiled_pipeline_shape(tmp_path):

@@ -109,3 +109,72 @@ def test_upload_registers_pipeline_then_versions_and_runs_the_version(tmp_path):
     }
     assert "pipeline_spec" not in runs[0]  # runs reference the registered version, not an inline spec
     assert runs[0]["runtime_config"]["parameters"] == PARAMS
+
+
+MONITORING_PARAMS = {
+    "model_uri": "gs://bank/serving/m-0123456789abcdef",
+    "baseline_data_uri": "gs://bank/snapshots/2026-10",
+    "current_data_uri": "gs://bank/applications/latest/",
+}
+
+
+def test_schedule_creates_a_daily_recurring_monitoring_run(monkeypatch, capsys):
+    monkeypatch.setenv("KFP_TOKEN", "secret-token")
+    with FakeKfpApi() as api:
+        args = ["schedule", "--host", api.url, "--name", "pd-monitoring-daily", "--cron", "0 0 6 * * *"]
+        args += [f"--param={k}={v}" for k, v in MONITORING_PARAMS.items()] + ["--param=fail_on_act=true"]
+        assert cli.main(args) == cli.EXIT_OK
+    printed = capsys.readouterr().out  # kfp.Client prints the experiment link first
+    out = json.loads(printed[printed.index("{") :])
+    assert out["recurring_run_id"] == "job-1" and out["url"].endswith("/#/recurringrun/details/job-1")
+    posts = [r for r in api.requests if r["method"] == "POST"]
+    assert [r["path"] for r in posts] == ["/apis/v2beta1/experiments", "/apis/v2beta1/recurringruns"]
+    assert posts[0]["body"] == {"display_name": "credit-risk-monitoring"}
+    job = posts[1]["body"]
+    assert job["display_name"] == "pd-monitoring-daily" and job["experiment_id"] == "exp-1"
+    assert job["trigger"]["cron_schedule"]["cron"] == "0 0 6 * * *"
+    assert int(job["max_concurrency"]) == 1 and job["no_catchup"] is True and job["mode"] == "ENABLE"
+    assert job["pipeline_spec"]["pipelineInfo"]["name"] == "credit-risk-monitoring"
+    assert job["runtime_config"]["parameters"] == {**MONITORING_PARAMS, "fail_on_act": True}
+    assert all(r["headers"].get("authorization") == "Bearer secret-token" for r in api.requests)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--cron", "0 6 * * *"], "6 fields .* got 5"),
+        (["--interval-seconds", "30"], "must be >= 60"),
+    ],
+)
+def test_schedule_refuses_bad_schedules_before_calling_kfp(extra, message):
+    from credit_risk.submit import ScheduleConfig
+
+    with pytest.raises(ConfigError, match=message):
+        cron = extra[1] if extra[0] == "--cron" else None
+        interval = int(extra[1]) if extra[0] == "--interval-seconds" else None
+        ScheduleConfig(host="http://127.0.0.1:1", name="x", params={}, cron=cron, interval_seconds=interval)
+    with pytest.raises(ConfigError, match="exactly one of"):
+        ScheduleConfig(host="http://127.0.0.1:1", name="x", params={})
+
+
+def test_schedule_checks_parameters_against_the_monitoring_pipeline():
+    from credit_risk.submit import ScheduleConfig, schedule
+
+    with pytest.raises(ConfigError, match=r"missing required pipeline parameter\(s\) \['current_data_uri'\]"):
+        schedule(
+            ScheduleConfig(
+                host="http://127.0.0.1:1",
+                name="x",
+                params={k: v for k, v in MONITORING_PARAMS.items() if k != "current_data_uri"},
+                cron="0 0 6 * * *",
+            )
+        )
+
+
+def test_pipeline_root_on_gcs_reaches_the_run():
+    with FakeKfpApi() as api:
+        args = ["submit", "--host", api.url, "--pipeline-root", "gs://bank-kfp/root"]
+        args += ["--param=data_uri=gs://b/d.csv", "--param=feature_spec_uri=gs://b/s.yaml"]
+        assert cli.main(args) == cli.EXIT_OK
+    run = next(r for r in api.requests if r["path"] == "/apis/v2beta1/runs")
+    assert run["body"]["runtime_config"]["pipeline_root"] == "gs://bank-kfp/root"
