@@ -39,9 +39,12 @@ _UNIT_INTERVAL = {
 }
 
 
+OFF = "off"  # an override value that disables a check
+
+
 @dataclass(frozen=True)
 class GateConfig:
-    """Bars a model must clear. A ``None`` bar disables its check."""
+    """Bars a model must clear. A ``None`` bar (``"off"`` in overrides) disables its check."""
 
     min_auc: float | None = 0.70
     min_ks: float | None = 0.30
@@ -88,7 +91,8 @@ class GateConfig:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ConfigError(f"unknown gate setting(s) {unknown}; known: {sorted(known)}")
-        return replace(self, **overrides)
+        # "off" = null: KFP pipeline parameters cannot carry a null inside a dict
+        return replace(self, **{k: None if v == OFF else v for k, v in overrides.items()})
 
     @classmethod
     def load(cls, uri: str | None = None, overrides: dict[str, Any] | None = None) -> GateConfig:

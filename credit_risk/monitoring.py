@@ -259,6 +259,7 @@ def monitor(
     if rows == 0:
         raise DataError(f"{current_uri}: the current data has no rows")
     if scores_uri:
+        storage.require_published(scores_uri)  # never the scores of an interrupted run
         scored = 0
         for pds in _score_chunks(scores_uri, config.chunk_rows):
             actual[SCORE] += bins[SCORE].counts(pds)

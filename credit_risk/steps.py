@@ -50,8 +50,13 @@ def ingest_step(
     environment) when given, else the file(s) at ``data_uri``."""
     spec = feature_spec.load(spec_uri)
     if sql_query.strip():
-        log.info("ingest: PostgreSQL query (%d parameter(s)) -> %s", len(sql_params or {}), target)
-        return ingest.ingest_postgres(sql_query, spec, target, params=sql_params, chunk_rows=chunk_rows)
+        # KFP carries a dict parameter as JSON, where 1 arrives as 1.0: bind whole numbers as
+        # integers, or PostgreSQL refuses "1.0" for an integer column
+        params = {
+            k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in (sql_params or {}).items()
+        }
+        log.info("ingest: PostgreSQL query (%d parameter(s)) -> %s", len(params), target)
+        return ingest.ingest_postgres(sql_query, spec, target, params=params, chunk_rows=chunk_rows)
     log.info("ingest: %s -> %s", data_uri, target)
     return ingest.ingest_files(data_uri, spec, target, chunk_rows=chunk_rows)
 

@@ -156,3 +156,9 @@ def test_decision_json_round_trip_is_strict_json():
     again = gate.Decision.from_json(text)
     assert again.to_json() == text and again.decision == d.decision
     assert [c.describe() for c in again.checks] == [c.describe() for c in d.checks]
+
+
+def test_off_in_overrides_disables_a_check_like_null():
+    """KFP cannot pass a null inside a dict parameter, so gate_overrides says "off"."""
+    cfg = CFG.with_overrides({"max_ece": "off", "min_ks": None})
+    assert cfg.max_ece is None and cfg.min_ks is None and cfg.min_auc == CFG.min_auc

@@ -83,6 +83,13 @@ def test_scores_of_other_data_are_refused(german_model_dir, tmp_path):
     batch_scoring.score(german_model_dir, str(GERMAN_CSV), str(scores))
     half = tmp_path / "half.csv"
     pd.read_csv(GERMAN_CSV).head(500).to_csv(half, index=False)
+    unpublished = tmp_path / "unpublished"
+    unpublished.mkdir()
+    (unpublished / "part-00000.parquet").write_bytes((scores / "part-00000.parquet").read_bytes())
+    from credit_risk import storage
+
+    with pytest.raises(storage.PublishError, match="interrupted or failed"):
+        monitoring.monitor(german_model_dir, str(GERMAN_CSV), str(GERMAN_CSV), scores_uri=str(unpublished))
     with pytest.raises(DataError, match=r"holds 1000 scores but .* has 500 rows"):
         monitoring.monitor(
             german_model_dir, str(GERMAN_CSV), str(half), scores_uri=str(scores), with_tfdv=False
