@@ -88,7 +88,7 @@ def test_end_to_end_with_data_spec_and_serving_root_on_gcs(tmp_path, gcs):
         ensemble_size=1,
         # a 3-epoch model: only the AUC check stays on - this test is about where data goes
         gate_overrides={
-            k: None for k in ("min_ks", "max_brier", "max_ece", "min_disparate_impact", "max_auc_gap")
+            k: "off" for k in ("min_ks", "max_brier", "max_ece", "min_disparate_impact", "max_auc_gap")
         }
         | {"min_auc": 0.6},
     )
