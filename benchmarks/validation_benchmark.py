@@ -5,11 +5,14 @@ same columns and schema) of each size, then measures - every measurement in its 
 so its peak memory (max RSS, including its worker processes) is its own:
 
   * fast path: ``data_stats.fast_statistics`` (CSV read in bounded batches, features split across
-    ``--processes`` forked workers), at every size - rows/s and peak memory;
+    ``--processes`` forked workers), at every size - rows/s and peak memory; and on the same rows
+    as typed Parquet shards (written before the clock, like a snapshot from the ingest step);
   * TFDV's single-process in-memory calls on the same rows (sizes up to --max-in-memory):
     ``tfdv.generate_statistics_from_dataframe`` and the Arrow in-memory call
     (``stats_impl.generate_statistics_in_memory`` on one RecordBatch); their data is read (pandas)
-    before the clock starts, so they get the compute-only time, the read is reported apart;
+    before the clock starts, so they get the compute-only time, the read is reported apart; the
+    Arrow call is also timed from the DataFrame (``RecordBatch.from_pandas`` + canonicalize + call),
+    which is how a caller holding the data makes it;
   * the Beam DirectRunner (``data_stats.beam_statistics``, multi-process, 2 workers) on the
     smallest size.
 
@@ -47,8 +50,9 @@ from credit_risk import data, data_stats, feature_spec
 import tensorflow_data_validation  # imported before the clock starts, as in a long-lived step
 spec = feature_spec.load(sys.argv[5])
 out = {"kind": kind, "rows": rows}
-if kind == "fast":
-    t = time.perf_counter(); stats = data_stats.fast_statistics(csv, spec, processes=processes)
+if kind in ("fast", "fast_parquet"):
+    source = csv if kind == "fast" else csv.replace(".csv", "-parquet")
+    t = time.perf_counter(); stats = data_stats.fast_statistics(source, spec, processes=processes)
     out["seconds"] = time.perf_counter() - t
 elif kind == "beam":
     args = ["--runner=DirectRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"]
@@ -66,6 +70,10 @@ else:
     out["read_seconds"] = time.perf_counter() - t
     if kind == "dataframe":
         t = time.perf_counter(); stats = tfdv.generate_statistics_from_dataframe(frame)
+    elif kind == "arrow_from_frame":  # the in-memory call as a caller holding a DataFrame makes it
+        t = time.perf_counter()
+        batch = table_util.CanonicalizeRecordBatch(pa.RecordBatch.from_pandas(frame, preserve_index=False))
+        stats = stats_impl.generate_statistics_in_memory(batch, tfdv.StatsOptions())
     else:
         batch = table_util.CanonicalizeRecordBatch(pa.RecordBatch.from_pandas(frame, preserve_index=False))
         t = time.perf_counter(); stats = stats_impl.generate_statistics_in_memory(batch, tfdv.StatsOptions())
@@ -112,6 +120,26 @@ def generate(rows: int, workdir: Path) -> Path:
     return path
 
 
+def to_parquet(csv: Path, spec_path: Path = SPEC) -> Path:
+    """The same rows as Parquet shards of 250k rows, typed by the spec (not timed)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from credit_risk import data_stats, feature_spec
+
+    out = csv.with_name(csv.stem + "-parquet")
+    if out.exists():
+        return out
+    spec = feature_spec.load(spec_path)
+    partial = out.with_suffix(".partial")
+    partial.mkdir(exist_ok=True)
+    for i, batch in enumerate(data_stats.raw_batches(str(csv), batch_rows=250_000)):
+        typed = pa.Table.from_batches([data_stats.typed_batch(batch, spec)])
+        pq.write_table(typed, partial / f"part-{i:05d}.parquet")
+    partial.rename(out)
+    return out
+
+
 def measure(kind: str, csv: Path, rows: int, processes: int) -> dict:
     cmd = [sys.executable, "-c", CHILD, kind, str(csv), str(rows), str(processes), str(SPEC)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False, timeout=3600)
@@ -144,7 +172,10 @@ def main() -> None:
         csv = generate(rows, workdir)
         runs.append(measure("fast", csv, rows, args.processes))
         if rows <= args.max_in_memory:
+            to_parquet(csv)
+            runs.append(measure("fast_parquet", csv, rows, args.processes))
             runs.append(measure("arrow", csv, rows, 1))
+            runs.append(measure("arrow_from_frame", csv, rows, 1))
             runs.append(measure("dataframe", csv, rows, 1))
         if rows == sizes[0]:
             runs.append(measure("beam", csv, rows, 2))
@@ -154,6 +185,7 @@ def main() -> None:
 
     compare = max(r for r in sizes if r <= args.max_in_memory)
     fast, arrow, frame = find("fast", compare), find("arrow", compare), find("dataframe", compare)
+    fast_pq, arrow_frame = find("fast_parquet", compare), find("arrow_from_frame", compare)
     beam, fast_small = find("beam", sizes[0]), find("fast", sizes[0])
     big = [find("fast", r) for r in sizes if r >= 1_000_000]
     result = {
@@ -173,7 +205,19 @@ def main() -> None:
         "fast_vs_beam": fast_small["rows_per_second"] / beam["rows_per_second"]
         if fast_small and beam
         else None,
+        "fast_parquet_vs_arrow_in_memory": fast_pq["rows_per_second"] / arrow["rows_per_second"]
+        if fast_pq and arrow
+        else None,
+        "fast_parquet_vs_arrow_from_frame": fast_pq["rows_per_second"] / arrow_frame["rows_per_second"]
+        if fast_pq and arrow_frame
+        else None,
+        "fast_parquet_vs_dataframe": fast_pq["rows_per_second"] / frame["rows_per_second"]
+        if fast_pq and frame
+        else None,
         "same_statistics_as_arrow": fast["summary"] == arrow["summary"] if fast and arrow else None,
+        "parquet_same_statistics_as_arrow": fast_pq["summary"] == arrow["summary"]
+        if fast_pq and arrow
+        else None,
         "peak_mb_1m_to_largest": [b["peak_rss_mb"] for b in big if b],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -188,6 +232,11 @@ def main() -> None:
         f"(target >= 1.8x), {ratio('fast_vs_dataframe')} generate_statistics_from_dataframe, "
         f"{ratio('fast_vs_arrow_including_read')} the Arrow call counting its read; "
         f"same statistics: {result['same_statistics_as_arrow']}\n"
+        f"from Parquet (same rows): fast path {ratio('fast_parquet_vs_arrow_in_memory')} "
+        "the Arrow call's compute, "
+        f"{ratio('fast_parquet_vs_arrow_from_frame')} the Arrow call from a DataFrame, "
+        f"{ratio('fast_parquet_vs_dataframe')} generate_statistics_from_dataframe; "
+        f"same statistics: {result['parquet_same_statistics_as_arrow']}\n"
         f"on {sizes[0]:,} rows: fast path {ratio('fast_vs_beam')} the Beam DirectRunner (target >= 20x)\n"
         f"fast path peak memory from 1M rows up: {result['peak_mb_1m_to_largest']} MB (target: flat)\n"
         f"-> {path}"
