@@ -92,7 +92,8 @@ class GateConfig:
         if unknown:
             raise ConfigError(f"unknown gate setting(s) {unknown}; known: {sorted(known)}")
         # "off" = null: KFP pipeline parameters cannot carry a null inside a dict
-        return replace(self, **{k: None if v == OFF else v for k, v in overrides.items()})
+        cleaned: dict[str, Any] = {k: None if v == OFF else v for k, v in overrides.items()}
+        return replace(self, **cleaned)
 
     @classmethod
     def load(cls, uri: str | None = None, overrides: dict[str, Any] | None = None) -> GateConfig:

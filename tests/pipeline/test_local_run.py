@@ -56,7 +56,9 @@ def test_credit_data_end_to_end_ingested_from_postgresql(tmp_path, postgres, mon
     for key, value in postgres.env().items():
         monkeypatch.setenv(key, value)
     query = "SELECT * FROM credit_data WHERE id >= :first_id ORDER BY id"
-    s = run_local("", str(CREDIT_SPEC), tmp_path, sql_query=query, sql_params={"first_id": 1})
+    s = run_local(
+        "", str(CREDIT_SPEC), tmp_path, sql_query=query, sql_params={"first_id": 1}, ensemble_size=1
+    )
     assert s.succeeded, s.error
     assert s.verdict == gate.APPROVED, s.decision.reasons
     assert s.decision.metrics["auc"] >= 0.80
@@ -65,39 +67,6 @@ def test_credit_data_end_to_end_ingested_from_postgresql(tmp_path, postgres, mon
     assert meta["source"] == "postgres" and meta["rows"] == len(read_rows(CREDIT_CSV)[1])
     assert meta["dropped_columns"] == ["id"]
     assert postgres.password not in json.dumps(out)
-
-
-def test_end_to_end_with_data_spec_and_serving_root_on_gcs(tmp_path, gcs):
-    """gs:// URIs only for data, feature spec and the published model (the GCS emulator); the
-    pipeline root stays local because kfp 2.13's local runner only writes local paths."""
-    client, bucket = gcs
-    schema = GERMAN_SPEC.with_name("german_credit.schema.pbtxt")
-    for local, name in (
-        (GERMAN_CSV, "data/german_credit.csv"),
-        (GERMAN_SPEC, "specs/german_credit.spec.yaml"),
-        (schema, "specs/german_credit.schema.pbtxt"),
-    ):
-        client.bucket(bucket).blob(name).upload_from_filename(str(local))
-    s = run_local(
-        f"gs://{bucket}/data/german_credit.csv",
-        f"gs://{bucket}/specs/german_credit.spec.yaml",
-        tmp_path,
-        schema_uri=f"gs://{bucket}/specs/german_credit.schema.pbtxt",
-        serving_root=f"gs://{bucket}/serving",
-        epochs=3,
-        ensemble_size=1,
-        # a 3-epoch model: only the AUC check stays on - this test is about where data goes
-        gate_overrides={
-            k: "off" for k in ("min_ks", "max_brier", "max_ece", "min_disparate_impact", "max_auc_gap")
-        }
-        | {"min_auc": 0.6},
-    )
-    assert s.succeeded, s.error
-    assert s.verdict == gate.APPROVED, s.decision.reasons
-    assert s.deployment.storage_uri.startswith(f"gs://{bucket}/serving/")
-    from credit_risk import storage
-
-    assert storage.is_published(s.deployment.storage_uri)
 
 
 def test_unreachable_threshold_is_rejected_and_not_deployed(tmp_path):
@@ -133,10 +102,23 @@ def test_out_of_range_values_stop_at_validation_and_train_nothing(tmp_path):
     assert not (Path(s.run_dir) / "train").exists() and "model" not in s.artifacts
 
 
-def test_approved_model_is_rolled_out_through_the_kubernetes_api_by_the_pipeline(tmp_path, monkeypatch):
-    """The compiled deploy component with apply_to_cluster: kubeconfig -> the real kubernetes client ->
-    tests/kube_api_fake.py (a protocol-level fake API server; no cluster runs here)."""
+def test_pipeline_on_gcs_rolls_out_through_the_kubernetes_api(tmp_path, monkeypatch, gcs):
+    """Data, feature spec, curated schema and the published model version all on the GCS emulator
+    (gs:// URIs only; the pipeline root stays local because kfp 2.13's local runner only writes
+    local paths), and the approved model rolled out by the compiled deploy component with
+    apply_to_cluster: kubeconfig -> the real kubernetes client -> tests/kube_api_fake.py (a
+    protocol-level fake API server; no cluster runs here)."""
+    from credit_risk import storage
     from tests.kube_api_fake import FakeKubeApi
+
+    client, bucket = gcs
+    schema = GERMAN_SPEC.with_name("german_credit.schema.pbtxt")
+    for local, name in (
+        (GERMAN_CSV, "data/german_credit.csv"),
+        (GERMAN_SPEC, "specs/german_credit.spec.yaml"),
+        (schema, "specs/german_credit.schema.pbtxt"),
+    ):
+        client.bucket(bucket).blob(name).upload_from_filename(str(local))
 
     with FakeKubeApi() as fake:
         kubeconfig = {
@@ -151,11 +133,13 @@ def test_approved_model_is_rolled_out_through_the_kubernetes_api_by_the_pipeline
         monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         s = run_local(
-            str(GERMAN_CSV),
-            str(GERMAN_SPEC),
+            f"gs://{bucket}/data/german_credit.csv",
+            f"gs://{bucket}/specs/german_credit.spec.yaml",
             tmp_path / "root",
+            schema_uri=f"gs://{bucket}/specs/german_credit.schema.pbtxt",
             apply_to_cluster=True,
-            serving_root=str(tmp_path / "serving"),
+            serving_root=f"gs://{bucket}/serving",
+            ensemble_size=1,
         )
         calls = fake.api_calls()
     assert s.succeeded, s.error
@@ -163,7 +147,7 @@ def test_approved_model_is_rolled_out_through_the_kubernetes_api_by_the_pipeline
     created = next(body for verb, body in calls if verb == "create")
     assert created["metadata"]["namespace"] == "credit-risk"
     storage_uri = created["spec"]["predictor"]["containers"][0]["env"][0]["value"]
-    assert storage_uri == s.deployment.storage_uri and storage_uri.startswith(str(tmp_path / "serving"))
-    assert (Path(storage_uri) / "_PUBLISHED.json").exists()
+    assert storage_uri == s.deployment.storage_uri and storage_uri.startswith(f"gs://{bucket}/serving/")
+    assert storage.is_published(storage_uri)  # the version the InferenceService points at is complete
     status = (Path(s.run_dir) / "deploy" / "status").read_text()
     assert "# Deployment: DEPLOYED" in status and "| credit-risk-predictor-00001 | 100 |" in status

@@ -125,10 +125,6 @@ def test_monitoring_pipeline_runs_locally_and_the_cli_exits_3_on_act(german_mode
     logged = executor["artifacts"]["metrics"]["artifacts"][0]["metadata"]
     assert logged["verdict_level"] == 2 and logged["psi_credit_amount"] > 0.25
     assert "data:image/png" in (run_dir / "monitor" / "report").read_text()
-    # fail_on_act turns the verdict into a failed run (for alerting on a schedule)
-    failed = [*args, "--pipeline-root", str(tmp_path / "runs2"), "--fail-on-act"]
-    assert cli.main(failed) == cli.EXIT_FAILED
-    assert "ModelRejectedError: population stability: verdict ACT" in capsys.readouterr().out
 
 
 def test_score_cli_writes_parquet(german_model_dir, tmp_path, capsys):
@@ -140,3 +136,36 @@ def test_score_cli_writes_parquet(german_model_dir, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["rows"] == 1000 and summary["threshold"] == 0.3
     assert len(pd.read_parquet(out / "part-00000.parquet")) == 1000
+
+
+def test_fail_on_act_fails_the_monitor_step(german_model_dir, tmp_path):
+    """The monitor component's own body (kfp's python_func) with real artifacts: "act" + fail_on_act
+    raises after the report and verdict are written (for alerting on a schedule)."""
+    from credit_risk.components import monitor
+    from kfp import dsl
+
+    from credit_risk.errors import ModelRejectedError
+
+    current = _shifted(tmp_path)
+    scores = tmp_path / "scores"
+    batch_scoring.score(german_model_dir, current, str(scores))
+
+    def artifact(cls, name):
+        return cls(name=name, uri=str(tmp_path / "out" / name))
+
+    (tmp_path / "out").mkdir()
+    outputs = {n: artifact(c, n) for n, c in (("metrics", dsl.Metrics), ("report", dsl.HTML),
+               ("verdict", dsl.Markdown), ("result", dsl.Artifact))}  # fmt: skip
+    with pytest.raises(ModelRejectedError, match="population stability: verdict ACT"):
+        monitor.python_func(
+            model=dsl.Model(name="model", uri=str(german_model_dir)),
+            scores=dsl.Dataset(name="scores", uri=str(scores)),
+            baseline_data_uri=str(GERMAN_CSV),
+            current_data_uri=current,
+            baseline_sample_rows=200_000,
+            drift_threshold=0.1,
+            fail_on_act=True,
+            **outputs,
+        )
+    assert "ACT" in (tmp_path / "out" / "verdict").read_text()
+    assert outputs["metrics"].metadata["verdict_level"] == 2
