@@ -69,3 +69,22 @@ def test_parse_params_types():
         "c": "text",
         "d": True,
     }
+
+
+def test_run_local_sql_flags_become_pipeline_parameters():
+    args = cli.build_parser().parse_args(
+        ["run-local", "--dataset", "credit_data", "--sql-query", "SELECT * FROM loans WHERE id > :min_id",
+         "--sql-param", "min_id=100", "--sql-param", "region=north", "--epochs", "5"]
+    )  # fmt: skip
+    params = cli._pipeline_params(args)
+    assert params["sql_query"] == "SELECT * FROM loans WHERE id > :min_id"
+    assert params["sql_params"] == {"min_id": 100, "region": "north"}  # typed like --param values
+    assert params["epochs"] == 5 and not any("password" in k.lower() for k in params)
+
+
+def test_compile_writes_both_pipelines_and_output_needs_a_pipeline(tmp_path, capsys):
+    assert cli.main(["compile", "--output", str(tmp_path / "x.yaml")]) == cli.EXIT_FAILED
+    assert "--output needs --pipeline" in capsys.readouterr().err
+    out = tmp_path / "m.yaml"
+    assert cli.main(["compile", "--pipeline", "monitoring", "--output", str(out)]) == cli.EXIT_OK
+    assert "credit-risk-monitoring" in out.read_text()
