@@ -4,8 +4,10 @@ Reads CSV/Parquet (local or gs://) chunk by chunk (``data_stats.raw_batches``: o
 memory), types each chunk by the model's own feature spec (``training_data.typed_chunk``: a bad
 value fails with its column, row and value), calls the SavedModel's serving signature (the same
 graph KServe serves), and writes ``part-NNNNN.parquet`` with the pass-through id columns plus
-``pd``, ``decision`` and ``model_version`` per row. The parts are staged locally and published
-with ``storage.publish_dir`` (marker last): a failed run publishes nothing. Logs rows/s and ETA.
+``pd``, ``decision`` and ``model_version`` per row. Each part goes to the output as soon as it is
+written (``storage.DirectoryWriter``: uploaded to gs://, or moved into a staging directory beside
+a local output) and the publish marker is written last: a failed run publishes nothing, and for a
+gs:// output local disk holds one part at a time. Logs rows/s and ETA.
 """
 
 from __future__ import annotations
@@ -154,7 +156,10 @@ def score(
     progress = _Progress(_estimated_rows(files), config.log_every_seconds)
     rows, declines, pd_sum = 0, 0, 0.0
     parts: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="credit-risk-scores-") as staging:
+    with (
+        tempfile.TemporaryDirectory(prefix="credit-risk-scores-") as staging,
+        storage.DirectoryWriter(output_uri) as published,
+    ):  # each part leaves local disk at once; the marker only when all are scored
         for uri, first_row, raw in _chunks(files, wanted, config.chunk_rows):
             typed = training_data.typed_chunk(
                 raw,
@@ -180,6 +185,7 @@ def score(
             )
             name = f"part-{len(parts):05d}.parquet"
             pd.DataFrame(out).to_parquet(Path(staging) / name, index=False)
+            published.add(Path(staging) / name, name)
             parts.append(name)
             rows += len(raw)
             declines += int(declined.sum())
@@ -194,7 +200,8 @@ def score(
             decline_rate=declines / rows, inputs=files,
         )  # fmt: skip
         (Path(staging) / SUMMARY_FILE).write_text(json.dumps(result.to_dict(), indent=2))
-        storage.publish_dir(staging, output_uri)
+        published.add(Path(staging) / SUMMARY_FILE, SUMMARY_FILE)
+        published.commit()
     progress.update(rows, final=True)
     log.info(
         "scored %d rows in %.1fs (%.0f rows/s), mean PD %.4f, decline rate %.3f -> %s",

@@ -3,8 +3,10 @@
 A snapshot is a directory of Parquet parts (``part-00000.parquet`` ...) holding exactly the
 feature spec's columns, typed by it (numerics float64, categoricals string, label int64), plus
 ``snapshot.json`` (rows, content hash, source, columns) - the only data validation and training
-read. It is written to a local staging directory and published with ``storage.publish_dir``
-(marker written last), so a failed ingest publishes nothing a later step could pick up.
+read. Each part goes to the target as soon as it is written (``storage.DirectoryWriter``:
+uploaded to gs://, or moved into a staging directory beside a local target) and the publish
+marker is written last: for a gs:// target local disk holds one part at a time, and a failed
+ingest publishes nothing a later step could pick up.
 
 PostgreSQL: a read-only transaction, a server-side cursor (``DECLARE ... NO SCROLL CURSOR``)
 fetched ``chunk_rows`` at a time, so memory holds one chunk whatever the table size. Query
@@ -91,10 +93,12 @@ def check_columns(source_columns: Sequence[str], spec: FeatureSpec, source: str)
 
 # --- writing ------------------------------------------------------------------------------------------
 class _SnapshotWriter:
-    """Parquet parts into a local staging directory; ``publish`` moves them to the target."""
+    """Each Parquet part is written to local scratch and handed to ``out`` at once (uploaded or
+    moved into staging), so local disk holds one part; ``publish`` adds ``snapshot.json`` and
+    commits (the marker last)."""
 
-    def __init__(self, spec: FeatureSpec, staging: Path) -> None:
-        self.spec, self.staging = spec, staging
+    def __init__(self, spec: FeatureSpec, scratch: Path, out: storage.DirectoryWriter) -> None:
+        self.spec, self.scratch, self.out = spec, scratch, out
         self.rows, self.digest = 0, hashlib.sha256()
         self.files: list[str] = []
         self.started = time.perf_counter()
@@ -103,7 +107,8 @@ class _SnapshotWriter:
         if typed.empty:
             return
         name = f"part-{len(self.files):05d}.parquet"
-        typed.to_parquet(self.staging / name, index=False)
+        typed.to_parquet(self.scratch / name, index=False)
+        self.out.add(self.scratch / name, name)
         self.digest.update(training_data.content_hash(typed))  # row hashes: chunking does not matter
         self.files.append(name)
         self.rows += len(typed)
@@ -136,8 +141,9 @@ class _SnapshotWriter:
             columns=columns,
             source=source, dropped_columns=dropped, seconds=round(time.perf_counter() - self.started, 3),
         )  # fmt: skip
-        (self.staging / SNAPSHOT_FILE).write_text(json.dumps(snapshot.to_dict(), indent=2))
-        storage.publish_dir(self.staging, target)
+        (self.scratch / SNAPSHOT_FILE).write_text(json.dumps(snapshot.to_dict(), indent=2))
+        self.out.add(self.scratch / SNAPSHOT_FILE, SNAPSHOT_FILE)
+        self.out.commit()
         log.info(
             "ingest: published %d rows in %d part(s) -> %s (sha256 %s)",
             self.rows,
@@ -152,14 +158,15 @@ Chunks = Callable[[], tuple[Iterator[pd.DataFrame], dict[str, Any], list[str]]]
 
 
 def _run(spec: FeatureSpec, target: str, chunks: Chunks, line_offset: int | None = None) -> Snapshot:
-    with tempfile.TemporaryDirectory(prefix="credit-risk-ingest-") as staging:
-        writer = _SnapshotWriter(spec, Path(staging))
+    with tempfile.TemporaryDirectory(prefix="credit-risk-ingest-") as scratch:
         frames, source, dropped = chunks()
         where = source.get("uri") or "query result"
-        for frame in frames:
-            # the one typing rule of training: numerics float64, categoricals str, label 0/1
-            writer.write(training_data.typed_chunk(frame, spec, where, writer.rows + 1, line_offset))
-        return writer.publish(target, source, dropped)
+        with storage.DirectoryWriter(target) as out:  # an exception leaves no published snapshot
+            writer = _SnapshotWriter(spec, Path(scratch), out)
+            for frame in frames:
+                # the one typing rule of training: numerics float64, categoricals str, label 0/1
+                writer.write(training_data.typed_chunk(frame, spec, where, writer.rows + 1, line_offset))
+            return writer.publish(target, source, dropped)
 
 
 # --- sources --------------------------------------------------------------------------------------------

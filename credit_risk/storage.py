@@ -317,6 +317,97 @@ def _manifest(local_dir: Path) -> dict[str, str]:
     return {p.relative_to(local_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(READ_CHUNK_BYTES), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class DirectoryWriter:
+    """Publish a directory file by file, so an output never has to fit on local disk at once.
+
+    ``add`` moves a finished file into place as soon as it is complete (gs://: uploads it, with
+    retries and a crc32c check, and deletes the local file; locally: moves it into a hidden
+    staging directory beside the target). ``commit`` writes the ``_PUBLISHED.json`` manifest
+    (sha256 of every file) last - locally by renaming the staging directory into place. Until then
+    readers refuse the target (``require_published``); ``abort`` (also on an exception inside
+    ``with``) removes the local staging directory; on GCS the files already uploaded stay without
+    a marker, ignored, and are replaced by the next writer of that target.
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = str(target).rstrip("/")
+        self.manifest: dict[str, str] = {}
+        self._staging: Path | None = None
+        self._done = False
+        if is_gcs(self.target):
+            if is_published(self.target):
+                raise PublishError(f"{self.target} is already published; versions are never overwritten")
+            bucket_name, prefix = _split_gcs(self.target)
+            bucket = _client().bucket(bucket_name)
+            for leftover in bucket.list_blobs(prefix=prefix + "/", retry=retry_policy(), timeout=TIMEOUT):
+                leftover.delete(retry=retry_policy(), timeout=TIMEOUT)
+            return
+        dest = Path(self.target)
+        if dest.is_dir() and not any(dest.iterdir()):
+            dest.rmdir()  # an empty directory (e.g. an output path KFP created) holds no version
+        if dest.exists():
+            if (dest / PUBLISHED_MARKER).exists():
+                raise PublishError(f"{self.target} is already published; versions are never overwritten")
+            raise PublishError(
+                f"{self.target} exists but was never published ({PUBLISHED_MARKER} missing); remove it"
+            )
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._staging = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
+        self._staging.mkdir()
+
+    def add(self, local_path: str | Path, relative: str, keep: bool = False) -> None:
+        """Place ``local_path`` at ``<target>/<relative>``; the local file is consumed unless ``keep``."""
+        source = Path(local_path)
+        if self._done:
+            raise PublishError(f"{self.target}: already committed or aborted")
+        self.manifest[relative] = _sha256(source)
+        if self._staging is None:
+            upload_file(source, f"{self.target}/{relative}")
+            if not keep:
+                source.unlink()
+            return
+        placed = self._staging / relative
+        placed.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copyfile if keep else shutil.move)(str(source), str(placed))
+
+    def commit(self) -> None:
+        if not self.manifest:
+            raise PublishError(f"nothing to publish at {self.target}: no files were added")
+        marker = json.dumps({"files": self.manifest}, indent=2, sort_keys=True)
+        if self._staging is None:
+            bucket_name, prefix = _split_gcs(self.target)
+            # if_generation_match=0: of two concurrent publishers only one marker wins (and the
+            # precondition makes the retried upload idempotent)
+            _client().bucket(bucket_name).blob(f"{prefix}/{PUBLISHED_MARKER}").upload_from_string(
+                marker, content_type="application/json", if_generation_match=0, checksum="crc32c",
+                retry=retry_policy(), timeout=TIMEOUT,
+            )  # fmt: skip
+        else:
+            (self._staging / PUBLISHED_MARKER).write_text(marker)
+            os.rename(self._staging, self.target)
+        self._done = True
+
+    def abort(self) -> None:
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+        self._done = True
+
+    def __enter__(self) -> DirectoryWriter:
+        return self
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+        if not self._done:
+            self.abort()
+
+
 def publish_dir(local_dir: str | Path, target: str) -> bool:
     """Publish ``local_dir`` as the immutable version ``target`` (local path or gs://).
 
@@ -331,54 +422,19 @@ def publish_dir(local_dir: str | Path, target: str) -> bool:
     if not manifest:
         raise PublishError(f"nothing to publish: {source} has no files")
     marker = json.dumps({"files": manifest}, indent=2, sort_keys=True)
-    if is_gcs(target):
-        return _publish_gcs(source, manifest, marker, target.rstrip("/"))
-    dest = Path(target)
-    if dest.is_dir() and not any(dest.iterdir()):
-        dest.rmdir()  # an empty directory (e.g. an output path KFP created) holds no version
-    if dest.exists():
-        _check_same(dest / PUBLISHED_MARKER, marker, target)
-        return False
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
-        shutil.copytree(source, partial)
-        (partial / PUBLISHED_MARKER).write_text(marker)
-        os.rename(partial, dest)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return True
-
-
-def _check_same(marker_path: Path, marker: str, target: str) -> None:
-    if not marker_path.exists():
-        raise PublishError(f"{target} exists but was never published ({PUBLISHED_MARKER} missing); remove it")
-    if marker_path.read_text() != marker:
-        raise PublishError(
-            f"{target} is already published with different content; versions are never overwritten"
-        )
-
-
-def _publish_gcs(source: Path, manifest: dict[str, str], marker: str, target: str) -> bool:
-    bucket_name, prefix = _split_gcs(target)
-    bucket = _client().bucket(bucket_name)
-    marker_uri = f"{target}/{PUBLISHED_MARKER}"
-    if exists(marker_uri):
-        if read_text(marker_uri) != marker:
+    target = str(target).rstrip("/")
+    if is_published(target):
+        if read_text(join(target, PUBLISHED_MARKER)) != marker:
             raise PublishError(
                 f"{target} is already published with different content; versions are never overwritten"
             )
         return False
-    for leftover in bucket.list_blobs(prefix=prefix + "/", retry=retry_policy(), timeout=TIMEOUT):
-        leftover.delete(retry=retry_policy(), timeout=TIMEOUT)
-    for relative in manifest:
-        upload_file(source / relative, f"{target}/{relative}")
-    # if_generation_match=0: of two concurrent publishers only one marker wins (and the
-    # precondition makes the retried upload idempotent)
-    bucket.blob(f"{prefix}/{PUBLISHED_MARKER}").upload_from_string(
-        marker, content_type="application/json", if_generation_match=0, checksum="crc32c",
-        retry=retry_policy(), timeout=TIMEOUT,
-    )  # fmt: skip
+    if not is_gcs(target) and Path(target).exists() and any(Path(target).iterdir()):
+        raise PublishError(f"{target} exists but was never published ({PUBLISHED_MARKER} missing); remove it")
+    with DirectoryWriter(target) as writer:
+        for relative in manifest:
+            writer.add(source / relative, relative, keep=True)
+        writer.commit()
     return True
 
 

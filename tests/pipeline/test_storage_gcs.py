@@ -161,3 +161,43 @@ def test_a_corrupted_upload_is_detected_and_discarded(faulty_gcs, tmp_path):
     with pytest.raises(storage.ChecksumError, match="upload discarded"):
         storage.upload_file(source, f"gs://{bucket}/corrupt-up/blob.bin")
     assert not client.bucket(bucket).blob("corrupt-up/blob.bin").exists()
+
+
+def test_directory_writer_streams_files_and_publishes_only_on_commit(faulty_gcs, tmp_path, monkeypatch):
+    """Files leave local disk as they are added; a failure part-way leaves a prefix no reader
+    accepts, and the next writer of that target replaces it."""
+    client, bucket, proxy = faulty_gcs
+    target = f"gs://{bucket}/stream/run-1"
+    monkeypatch.setattr(storage, "RETRY_DEADLINE_SECONDS", 1.0)
+    proxy.inject("503", count=10_000, path_contains="/upload/", skip=1)
+    with pytest.raises(Exception, match="503"), storage.DirectoryWriter(target) as writer:
+        for i in range(3):
+            part = _random_file(tmp_path / f"p{i}", 1000, seed=i)
+            writer.add(part, f"part-{i}.bin")
+            assert not part.exists()  # consumed: uploaded, not kept locally
+        writer.commit()
+    proxy.clear()
+    assert [b.name for b in client.list_blobs(bucket, prefix="stream/run-1/")] == ["stream/run-1/part-0.bin"]
+    assert not storage.is_published(target)
+    with storage.DirectoryWriter(target) as writer:  # a rerun: leftovers replaced
+        for i in range(2):
+            writer.add(_random_file(tmp_path / f"q{i}", 500, seed=10 + i), f"part-{i}.bin")
+        writer.commit()
+    assert storage.is_published(target)
+    got = storage.download_published(target, tmp_path / "down")  # sha256 of every file checked
+    assert sorted(p.name for p in got.iterdir()) == ["part-0.bin", "part-1.bin"]
+    with pytest.raises(storage.PublishError, match="already published"):
+        storage.DirectoryWriter(target)
+
+
+def test_directory_writer_locally_stages_beside_the_target_and_cleans_up(tmp_path):
+    target = tmp_path / "out" / "scores"
+    with pytest.raises(RuntimeError, match="boom"), storage.DirectoryWriter(str(target)) as writer:
+        writer.add(_random_file(tmp_path / "a", 100), "part-0.bin")
+        assert list((tmp_path / "out").glob(".scores.partial-*"))  # staged, hidden
+        raise RuntimeError("boom")
+    assert not target.exists() and not list((tmp_path / "out").glob(".scores.partial-*"))
+    with storage.DirectoryWriter(str(target)) as writer:
+        writer.add(_random_file(tmp_path / "b", 100), "nested/part-0.bin")
+        writer.commit()
+    assert storage.is_published(str(target)) and (target / "nested" / "part-0.bin").exists()
