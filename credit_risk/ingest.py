@@ -51,7 +51,7 @@ PG_NUMERIC = {
     1700: "numeric",
 }
 PG_TEXT = {25: "text", 1043: "character varying", 1042: "character", 19: "name"}
-PG_LABEL = {**{k: v for k, v in PG_NUMERIC.items()}, 16: "boolean"}
+PG_LABEL = {**PG_NUMERIC, 16: "boolean"}
 
 
 class IngestError(DataError):
@@ -174,8 +174,9 @@ def ingest_files(uri: str, spec: FeatureSpec, target: str, chunk_rows: int = CHU
     """Snapshot of CSV/Parquet file(s) at ``uri`` (file, directory, glob, gs://), read in chunks."""
     from credit_risk import data_stats
 
+    files = storage.list_files(uri)  # listed once: the chunks and the line numbering share it
+
     def chunks() -> tuple[Iterator[pd.DataFrame], dict[str, Any], list[str]]:
-        files = storage.list_files(uri)
         first = files[0]
         columns = data_stats.columns_of(first)
         dropped = check_columns(columns, spec, first)
@@ -188,7 +189,7 @@ def ingest_files(uri: str, spec: FeatureSpec, target: str, chunk_rows: int = CHU
         return frames(), {"kind": "files", "uri": uri, "files": files}, dropped
 
     # CSV rows are file lines after the header (for one file; several files number rows overall)
-    csv = not storage.list_files(uri)[0].endswith((".parquet", ".pq"))
+    csv = not files[0].endswith((".parquet", ".pq"))
     return _run(spec, target, chunks, line_offset=1 if csv else None)
 
 
