@@ -2,28 +2,31 @@
 
 Generates german_credit-shaped CSVs (credit_risk.synthetic: real rows resampled, numerics jittered;
 same columns and schema) of each size, then measures - every measurement in its own child process,
-so its peak memory (max RSS, including its worker processes) is its own:
+so its peak memory (max RSS, including its worker processes) is its own, and each timed
+``--repeat`` times (the median is reported; TFDV samples string lengths for a Beam metric in a
+Python loop on ~1% of its calls, which makes single timings jump by up to a second):
 
-  * fast path: ``data_stats.fast_statistics`` (CSV read in bounded batches, features split across
-    ``--processes`` forked workers), at every size - rows/s and peak memory; and on the same rows
-    as typed Parquet shards (written before the clock, like a snapshot from the ingest step);
-  * TFDV's single-process in-memory calls on the same rows (sizes up to --max-in-memory):
-    ``tfdv.generate_statistics_from_dataframe`` and the Arrow in-memory call
-    (``stats_impl.generate_statistics_in_memory`` on one RecordBatch); their data is read (pandas)
-    before the clock starts, so they get the compute-only time, the read is reported apart; the
-    Arrow call is also timed from the DataFrame (``RecordBatch.from_pandas`` + canonicalize + call),
-    which is how a caller holding the data makes it;
-  * the Beam DirectRunner (``data_stats.beam_statistics``, multi-process, 2 workers) on the
-    smallest size.
+  * fast path: ``data_stats.fast_statistics`` on ``--processes`` processes, at every size - rows/s
+    and peak memory - from the CSV (a single local CSV is split by rows), and up to
+    --max-in-memory rows from the same rows as typed Parquet shards (written before the clock, like
+    a snapshot from the ingest step; split by features, costliest-first);
+  * TFDV's single-process in-memory calls on the same rows and with the same StatsOptions (sizes up
+    to --max-in-memory): ``tfdv.generate_statistics_from_dataframe``, and the Arrow in-memory call
+    (``stats_impl.generate_statistics_in_memory``) timed two ways - from the DataFrame
+    (``RecordBatch.from_pandas`` + canonicalize + call, how a caller holding data makes it) and
+    its compute alone on a batch made before the clock. Their read (pandas) is reported apart;
+  * the Beam DirectRunner (``data_stats.beam_statistics``, multi-process, 2 workers) on
+    --beam-rows rows (if that is one of --rows).
 
-and checks the fast path's statistics against the Arrow in-memory call's (same counts, moments,
-extremes, top values). Targets (issue 9): fast path >= 1.8x the in-memory call on 1M rows,
->= 20x the Beam DirectRunner, peak memory flat from 1M to 10M rows.
+and compares every field of every feature's statistics with the Arrow call's (floats to 1e-9
+relative). Targets (issue 9): fast path >= 1.8x the in-memory call on 1M rows with identical
+statistics, >= 20x the Beam DirectRunner, peak memory flat from 1M to 10M rows.
 
 Usage (pipeline environment; 10M rows need ~2.5 GB of disk under --workdir):
   .venvs/pipeline/bin/python benchmarks/validation_benchmark.py [--rows 100000 1000000 10000000]
-      [--processes 2] [--max-in-memory 1000000] [--workdir /tmp] [--tag NAME]
-Prints a table and writes benchmarks/results/validation[-TAG].json.
+      [--processes 2] [--max-in-memory 1000000] [--repeat 3] [--beam-rows 100000] [--workdir /tmp]
+      [--tag NAME]
+Prints the measurements and writes benchmarks/results/validation[-TAG].json.
 """
 
 from __future__ import annotations
@@ -42,23 +45,17 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 SPEC = ROOT / "data" / "german_credit.spec.yaml"
 
-# Each measurement runs as: python validation_benchmark.py --measure KIND CSV ROWS PROCESSES
+# Each measurement runs as: python -c CHILD KIND CSV ROWS PROCESSES SPEC REPEAT STATISTICS_OUT
 CHILD = r"""
-import json, resource, sys, time
-kind, csv, rows, processes = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+import json, resource, statistics, sys, time
+kind, csv, spec_path, statistics_out = sys.argv[1], sys.argv[2], sys.argv[5], sys.argv[7]
+rows, processes, repeat = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[6])
 from credit_risk import data, data_stats, feature_spec
 import tensorflow_data_validation  # imported before the clock starts, as in a long-lived step
-spec = feature_spec.load(sys.argv[5])
+spec = feature_spec.load(spec_path)
+options = data_stats.stats_options(spec)  # the same options for every call: the same work
 out = {"kind": kind, "rows": rows}
-if kind in ("fast", "fast_parquet"):
-    source = csv if kind == "fast" else csv.replace(".csv", "-parquet")
-    t = time.perf_counter(); stats = data_stats.fast_statistics(source, spec, processes=processes)
-    out["seconds"] = time.perf_counter() - t
-elif kind == "beam":
-    args = ["--runner=DirectRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"]
-    t = time.perf_counter(); stats = data_stats.beam_statistics(csv, spec, args)
-    out["seconds"] = time.perf_counter() - t
-else:
+if kind not in ("fast", "fast_parquet", "beam"):
     import pyarrow as pa
     import tensorflow_data_validation as tfdv
     from tensorflow_data_validation.statistics import stats_impl
@@ -68,32 +65,36 @@ else:
     frame = frame.astype({c: object for c in frame.columns if frame[c].dtype == object})
     frame = frame.where(frame.notna(), None)
     out["read_seconds"] = time.perf_counter() - t
+    if kind == "arrow":  # compute only: the batch is made before the clock
+        batch = table_util.CanonicalizeRecordBatch(pa.RecordBatch.from_pandas(frame, preserve_index=False))
+
+
+def run():
+    if kind in ("fast", "fast_parquet"):
+        source = csv if kind == "fast" else csv.replace(".csv", "-parquet")
+        return data_stats.fast_statistics(source, spec, processes=processes)
+    if kind == "beam":
+        args = ["--runner=DirectRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+        return data_stats.beam_statistics(csv, spec, args)
     if kind == "dataframe":
-        t = time.perf_counter(); stats = tfdv.generate_statistics_from_dataframe(frame)
-    elif kind == "arrow_from_frame":  # the in-memory call as a caller holding a DataFrame makes it
-        t = time.perf_counter()
-        batch = table_util.CanonicalizeRecordBatch(pa.RecordBatch.from_pandas(frame, preserve_index=False))
-        stats = stats_impl.generate_statistics_in_memory(batch, tfdv.StatsOptions())
-    else:
-        batch = table_util.CanonicalizeRecordBatch(pa.RecordBatch.from_pandas(frame, preserve_index=False))
-        t = time.perf_counter(); stats = stats_impl.generate_statistics_in_memory(batch, tfdv.StatsOptions())
-    out["seconds"] = time.perf_counter() - t
+        return tfdv.generate_statistics_from_dataframe(frame, stats_options=options)
+    if kind == "arrow_from_frame":  # the in-memory call as a caller holding a DataFrame makes it
+        made = table_util.CanonicalizeRecordBatch(pa.RecordBatch.from_pandas(frame, preserve_index=False))
+        return stats_impl.generate_statistics_in_memory(made, options)
+    return stats_impl.generate_statistics_in_memory(batch, options)
+
+
+times = []
+for _ in range(repeat):
+    t = time.perf_counter(); stats = run(); times.append(time.perf_counter() - t)
+out["all_seconds"] = times
+out["seconds"] = statistics.median(times)
 out["rows_per_second"] = rows / out["seconds"]
 self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 out["peak_rss_mb"] = max(self_rss, child_rss) / 1024
-feats = {".".join(f.path.step): f for f in stats.datasets[0].features}
-summary = {}
-for name, f in feats.items():
-    if f.HasField("num_stats"):
-        n = f.num_stats
-        summary[name] = [n.common_stats.num_non_missing, n.common_stats.num_missing, round(n.mean, 6),
-                         round(n.std_dev, 6), n.min, n.max]
-    else:
-        s = f.string_stats
-        summary[name] = [s.common_stats.num_non_missing, s.common_stats.num_missing, s.unique,
-                         [(v.value, v.frequency) for v in s.top_values]]
-out["summary"] = summary
+with open(statistics_out, "wb") as f:  # for the identity check
+    f.write(stats.SerializeToString())
 print(json.dumps(out))
 """
 
@@ -140,15 +141,28 @@ def to_parquet(csv: Path, spec_path: Path = SPEC) -> Path:
     return out
 
 
-def measure(kind: str, csv: Path, rows: int, processes: int) -> dict:
-    cmd = [sys.executable, "-c", CHILD, kind, str(csv), str(rows), str(processes), str(SPEC)]
+def measure(kind: str, csv: Path, rows: int, processes: int, repeat: int) -> dict:
+    stats = csv.with_name(f"stats-{kind}-{rows}.pb")
+    cmd = [
+        sys.executable,
+        "-c",
+        CHILD,
+        kind,
+        str(csv),
+        str(rows),
+        str(processes),
+        str(SPEC),
+        str(repeat),
+        str(stats),
+    ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False, timeout=3600)
     if done.returncode != 0:
         raise RuntimeError(f"{kind} on {rows} rows failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["statistics_file"] = str(stats)
     print(
-        f"  {kind:>9} {rows:>11,} rows: {result['rows_per_second']:>11,.0f} rows/s, "
-        f"peak {result['peak_rss_mb']:>6,.0f} MB",
+        f"  {kind:>16} {rows:>11,} rows: {result['rows_per_second']:>11,.0f} rows/s (median of "
+        f"{', '.join(f'{t:.2f}' for t in result['all_seconds'])} s), peak {result['peak_rss_mb']:>6,.0f} MB",
         flush=True,
     )
     return result
@@ -161,6 +175,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--max-in-memory", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3, help="timed calls per measurement (median)")
+    parser.add_argument("--beam-rows", type=int, default=100_000, help="size (one of --rows) for Beam")
     parser.add_argument("--workdir", default=tempfile.gettempdir())
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
@@ -170,54 +186,52 @@ def main() -> None:
     runs: list[dict] = []
     for rows in sizes:
         csv = generate(rows, workdir)
-        runs.append(measure("fast", csv, rows, args.processes))
+        runs.append(measure("fast", csv, rows, args.processes, args.repeat))
         if rows <= args.max_in_memory:
             to_parquet(csv)
-            runs.append(measure("fast_parquet", csv, rows, args.processes))
-            runs.append(measure("arrow", csv, rows, 1))
-            runs.append(measure("arrow_from_frame", csv, rows, 1))
-            runs.append(measure("dataframe", csv, rows, 1))
-        if rows == sizes[0]:
-            runs.append(measure("beam", csv, rows, 2))
+            for kind in ("fast_parquet", "arrow", "arrow_from_frame", "dataframe"):
+                runs.append(
+                    measure(kind, csv, rows, args.processes if kind == "fast_parquet" else 1, args.repeat)
+                )
+        if rows == args.beam_rows:
+            runs.append(measure("beam", csv, rows, 2, args.repeat))
 
     def find(kind: str, rows: int) -> dict | None:
         return next((r for r in runs if r["kind"] == kind and r["rows"] == rows), None)
 
+    def speedup(kind: str, than: str, rows: int) -> float | None:
+        a, b = find(kind, rows), find(than, rows)
+        return a["rows_per_second"] / b["rows_per_second"] if a and b else None
+
+    def unlike(kind: str, rows: int) -> list[str] | None:
+        from tensorflow_metadata.proto.v0 import statistics_pb2
+
+        from credit_risk import data_stats
+
+        a, b = find(kind, rows), find("arrow", rows)
+        if not (a and b):
+            return None
+        loaded = [statistics_pb2.DatasetFeatureStatisticsList() for _ in range(2)]
+        for stats, run in zip(loaded, (a, b), strict=True):
+            stats.ParseFromString(Path(run["statistics_file"]).read_bytes())
+        return data_stats.statistics_differences(*loaded)
+
     compare = max(r for r in sizes if r <= args.max_in_memory)
-    fast, arrow, frame = find("fast", compare), find("arrow", compare), find("dataframe", compare)
-    fast_pq, arrow_frame = find("fast_parquet", compare), find("arrow_from_frame", compare)
-    beam, fast_small = find("beam", sizes[0]), find("fast", sizes[0])
     big = [find("fast", r) for r in sizes if r >= 1_000_000]
     result = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
         "processes": args.processes,
-        "runs": [{k: v for k, v in r.items() if k != "summary"} for r in runs],
+        "repeat": args.repeat,
+        "runs": [{k: v for k, v in r.items() if k != "statistics_file"} for r in runs],
         "compare_rows": compare,
-        "fast_vs_arrow_in_memory": fast["rows_per_second"] / arrow["rows_per_second"]
-        if fast and arrow
-        else None,
-        "fast_vs_dataframe": fast["rows_per_second"] / frame["rows_per_second"] if fast and frame else None,
-        "fast_vs_arrow_including_read": (
-            fast["rows_per_second"] / (compare / (arrow["seconds"] + arrow["read_seconds"]))
-            if fast and arrow
-            else None
-        ),
-        "fast_vs_beam": fast_small["rows_per_second"] / beam["rows_per_second"]
-        if fast_small and beam
-        else None,
-        "fast_parquet_vs_arrow_in_memory": fast_pq["rows_per_second"] / arrow["rows_per_second"]
-        if fast_pq and arrow
-        else None,
-        "fast_parquet_vs_arrow_from_frame": fast_pq["rows_per_second"] / arrow_frame["rows_per_second"]
-        if fast_pq and arrow_frame
-        else None,
-        "fast_parquet_vs_dataframe": fast_pq["rows_per_second"] / frame["rows_per_second"]
-        if fast_pq and frame
-        else None,
-        "same_statistics_as_arrow": fast["summary"] == arrow["summary"] if fast and arrow else None,
-        "parquet_same_statistics_as_arrow": fast_pq["summary"] == arrow["summary"]
-        if fast_pq and arrow
-        else None,
+        "speedup": {
+            f"{kind}_vs_{than}": speedup(kind, than, compare)
+            for kind in ("fast_parquet", "fast")
+            for than in ("arrow", "arrow_from_frame", "dataframe")
+        }
+        | {"fast_vs_beam": speedup("fast", "beam", args.beam_rows)},
+        # every field of every feature against TFDV's own call (floats to 1e-9 relative)
+        "differences_from_arrow_call": {kind: unlike(kind, compare) for kind in ("fast_parquet", "fast")},
         "peak_mb_1m_to_largest": [b["peak_rss_mb"] for b in big if b],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -225,19 +239,27 @@ def main() -> None:
     path.write_text(json.dumps(result, indent=2))
 
     def ratio(key: str) -> str:
-        return f"{result[key]:.2f}x" if result[key] is not None else "n/a"
+        value = result["speedup"][key]
+        return f"{value:.2f}x" if value is not None else "n/a"
+
+    def same(kind: str) -> str:
+        found = result["differences_from_arrow_call"][kind]
+        if found is None:
+            return "n/a"
+        return "identical" if not found else f"{len(found)} differences, e.g. {found[:3]}"
 
     print(
-        f"\non {compare:,} rows: fast path {ratio('fast_vs_arrow_in_memory')} the Arrow in-memory call "
-        f"(target >= 1.8x), {ratio('fast_vs_dataframe')} generate_statistics_from_dataframe, "
-        f"{ratio('fast_vs_arrow_including_read')} the Arrow call counting its read; "
-        f"same statistics: {result['same_statistics_as_arrow']}\n"
-        f"from Parquet (same rows): fast path {ratio('fast_parquet_vs_arrow_in_memory')} "
-        "the Arrow call's compute, "
-        f"{ratio('fast_parquet_vs_arrow_from_frame')} the Arrow call from a DataFrame, "
-        f"{ratio('fast_parquet_vs_dataframe')} generate_statistics_from_dataframe; "
-        f"same statistics: {result['parquet_same_statistics_as_arrow']}\n"
-        f"on {sizes[0]:,} rows: fast path {ratio('fast_vs_beam')} the Beam DirectRunner (target >= 20x)\n"
+        f"\non {compare:,} rows (median of {args.repeat}), fast path on {args.processes} processes vs TFDV's "
+        "single-process in-memory call (target >= 1.8x):\n"
+        f"  from Parquet: {ratio('fast_parquet_vs_arrow_from_frame')} the Arrow call from a DataFrame, "
+        f"{ratio('fast_parquet_vs_dataframe')} generate_statistics_from_dataframe, "
+        f"{ratio('fast_parquet_vs_arrow')} the Arrow call's compute alone; "
+        f"statistics: {same('fast_parquet')}\n"
+        f"  from CSV:     {ratio('fast_vs_arrow_from_frame')} the Arrow call from a DataFrame, "
+        f"{ratio('fast_vs_dataframe')} generate_statistics_from_dataframe, "
+        f"{ratio('fast_vs_arrow')} the Arrow call's compute alone; statistics: {same('fast')}\n"
+        f"on {args.beam_rows:,} rows: fast path (CSV) {ratio('fast_vs_beam')} the Beam DirectRunner "
+        "(target >= 20x)\n"
         f"fast path peak memory from 1M rows up: {result['peak_mb_1m_to_largest']} MB (target: flat)\n"
         f"-> {path}"
     )

@@ -6,9 +6,10 @@ categoricals string, label int64; a value that does not parse becomes missing, a
 checks in ``data.DataChecks`` name it). So both compute the statistics of exactly the same rows:
 
 - ``fast_statistics``: TFDV's in-memory combiners fed batch by batch (memory bounded by the batch
-  size, not the data), with the columns split across worker processes: per-feature statistics
-  are independent, so each process computes whole features and the outputs are merged - identical
-  to one process, about ``processes`` times faster.
+  size, not the data), with the columns split across worker processes by cost: per-feature
+  statistics are independent, so each process computes whole features and the outputs are merged -
+  the same statistics whatever the number of processes. From Parquet a process reads only its own
+  columns; a CSV has to be parsed whole by each process, so Parquet (what ingest writes) gains more.
 - ``beam_statistics``: ``tfdv.GenerateStatistics`` in an Apache Beam pipeline with the given
   pipeline options (``--runner=DataflowRunner --project ... --region ...``, Flink, Spark, or the
   DirectRunner in multi-process mode), for data that should be processed where it lives.
@@ -16,15 +17,16 @@ checks in ``data.DataChecks`` name it). So both compute the statistics of exactl
 
 from __future__ import annotations
 
+import contextlib
 import io
-import itertools
 import logging
+import math
 import multiprocessing
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 from credit_risk import storage
@@ -56,14 +58,11 @@ def columns_of(uri: str) -> list[str]:
     return _parquet_columns(uri) if _is_parquet(uri) else csv_header(uri)
 
 
-def _line_blocks(stream: Any, block_bytes: int, limit: int | None) -> Iterator[bytes]:
-    """Whole lines of ``stream`` in blocks of about ``block_bytes`` (at most ``limit`` bytes)."""
-    carry, left = b"", limit
+def _line_blocks(stream: Any, block_bytes: int) -> Iterator[bytes]:
+    """Whole lines of ``stream`` in blocks of about ``block_bytes``."""
+    carry = b""
     while True:
-        n = block_bytes if left is None else min(block_bytes, left)
-        data = stream.read(n) if n > 0 else b""
-        if left is not None:
-            left -= len(data)
+        data = stream.read(block_bytes)
         if not data:
             if carry.strip():
                 yield carry
@@ -77,34 +76,12 @@ def _line_blocks(stream: Any, block_bytes: int, limit: int | None) -> Iterator[b
         carry = data[cut + 1 :]
 
 
-def byte_ranges(path: str, parts: int) -> list[tuple[int, int]] | None:
-    """``parts`` newline-aligned byte ranges covering a local CSV's data rows (None: no rows).
-
-    Splitting at newlines is exact because the reader never lets a value span lines (pyarrow's
-    ``newlines_in_values=False``, its default): every newline ends a row, in one pass or in parts.
-    """
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        header_end = len(f.readline())
-        if size <= header_end:
-            return None
-        bounds = [header_end]
-        for i in range(1, parts):
-            f.seek(header_end + i * (size - header_end) // parts)
-            f.readline()
-            bounds.append(max(f.tell(), bounds[-1]))
-        bounds.append(size)
-    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
-
-
 def raw_batches(
     uri: str,
     columns: Sequence[str] | None = None,
     batch_rows: int = BATCH_ROWS,
-    byte_range: tuple[int, int] | None = None,
-) -> Iterator[Any]:
-    """pyarrow RecordBatches of ``uri`` (CSV cells all as text; ``columns`` = only these;
-    ``byte_range`` = only the rows in that range of a local CSV, see ``byte_ranges``)."""
+) -> Generator[Any, None, None]:
+    """pyarrow RecordBatches of ``uri`` (CSV cells all as text; ``columns`` = only these)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -127,11 +104,7 @@ def raw_batches(
     rows = 0
     with storage.open_read(uri) as stream:
         header = stream.readline()
-        limit = None
-        if byte_range is not None:
-            stream.seek(byte_range[0])
-            limit = byte_range[1] - byte_range[0]
-        for block in _line_blocks(stream, block_bytes, limit):
+        for block in _line_blocks(stream, block_bytes):
             read = pacsv.ReadOptions(use_threads=False, block_size=len(header) + len(block) + 1)
             try:
                 table = pacsv.read_csv(io.BytesIO(header + block), read_options=read, convert_options=convert)
@@ -204,52 +177,53 @@ def stats_options(spec: FeatureSpec, schema: Any = None) -> Any:
 
 
 # --- fast path --------------------------------------------------------------------------------
-def _column_groups(columns: Sequence[str], spec: FeatureSpec, groups: int) -> list[list[str]]:
-    """Columns split into ``groups`` of about equal cost (a text column costs about twice a number)."""
+def in_memory_generators(spec: FeatureSpec) -> list[Any]:
+    """TFDV's own in-memory statistics generators for ``stats_options(spec)``, with one Beam-only
+    side job switched off: the top-k generator samples ~1% of its calls to count string lengths
+    for a Beam metric (``binary_scalar_len_*``), in a Python loop over every value of the batch.
+    Outside a Beam pipeline that metric goes nowhere, and the loop took ~15% of the time on
+    average and all of the second-long spikes between runs. The statistics are the same
+    (``tests/pipeline/test_data_stats.py`` compares them with TFDV's own in-memory call)."""
+    from tensorflow_data_validation.statistics import stats_impl
+    from tensorflow_data_validation.statistics.generators import top_k_uniques_sketch_stats_generator as topk
+
+    generators = stats_impl.get_generators(stats_options(spec), in_memory=True)
+    for generator in generators:
+        if isinstance(generator, topk.TopKUniquesSketchStatsGenerator):
+            generator._length_counter_sampling_rate = 0.0
+    return generators
+
+
+def column_costs(sample: Any, spec: FeatureSpec) -> dict[str, float]:
+    """Relative cost of each column's statistics, from a sample batch of the data.
+
+    Measured on TFDV 1.16 (1M rows, one column at a time): a number costs about the same whatever
+    its values (~40 ns a row: moments, histograms, quantile sketch); a text column costs that plus
+    about 3.6 ns per byte (UTF-8 check, byte count, top-k and distinct sketches all walk the bytes),
+    so a 45-byte category costs 5x a number. In units of one number: ``1 + bytes / 12.5``.
+    """
+    import pyarrow.compute as pc
+
     numeric = {f.name for f in spec.features if f.is_numeric} | {spec.label}
-    cost = {c: 1 if c in numeric else 2 for c in columns}
+    costs = {}
+    for name, column in zip(sample.schema.names, sample.columns, strict=True):
+        text_bytes = 0.0
+        if name not in numeric and len(column) > column.null_count:
+            text_bytes = pc.mean(pc.binary_length(column.cast("string"))).as_py() or 0.0
+        costs[name] = 1.0 + text_bytes / 12.5
+    return costs
+
+
+def _column_groups(costs: dict[str, float], groups: int) -> list[list[str]]:
+    """Columns split into ``groups`` of about equal total cost (costliest first, each to the
+    least-loaded group)."""
     out: list[list[str]] = [[] for _ in range(groups)]
-    load = [0] * groups
-    for c in sorted(columns, key=lambda c: -cost[c]):
+    load = [0.0] * groups
+    for column in sorted(costs, key=lambda c: -costs[c]):
         i = load.index(min(load))
-        out[i].append(c)
-        load[i] += cost[c]
+        out[i].append(column)
+        load[i] += costs[column]
     return [g for g in out if g]
-
-
-def _accumulators_of(args: tuple[str, tuple[int, int], FeatureSpec, int]) -> bytes:
-    """Pickled TFDV accumulators over one byte range of a local CSV (a row-split worker)."""
-    import pickle
-
-    from tensorflow_data_validation.statistics import stats_impl
-    from tfx_bsl.arrow import table_util
-
-    path, byte_range, spec, batch_rows = args
-    generators = stats_impl.get_generators(stats_options(spec), in_memory=True)
-    accumulators = [g.create_accumulator() for g in generators]
-    for batch in raw_batches(path, None, batch_rows, byte_range):
-        canonical = table_util.CanonicalizeRecordBatch(typed_batch(batch, spec))
-        accumulators = [g.add_input(a, canonical) for g, a in zip(generators, accumulators, strict=True)]
-    return pickle.dumps(accumulators)
-
-
-def _row_split_statistics(
-    path: str, spec: FeatureSpec, ranges: list[tuple[int, int]], batch_rows: int
-) -> Any:
-    """Each process reads and profiles its own rows; accumulators are merged (TFDV's combiners:
-    exact counts, moments and top values; quantile sketches merged as on Beam)."""
-    import pickle
-
-    from tensorflow_data_validation.statistics import stats_impl
-
-    generators = stats_impl.get_generators(stats_options(spec), in_memory=True)
-    jobs = [(path, r, spec, batch_rows) for r in ranges]
-    with multiprocessing.get_context("fork").Pool(len(ranges)) as pool:
-        parts = [pickle.loads(b) for b in pool.map(_accumulators_of, jobs)]  # noqa: S301 - our own workers
-    merged = [
-        g.merge_accumulators(list(a)) for g, a in zip(generators, zip(*parts, strict=True), strict=True)
-    ]
-    return stats_impl.extract_statistics_output(merged, generators)
 
 
 def _statistics_of(
@@ -259,8 +233,7 @@ def _statistics_of(
     from tensorflow_data_validation.statistics import stats_impl
     from tfx_bsl.arrow import table_util
 
-    options = stats_options(spec)
-    generators = stats_impl.get_generators(options, in_memory=True)
+    generators = in_memory_generators(spec)
     accumulators = [g.create_accumulator() for g in generators]
     for uri in files:
         for batch in raw_batches(uri, columns, batch_rows):
@@ -269,20 +242,18 @@ def _statistics_of(
     return bytes(stats_impl.extract_statistics_output(accumulators, generators).SerializeToString())
 
 
-def _worker(args: tuple[list[str], FeatureSpec, list[str], int]) -> bytes:
+def _worker(args: tuple[list[str], FeatureSpec, list[str] | None, int]) -> bytes:
     return _statistics_of(*args)
 
 
-def fast_statistics(
-    uri: str, spec: FeatureSpec, processes: int = 0, batch_rows: int = BATCH_ROWS, split_rows: bool = True
-) -> Any:
+def fast_statistics(uri: str, spec: FeatureSpec, processes: int = 0, batch_rows: int = BATCH_ROWS) -> Any:
     """TFDV statistics of every file at ``uri`` (file, directory/prefix or glob), in-process.
 
-    ``processes``: worker processes (0 = one per CPU; 1 = this process). A single local CSV is
-    split by rows (each process parses and profiles its byte range; the
-    accumulators are merged - quantile sketches then differ from one pass within their error);
-    otherwise, or with ``split_rows=False``, by features (each process computes whole features:
-    identical to one process). Memory per process is bounded by ``batch_rows``.
+    ``processes``: worker processes (0 = one per CPU; 1 = this process). The features are split
+    across processes by their cost (``column_costs``); each process reads every row of its
+    features and computes them whole, so the result is the one-process result whatever the
+    number of processes (floats to the rounding of sums). Memory per process is bounded by
+    ``batch_rows``.
     """
     from tensorflow_data_validation.statistics import stats_impl  # noqa: F401 - imported once, before the fork
     from tensorflow_metadata.proto.v0 import statistics_pb2
@@ -290,31 +261,22 @@ def fast_statistics(
     from tfx_bsl.statistics import merge_util
 
     files = storage.list_files(uri)
-    columns = csv_header(files[0]) if not _is_parquet(files[0]) else _parquet_columns(files[0])
     processes = processes or os.cpu_count() or 1
-    groups = _column_groups(columns, spec, processes)
     start = time.perf_counter()
-    ranges = None
-    local_csv = len(files) == 1 and not storage.is_gcs(files[0]) and not _is_parquet(files[0])
-    if split_rows and processes > 1 and local_csv and sys.platform.startswith("linux"):
-        ranges = byte_ranges(files[0], processes)
-    if ranges and len(ranges) > 1:
-        merged = _row_split_statistics(files[0], spec, ranges, batch_rows)
-        rows = merged.datasets[0].num_examples
-        log.info(
-            "statistics of %s: %d rows in %.2fs (%d processes, rows split)",
-            uri,
-            rows,
-            time.perf_counter() - start,
-            len(ranges),
-        )
-        return merged
-    if len(groups) <= 1 or not sys.platform.startswith("linux"):
+    groups: list[list[str] | None] = [None]  # None: every column
+    if processes > 1 and sys.platform.startswith("linux"):
+        with contextlib.closing(raw_batches(files[0], None, batch_rows=4096)) as batches:
+            sample = next(batches, None)
+        if sample is not None:
+            groups = list(_column_groups(column_costs(sample, spec), processes))
+    if len(groups) <= 1:
         outputs = [_statistics_of(files, spec, None, batch_rows)]
     else:
-        # fork: the children share this process's imported TFDV (spawning would re-import it, ~4 s)
-        with multiprocessing.get_context("fork").Pool(len(groups)) as pool:
-            outputs = pool.map(_worker, [(files, spec, g, batch_rows) for g in groups])
+        # fork: the children share this process's imported TFDV (spawning would re-import it, ~4 s).
+        # This process computes the first group itself rather than wait idle on a core.
+        with multiprocessing.get_context("fork").Pool(len(groups) - 1) as pool:
+            others = pool.map_async(_worker, [(files, spec, g, batch_rows) for g in groups[1:]])
+            outputs = [_statistics_of(files, spec, groups[0], batch_rows), *others.get()]
     parsed = []
     for blob in outputs:
         stats = statistics_pb2.DatasetFeatureStatisticsList()
@@ -330,6 +292,33 @@ def fast_statistics(
         len(groups),
     )
     return merged
+
+
+def statistics_differences(a: Any, b: Any, rel_tol: float = 1e-9) -> list[str]:
+    """Every field where two DatasetFeatureStatisticsList differ, feature by feature in any order
+    (``[]``: the same statistics). Floats are equal to ``rel_tol``: sums taken over differently
+    sized batches round differently in the last digits."""
+    from google.protobuf.json_format import MessageToDict
+
+    def features(stats: Any) -> dict[str, Any]:
+        (dataset,) = stats.datasets
+        return {".".join(f.path.step): MessageToDict(f) for f in dataset.features}
+
+    def walk(x: Any, y: Any, path: str) -> Iterator[str]:
+        if isinstance(x, dict) and isinstance(y, dict):
+            for key in sorted(set(x) | set(y)):
+                yield from walk(x.get(key), y.get(key), f"{path}.{key}")
+        elif isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
+            for i, (p, q) in enumerate(zip(x, y, strict=True)):
+                yield from walk(p, q, f"{path}[{i}]")
+        elif isinstance(x, float | int) and isinstance(y, float | int) and not isinstance(x, bool):
+            if not math.isclose(x, y, rel_tol=rel_tol, abs_tol=1e-12):
+                yield f"{path}: {x} != {y}"
+        elif x != y:
+            yield f"{path}: {x!r} != {y!r}"
+
+    found = [] if a.datasets[0].num_examples == b.datasets[0].num_examples else ["num_examples"]
+    return found + list(walk(features(a), features(b), ""))
 
 
 def _parquet_columns(uri: str) -> list[str]:
