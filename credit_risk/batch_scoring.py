@@ -16,7 +16,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -108,25 +108,6 @@ class _Progress:
             log.info("scoring: %d rows, %.0f rows/s%s", rows, rate, " - done" if final else "")
 
 
-def _chunks(
-    files: Sequence[str], columns: list[str], chunk_rows: int
-) -> Iterator[tuple[str, int, pd.DataFrame]]:
-    """(file, 1-based first row in that file, raw chunk of at most ``chunk_rows``) of every file."""
-    for uri in files:
-        missing = [c for c in columns if c not in data_stats.columns_of(uri)]
-        if missing:
-            raise DataError(
-                f"{uri}: column(s) {missing} the model needs (or named as id columns) are not in the data"
-            )
-        row = 1
-        for batch in data_stats.raw_batches(uri, columns=columns, batch_rows=chunk_rows):
-            frame = batch.to_pandas()
-            for start in range(0, len(frame), chunk_rows):  # a CSV block can hold more rows
-                part = frame.iloc[start : start + chunk_rows].reset_index(drop=True)
-                yield uri, row, part
-                row += len(part)
-
-
 def model_version_of(model_dir: str | Path) -> str:
     from credit_risk.deploy import version_name
     from credit_risk.evaluation import model_fingerprint
@@ -160,14 +141,11 @@ def score(
         tempfile.TemporaryDirectory(prefix="credit-risk-scores-") as staging,
         storage.DirectoryWriter(output_uri) as published,
     ):  # each part leaves local disk at once; the marker only when all are scored
-        for uri, first_row, raw in _chunks(files, wanted, config.chunk_rows):
+        needed_by = "the model needs (or named as id columns)"
+        for chunk in data_stats.file_chunks(files, wanted, config.chunk_rows, needed_by):
+            raw = chunk.frame
             typed = training_data.typed_chunk(
-                raw,
-                spec,
-                uri,
-                first_row,
-                line_offset=None if uri.endswith((".parquet", ".pq")) else 1,
-                model_inputs_only=True,
+                raw, spec, chunk.uri, chunk.first_row, chunk.line_offset, model_inputs_only=True
             )
             pds = model.predict_frame(typed, batch_size=config.batch_size)
             out: dict[str, Any] = (

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from credit_risk import storage
@@ -113,6 +114,39 @@ def raw_batches(
             for batch in table.to_batches():
                 rows += batch.num_rows
                 yield batch
+
+
+@dataclass(frozen=True)
+class FileChunk:
+    """Rows of one data file as read (CSV cells as text, Parquet cells typed), before the spec's
+    typing (``training_data.typed_chunk``), with where they came from for its error messages."""
+
+    uri: str
+    first_row: int  # 1-based data row number in its file
+    frame: Any  # pandas.DataFrame
+
+    @property
+    def line_offset(self) -> int | None:
+        """File line = row + this for a CSV (its header is line 1); None for Parquet."""
+        return None if _is_parquet(self.uri) else 1
+
+
+def file_chunks(
+    files: Sequence[str], columns: Sequence[str], chunk_rows: int, needed_by: str
+) -> Iterator[FileChunk]:
+    """``columns`` of every row of ``files`` in chunks of at most ``chunk_rows``; a file without
+    one of them is a DataError naming the file, the columns and ``needed_by`` (who needs them)."""
+    for uri in files:
+        missing = [c for c in columns if c not in columns_of(uri)]
+        if missing:
+            raise DataError(f"{uri}: column(s) {missing} {needed_by} are not in the data")
+        row = 1
+        for batch in raw_batches(uri, columns=columns, batch_rows=chunk_rows):
+            frame = batch.to_pandas()
+            for start in range(0, len(frame), chunk_rows):  # a CSV block can hold more rows
+                part = frame.iloc[start : start + chunk_rows].reset_index(drop=True)
+                yield FileChunk(uri, row, part)
+                row += len(part)
 
 
 def as_text(batch: Any) -> Any:

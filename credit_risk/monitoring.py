@@ -159,13 +159,10 @@ class MonitoringResult:
 
 def _typed_chunks(uri: str, spec: FeatureSpec, chunk_rows: int) -> Iterator[pd.DataFrame]:
     columns = [f.name for f in spec.model_features]
-    for file in storage.list_files(uri):
-        row = 1
-        line_offset = None if file.endswith((".parquet", ".pq")) else 1
-        for batch in data_stats.raw_batches(file, columns=columns, batch_rows=chunk_rows):
-            raw = batch.to_pandas()
-            yield training_data.typed_chunk(raw, spec, file, row, line_offset, model_inputs_only=True)
-            row += len(raw)
+    for chunk in data_stats.file_chunks(storage.list_files(uri), columns, chunk_rows, "the model needs"):
+        yield training_data.typed_chunk(
+            chunk.frame, spec, chunk.uri, chunk.first_row, chunk.line_offset, model_inputs_only=True
+        )
 
 
 def baseline_sample(uri: str, spec: FeatureSpec, config: MonitoringConfig) -> pd.DataFrame:

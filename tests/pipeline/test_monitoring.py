@@ -96,6 +96,20 @@ def test_scores_of_other_data_are_refused(german_model_dir, tmp_path):
         )
 
 
+def test_current_data_without_a_model_input_names_the_file_and_column(german_model_dir, tmp_path):
+    for suffix in ("csv", "parquet"):
+        current = tmp_path / f"no-purpose.{suffix}"
+        frame = pd.read_csv(GERMAN_CSV).drop(columns=["purpose"])
+        if suffix == "csv":
+            frame.to_csv(current, index=False)
+        else:
+            frame.to_parquet(current, index=False)
+        with pytest.raises(
+            DataError, match=r"no-purpose\.\w+: column\(s\) \['purpose'\] the model needs are not"
+        ):
+            monitoring.monitor(german_model_dir, str(GERMAN_CSV), str(current), with_tfdv=False)
+
+
 def test_the_baseline_sample_is_bounded_and_uniform(german_spec, tmp_path):
     config = monitoring.MonitoringConfig(baseline_sample_rows=200, chunk_rows=100)
     sample = monitoring.baseline_sample(str(GERMAN_CSV), german_spec, config)
