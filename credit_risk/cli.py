@@ -242,12 +242,19 @@ def cmd_infer_schema(args: argparse.Namespace) -> int:
     """Write a schema inferred from data + spec, for review before it is committed as curated."""
     import tensorflow_data_validation as tfdv
 
-    from credit_risk import feature_spec, validation
+    from credit_risk import feature_spec, storage, validation
+    from credit_risk.errors import ConfigError
 
     data_uri, spec_uri = resolve_dataset(args)
     spec = feature_spec.load(spec_uri)
-    schema = validation.infer_schema(data_uri, spec)
     output = args.output or str(Path(spec_uri).with_name(spec.name + validation.SCHEMA_SUFFIX))
+    if storage.exists(output) and not args.force:
+        # an inferred schema has none of the reviewed business rules: never replace one silently
+        raise ConfigError(
+            f"{output} exists (a curated schema is reviewed by hand); write the inferred one "
+            "elsewhere with --output and compare, or pass --force to replace it"
+        )
+    schema = validation.infer_schema(data_uri, spec)
     tfdv.write_schema_text(schema, output)
     print(f"wrote {output}: review the domains and ranges, then commit it as the curated schema")
     return EXIT_OK
@@ -486,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     )
     add_data_args(p)
     p.add_argument("--output", "-o", help="default: <spec dir>/<name>.schema.pbtxt")
+    p.add_argument("--force", action="store_true", help="replace --output if it exists")
     p.set_defaults(func=cmd_infer_schema)
 
     p = sub.add_parser(

@@ -52,6 +52,22 @@ def test_bad_param_is_a_clear_error(capsys):
     assert "--param expects key=value, got 'epochs'" in capsys.readouterr().err
 
 
+def test_infer_schema_never_replaces_a_curated_schema_unless_forced(tmp_path, capsys):
+    curated = REPO / "data" / "german_credit.schema.pbtxt"
+    before = curated.read_bytes()
+    assert cli.main(["infer-schema", "--dataset", "german_credit"]) == cli.EXIT_FAILED
+    assert "german_credit.schema.pbtxt exists" in capsys.readouterr().err
+    assert curated.read_bytes() == before
+    out = tmp_path / "inferred.schema.pbtxt"
+    assert cli.main(["infer-schema", "--dataset", "german_credit", "-o", str(out)]) == cli.EXIT_OK
+    assert 'name: "purpose"' in out.read_text()
+    out.write_text("stale")
+    assert cli.main(["infer-schema", "--dataset", "german_credit", "-o", str(out)]) == cli.EXIT_FAILED
+    assert out.read_text() == "stale"
+    assert cli.main(["infer-schema", "--dataset", "german_credit", "-o", str(out), "--force"]) == cli.EXIT_OK
+    assert 'name: "purpose"' in out.read_text()
+
+
 def test_sample_request(capsys):
     assert cli.main(["sample-request", "--spec", str(CREDIT_SPEC), "--rows", "3"]) == 0
     assert len(json.loads(capsys.readouterr().out)["instances"]) == 3
