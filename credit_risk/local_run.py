@@ -110,53 +110,72 @@ class _Tail(io.TextIOBase):
         return ""
 
 
-def _latest_run_dir(pipeline_root: Path, pipeline_name: str, before: set[Path]) -> Path | None:
-    runs = [p for p in pipeline_root.glob(f"{pipeline_name}-*") if p.is_dir() and p not in before]
-    return max(runs, key=lambda p: p.stat().st_mtime) if runs else None
+@dataclass
+class _LocalRun:
+    run_dir: Path | None
+    seconds: float
+    error: str  # "" when every task succeeded
+    artifacts: dict[str, str]  # label -> path, for those that exist
 
 
-def collect(run_dir: Path) -> dict[str, str]:
-    """Paths of the artifacts that exist in ``run_dir``."""
-    found = {}
-    for label, (task, output) in ARTIFACTS.items():
-        path = run_dir / task / output
-        if path.exists():
-            found[label] = str(path)
-    return found
-
-
-def run_local(data_uri: str, feature_spec_uri: str, pipeline_root: str | Path, **params: Any) -> RunSummary:
-    """Run the whole pipeline locally; never raises for a failed run (the summary says why)."""
+def _run_locally(
+    pipeline: Any,
+    pipeline_name: str,
+    pipeline_root: str | Path,
+    artifacts: dict[str, tuple[str, str]],
+    **arguments: Any,
+) -> _LocalRun:
+    """Run ``pipeline`` with the KFP local runner under ``pipeline_root``; never raises for a failed
+    task (the error names the task and, from its output, its exception)."""
     import kfp.local
-
-    from credit_risk.pipelines.training_pipeline import PIPELINE_NAME, training_pipeline
 
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    before = set(root.glob(f"{PIPELINE_NAME}-*"))
+    before = set(root.glob(f"{pipeline_name}-*"))
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     # kfp warns that our custom base image is not used locally: intended - the pipeline
     # environment is built from the same lock file as that image.
     warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
-    start = time.perf_counter()
-    error = ""
-    tail = _Tail(sys.stdout)
+    start, error, tail = time.perf_counter(), "", _Tail(sys.stdout)
     try:
         with contextlib.redirect_stdout(tail):  # kfp.local prints each task's output here
-            training_pipeline(data_uri=data_uri, feature_spec_uri=feature_spec_uri, **params)
+            pipeline(**arguments)
     except RuntimeError as e:  # kfp.local's way of saying a task failed
-        error = _ANSI.sub("", str(e))
-        cause = tail.last_error()
-        if cause:
-            error = f"{error} {cause}"
+        error = f"{_ANSI.sub('', str(e))} {tail.last_error()}".strip()
     seconds = time.perf_counter() - start
-    run_dir = _latest_run_dir(root, PIPELINE_NAME, before)
-    artifacts = collect(run_dir) if run_dir else {}
-    summary = RunSummary(
-        succeeded=not error, run_dir=str(run_dir or ""), seconds=seconds, error=error, artifacts=artifacts
+    runs = [p for p in root.glob(f"{pipeline_name}-*") if p.is_dir() and p not in before]
+    run_dir = max(runs, key=lambda p: p.stat().st_mtime) if runs else None
+    found = {}
+    for label, (task, output) in artifacts.items():
+        path = run_dir / task / output if run_dir else None
+        if path and path.exists():
+            found[label] = str(path)
+    return _LocalRun(run_dir, seconds, error, found)
+
+
+def run_local(data_uri: str, feature_spec_uri: str, pipeline_root: str | Path, **params: Any) -> RunSummary:
+    """Run the whole pipeline locally; never raises for a failed run (the summary says why)."""
+    from credit_risk.pipelines.training_pipeline import PIPELINE_NAME, training_pipeline
+
+    run = _run_locally(
+        training_pipeline,
+        PIPELINE_NAME,
+        pipeline_root,
+        ARTIFACTS,
+        data_uri=data_uri,
+        feature_spec_uri=feature_spec_uri,
+        **params,
     )
-    if error:
-        summary.failed_task = next((task for task, _ in ARTIFACTS.values() if f"'{task}'" in error), "")
+    artifacts = run.artifacts
+    summary = RunSummary(
+        succeeded=not run.error,
+        run_dir=str(run.run_dir or ""),
+        seconds=run.seconds,
+        error=run.error,
+        artifacts=artifacts,
+    )
+    if run.error:
+        summary.failed_task = next((task for task, _ in ARTIFACTS.values() if f"'{task}'" in run.error), "")
     if "anomalies" in artifacts:
         summary.anomalies = json.loads(Path(artifacts["anomalies"]).read_text()).get("anomalies", [])
     if "approval" in artifacts:
@@ -228,35 +247,21 @@ def run_monitoring_local(
     model_uri: str, baseline_data_uri: str, current_data_uri: str, pipeline_root: str | Path, **params: Any
 ) -> MonitoringSummary:
     """Run the monitoring pipeline locally; never raises for a failed run (the summary says why)."""
-    import kfp.local
-
     from credit_risk.pipelines.monitoring_pipeline import MONITORING_PIPELINE_NAME, monitoring_pipeline
 
-    root = Path(pipeline_root).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    before = set(root.glob(f"{MONITORING_PIPELINE_NAME}-*"))
-    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
-    warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
-    start, error, tail = time.perf_counter(), "", _Tail(sys.stdout)
-    try:
-        with contextlib.redirect_stdout(tail):
-            monitoring_pipeline(
-                model_uri=model_uri,
-                baseline_data_uri=baseline_data_uri,
-                current_data_uri=current_data_uri,
-                **params,
-            )
-    except RuntimeError as e:
-        error = f"{_ANSI.sub('', str(e))} {tail.last_error()}".strip()
-    run_dir = _latest_run_dir(root, MONITORING_PIPELINE_NAME, before)
-    artifacts = {}
-    for label, (task, output) in MONITORING_ARTIFACTS.items():
-        path = run_dir / task / output if run_dir else None
-        if path and path.exists():
-            artifacts[label] = str(path)
-    result = json.loads(Path(artifacts["result"]).read_text()) if "result" in artifacts else {}
+    run = _run_locally(
+        monitoring_pipeline,
+        MONITORING_PIPELINE_NAME,
+        pipeline_root,
+        MONITORING_ARTIFACTS,
+        model_uri=model_uri,
+        baseline_data_uri=baseline_data_uri,
+        current_data_uri=current_data_uri,
+        **params,
+    )
+    result = json.loads(Path(run.artifacts["result"]).read_text()) if "result" in run.artifacts else {}
     return MonitoringSummary(
-        not error, str(run_dir or ""), time.perf_counter() - start, error, result, artifacts
+        not run.error, str(run.run_dir or ""), run.seconds, run.error, result, run.artifacts
     )
 
 
