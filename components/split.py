@@ -10,8 +10,11 @@ def split(
     seed: int,
     train_data: Output[Dataset],
     eval_data: Output[Dataset],
+    stream_data: bool = False,
 ):
-    """Stratified, seeded train / held-out split of the validated snapshot.
+    """Seeded train / held-out split of the validated snapshot: loaded whole and exactly
+    stratified, or with ``stream_data`` in bounded chunks (a row held out by a seeded hash of its
+    position; class shares match in expectation) for snapshots larger than memory.
 
     Outputs:
       train_data: rows the model is fitted on (CSV).
@@ -23,7 +26,13 @@ def split(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     n_train, n_eval = steps.split_step(
-        validated_data.path, feature_spec_uri, eval_fraction, seed, train_data.path, eval_data.path
+        validated_data.path,
+        feature_spec_uri,
+        eval_fraction,
+        seed,
+        train_data.path,
+        eval_data.path,
+        stream=stream_data,
     )
-    train_data.metadata.update({"rows": n_train, "seed": seed})
-    eval_data.metadata.update({"rows": n_eval, "seed": seed})
+    train_data.metadata.update({"rows": n_train, "seed": seed, "streamed": stream_data})
+    eval_data.metadata.update({"rows": n_eval, "seed": seed, "streamed": stream_data})

@@ -336,14 +336,18 @@ def load_dataset(uri: str, spec: FeatureSpec) -> pd.DataFrame:
     return typed_frame(raw, spec)[spec.columns]
 
 
+def check_eval_fraction(eval_fraction: float) -> None:
+    if not 0.05 <= eval_fraction <= 0.5:
+        raise DataError(f"eval_fraction must be in [0.05, 0.5], got {eval_fraction}")
+
+
 def split_train_eval(
     df: pd.DataFrame, spec: FeatureSpec, eval_fraction: float, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stratified, seeded split; the eval rows are never seen by training."""
     from sklearn.model_selection import train_test_split
 
-    if not 0.05 <= eval_fraction <= 0.5:
-        raise DataError(f"eval_fraction must be in [0.05, 0.5], got {eval_fraction}")
+    check_eval_fraction(eval_fraction)
     train, evaluation = train_test_split(
         df, test_size=eval_fraction, random_state=seed, stratify=df[spec.label]
     )

@@ -96,23 +96,36 @@ def validate_step(
 
 
 def split_step(
-    dataset_path: str, spec_uri: str, eval_fraction: float, seed: int, train_path: str, eval_path: str
+    dataset_path: str,
+    spec_uri: str,
+    eval_fraction: float,
+    seed: int,
+    train_path: str,
+    eval_path: str,
+    stream: bool = False,
 ) -> tuple[int, int]:
+    """Held-out split of the validated snapshot: loaded whole (exactly stratified), or streamed in
+    bounded chunks (each row by a seeded hash of its position; class shares match in expectation)."""
     spec = feature_spec.load(spec_uri)
-    frame = data.load_dataset(_csv_in(dataset_path), spec)
-    train, held_out = data.split_train_eval(frame, spec, eval_fraction, seed)
-    for frame_, path in ((train, train_path), (held_out, eval_path)):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        frame_.to_csv(path, index=False)
+    if stream:
+        source = training_data.FileSource(_csv_in(dataset_path))
+        n_train, n_eval = training_data.split_stream(source, spec, eval_fraction, seed, train_path, eval_path)
+    else:
+        frame = data.load_dataset(_csv_in(dataset_path), spec)
+        train, held_out = data.split_train_eval(frame, spec, eval_fraction, seed)
+        for frame_, path in ((train, train_path), (held_out, eval_path)):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            frame_.to_csv(path, index=False)
+        n_train, n_eval = len(train), len(held_out)
     log.info(
         "split %d rows -> train %d (%s), eval %d (%s)",
-        len(frame),
-        len(train),
+        n_train + n_eval,
+        n_train,
         train_path,
-        len(held_out),
+        n_eval,
         eval_path,
     )
-    return len(train), len(held_out)
+    return n_train, n_eval
 
 
 def train_step(

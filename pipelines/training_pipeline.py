@@ -85,7 +85,7 @@ def build_training_pipeline(database_secret: str | None = None) -> Any:
         ``baseline_stats_uri`` (drift), ``serving_data_uri`` (skew), ``warn_only_anomalies`` (kinds
         that do not fail), ``beam_args`` (statistics on a Beam runner). Training parameters are
         ``credit_risk.training.TrainingConfig``'s (``wide_learning_rate`` 0 = ``learning_rate``);
-        ``stream_training_data`` trains from the snapshot in bounded chunks.
+        ``stream_training_data`` splits and trains from the snapshot in bounded chunks.
         ``serving_root`` (e.g. gs://bucket/models): where approved versions are published, immutable;
         empty = serve the pipeline's model artifact. ``apply_to_cluster``: create/patch the
         InferenceService through the Kubernetes API with a canary (else only render and smoke-test it)."""
@@ -114,6 +114,7 @@ def build_training_pipeline(database_secret: str | None = None) -> Any:
             feature_spec_uri=feature_spec_uri,
             eval_fraction=eval_fraction,
             seed=seed,
+            stream_data=stream_training_data,
         ).set_display_name("train / held-out split")
         trained = train(
             train_data=splits.outputs["train_data"],

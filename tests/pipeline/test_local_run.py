@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -70,11 +71,22 @@ def test_credit_data_end_to_end_ingested_from_postgresql(tmp_path, postgres, mon
 
 
 def test_unreachable_threshold_is_rejected_and_not_deployed(tmp_path):
-    s = run_local(str(GERMAN_CSV), str(GERMAN_SPEC), tmp_path, gate_overrides={"min_auc": 0.999}, epochs=3)
+    """Also the streamed data path: split and training read the snapshot in bounded chunks."""
+    s = run_local(
+        str(GERMAN_CSV),
+        str(GERMAN_SPEC),
+        tmp_path,
+        gate_overrides={"min_auc": 0.999},
+        epochs=3,
+        stream_training_data=True,
+    )
     assert s.succeeded and s.verdict == gate.REJECTED
     assert "auc" in s.decision.reasons[0] and ">= 0.999" in s.decision.reasons[0]
     assert not s.deployment.deployed and "rejected" in s.deployment.reason
     assert "inference_service" not in s.artifacts
+    train, held = (pd.read_csv(s.artifacts[k]) for k in ("train_data", "eval_data"))
+    assert len(train) + len(held) == 1000 and 200 <= len(held) <= 300  # 25 % by a seeded hash
+    assert s.decision.metrics["rows"] == len(held)
 
 
 def test_a_value_of_the_wrong_type_stops_at_ingest_and_trains_nothing(tmp_path):

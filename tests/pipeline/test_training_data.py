@@ -181,3 +181,40 @@ def test_frame_conversion_equals_the_request_contract(credit_spec):
     for name, array in per_value.items():
         assert columnwise[name].dtype == array.dtype and columnwise[name].shape == array.shape
         np.testing.assert_array_equal(columnwise[name], array)
+
+
+def test_streamed_split_is_a_seeded_partition_independent_of_chunking(tmp_path, german_spec, german_frame):
+    def split(chunk_rows: int, seed: int, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        source = training_data.FileSource(str(GERMAN_CSV), chunk_rows=chunk_rows)
+        train, held = tmp_path / name / "train.csv", tmp_path / name / "eval.csv"
+        counts = training_data.split_stream(source, german_spec, 0.2, seed, train, held)
+        frames = data.load_dataset(str(train), german_spec), data.load_dataset(str(held), german_spec)
+        assert counts == (len(frames[0]), len(frames[1]))
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == ["eval.csv", "train.csv"]  # no partials
+        return frames
+
+    train, held = split(1000, 7, "a")
+    # a partition of the rows: every row once, in train or held out (the data has duplicate rows
+    # only by chance, so compare the multisets)
+    both = pd.concat([train, held]).sort_values(list(german_frame.columns)).reset_index(drop=True)
+    expected = german_frame.sort_values(list(german_frame.columns)).reset_index(drop=True)
+    pd.testing.assert_frame_equal(both, expected)
+    assert 150 <= len(held) <= 250  # 20 % of 1000 by a seeded hash: binomial, sd ~13
+    rate = german_frame["default"].mean()
+    assert abs(held["default"].mean() - rate) < 0.08  # class share in expectation (sd ~0.03 here)
+    again_train, again_held = split(64, 7, "b")  # other chunking, same split
+    pd.testing.assert_frame_equal(again_held, held)
+    pd.testing.assert_frame_equal(again_train, train)
+    _, other_held = split(1000, 8, "c")
+    assert not other_held.equals(held)
+
+
+def test_streamed_split_of_bad_data_leaves_no_files(tmp_path, german_spec):
+    bad = edited_copy(GERMAN_CSV, tmp_path / "bad.csv", set_cell(700, "age_in_years", "forty"))
+    source = training_data.FileSource(str(bad), chunk_rows=100)
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=r"row 701 .*'forty'"):
+        training_data.split_stream(source, german_spec, 0.2, 1, out / "train.csv", out / "eval.csv")
+    assert list(out.iterdir()) == []
+    with pytest.raises(DataError, match=r"eval_fraction must be in \[0.05, 0.5\]"):
+        training_data.split_stream(source, german_spec, 0.9, 1, out / "train.csv", out / "eval.csv")
