@@ -60,10 +60,13 @@ def evaluate(
     spec: FeatureSpec,
     config: gate.GateConfig,
     champion_dir: str | None = None,
+    champion_uri: str = "",
 ) -> EvaluationResult:
     """Score ``frame`` (held-out rows) through the exported serving signature and apply the gate.
 
     ``frame`` must hold the model inputs, the label and every slice / protected column.
+    ``champion_dir``: a local copy of the model to beat; ``champion_uri``: where it came from, for
+    the record (default ``champion_dir``).
     """
     start = time.perf_counter()
     model = ExportedModel(model_dir)
@@ -100,7 +103,7 @@ def evaluate(
     decision.eval_data_fingerprint = fingerprint(frame)
     if champion_metrics is not None:
         decision.champion = {
-            "model_uri": champion_dir,
+            "model_uri": champion_uri or champion_dir,
             "model_fingerprint": champion_id,
             "metrics": champion_metrics,
         }

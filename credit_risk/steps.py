@@ -7,6 +7,7 @@ The KFP components in ``components/`` only unpack artifacts and call these, so e
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from pathlib import Path
 
@@ -153,10 +154,16 @@ def evaluate_step(
     allow_override: bool = False,
 ) -> EvaluationResult:
     """Evaluate, decide (with any human override recorded), and write the approval record, the
-    Markdown model card and the HTML report."""
+    Markdown model card and the HTML report. ``champion_dir``: a model directory, or a published
+    version on gs:// (``<serving_root>/<service>/m-<fingerprint>``, as deploy publishes it), which
+    is downloaded and checked against its manifest first."""
     spec = feature_spec.load(spec_uri)
     frame = data.load_dataset(_csv_in(eval_path), spec)
-    result = evaluate(model_dir, frame, spec, config, champion_dir or None)
+    with tempfile.TemporaryDirectory(prefix="credit-risk-champion-") as scratch:
+        champion = champion_dir or None
+        if champion and storage.is_gcs(champion):
+            champion = str(storage.download_published(champion, scratch))  # never a half-published one
+        result = evaluate(model_dir, frame, spec, config, champion, champion_uri=champion_dir or "")
     gate.apply_override(result.decision, override_approver, override_rationale, allow_override)
     write_decision(result.decision, approval_path)
     Path(model_card_path).write_text(model_card(result, spec))

@@ -174,3 +174,21 @@ def test_failed_calibration_check_reports_recalibration_evidence(setup):
     assert "Recalibration evidence" in (out / "report.html").read_text()
     off, _ = _run(setup, "recal-off", config=strict.with_overrides({"recalibration": None}))
     assert off.decision.recalibration is None
+
+
+@pytest.mark.slow
+def test_champion_published_on_gcs_is_downloaded_verified_and_recorded(setup, gcs, tmp_path):
+    from credit_risk import storage
+
+    version = "gs://credit-risk-test/models/credit-risk/m-champion"
+    storage.publish_dir(setup / "model", version)
+    result, out = _run(setup, "gcs-champion", champion_dir=version)
+    assert any(c.group == "vs champion" for c in result.decision.checks)
+    record = json.loads((out / "approval.json").read_text())
+    assert record["champion"]["model_uri"] == version
+    assert record["champion"]["model_fingerprint"] == record["model_fingerprint"]  # the same model
+    assert record["champion"]["metrics"]["auc"] == pytest.approx(record["metrics"]["auc"])
+    half = "gs://credit-risk-test/models/credit-risk/m-unpublished"
+    storage.write_text(storage.join(half, "model_info.json"), "{}")  # files, but no manifest
+    with pytest.raises(storage.PublishError, match="not a published model version"):
+        _run(setup, "half-champion", champion_dir=half)
