@@ -22,7 +22,10 @@ def evaluate(
     """Score held-out rows through the exported signature; approve or reject against the gate.
 
     Gate settings come from ``gate_config_uri`` (empty: the packaged defaults) with
-    ``gate_overrides`` on top. ``champion_model_uri`` (optional) is the deployed model to beat.
+    ``gate_overrides`` on top. ``champion_model_uri`` (optional) is the deployed model to beat: a
+    model directory, a published ``gs://.../m-<version>``, or ``isvc://<namespace>/<name>`` for the
+    model that InferenceService serves to all traffic (needs ``get`` on inferenceservices, granted
+    by manifests/base/rbac.yaml; none yet = a first model).
     A human override (approver + rationale) approves a rejected model only if ``allow_override``.
 
     Outputs:

@@ -335,7 +335,11 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     p.add_argument("--min-auc", type=float, help="gate override: minimum held-out AUC")
     p.add_argument("--min-ks", type=float, help="gate override: minimum KS")
     p.add_argument("--max-brier", type=float, help="gate override: maximum Brier score")
-    p.add_argument("--champion", help="deployed (champion) model dir to compare against")
+    p.add_argument(
+        "--champion",
+        help="model to beat: a model dir, a published gs://…/m-<version>, or isvc://<namespace>/<name> "
+        "(the model that InferenceService serves)",
+    )
     p.add_argument("--service-name", help="InferenceService name (default credit-risk)")
     p.add_argument(
         "--sql-query",

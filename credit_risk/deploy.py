@@ -27,6 +27,7 @@ import yaml
 from credit_risk import __version__, images, storage
 from credit_risk.errors import ConfigError, CreditRiskError
 from credit_risk.gate import Decision
+from credit_risk.rollout import SERVING_URI_ANNOTATION
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +251,7 @@ def render_inference_service(
     annotations = {
         "credit-risk/model-version": model_version,
         "credit-risk/storage-uri": storage_uri,
+        SERVING_URI_ANNOTATION: storage_uri,  # kept at the previous model by a canary update
         # a URL per revision (latest/prev tags): the canary is smoke-queried directly
         "serving.kserve.io/enable-tag-routing": "true",
     }

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 RESOURCE = f"{PLURAL}.{GROUP}"
+# The model that takes all of the traffic: set on create and on promotion, left alone by a canary
+# and by a rollback - unlike the predictor spec, which holds the newest model either way.
+SERVING_URI_ANNOTATION = "credit-risk/serving-storage-uri"
 
 
 class KubeApiError(CreditRiskError):
@@ -316,7 +319,11 @@ def rollout(
             f"rolled back: all traffic returned to {old_revision or 'the previous revision'}; the new model "
             f"was not promoted because {e}"
         ) from e
-    api.patch(name, {"spec": {"predictor": {"canaryTrafficPercent": None}}})
+    serving = manifest["metadata"].get("annotations", {}).get(SERVING_URI_ANNOTATION)
+    promote: dict[str, Any] = {"spec": {"predictor": {"canaryTrafficPercent": None}}}
+    if serving:
+        promote["metadata"] = {"annotations": {SERVING_URI_ANNOTATION: serving}}
+    api.patch(name, promote)
     status = wait(
         lambda s: s.ready and s.percent_to(new_revision) == 100, f"{new_revision} to receive 100% of traffic"
     )
@@ -325,5 +332,33 @@ def rollout(
 
 
 def _meta_patch(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The canary's labels and annotations - except which model serves, still the previous one."""
     meta = manifest["metadata"]
-    return {"labels": meta.get("labels", {}), "annotations": meta.get("annotations", {})}
+    annotations = {k: v for k, v in meta.get("annotations", {}).items() if k != SERVING_URI_ANNOTATION}
+    return {"labels": meta.get("labels", {}), "annotations": annotations}
+
+
+CLUSTER_SCHEME = "isvc://"
+
+
+def serving_model_uri(api: InferenceServiceStore, name: str) -> str | None:
+    """The storage URI of the model taking all of InferenceService ``name``'s traffic (None: no
+    such InferenceService yet, a first deployment)."""
+    found = api.get(name)
+    if found is None:
+        return None
+    uri = found.get("metadata", {}).get("annotations", {}).get(SERVING_URI_ANNOTATION)
+    if not uri:
+        raise KubeApiError(
+            f"InferenceService {name!r} in namespace {api.namespace!r} has no {SERVING_URI_ANNOTATION!r} "
+            "annotation, so it was not rolled out by this package; give the champion's model URI instead"
+        )
+    return str(uri)
+
+
+def resolve_cluster_uri(uri: str, host: str | None = None) -> str | None:
+    """``isvc://<namespace>/<name>`` -> the storage URI of the model it serves (None if absent)."""
+    namespace, _, name = uri.removeprefix(CLUSTER_SCHEME).partition("/")
+    if not namespace or not name or "/" in name:
+        raise KubeApiError(f"{uri!r} is not isvc://<namespace>/<name>")
+    return serving_model_uri(InferenceServiceApi(namespace, host=host), name)

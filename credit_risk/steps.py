@@ -7,6 +7,7 @@ The KFP components in ``components/`` only unpack artifacts and call these, so e
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from credit_risk import (
     gate,
     ingest,
     monitoring,
+    rollout,
     storage,
     training_data,
 )
@@ -32,6 +34,7 @@ from credit_risk.validation import ValidationConfig, ValidationResult, validate
 log = logging.getLogger(__name__)
 
 DATA_FILE = "data.csv"  # file name of a Dataset artifact's table inside its directory
+KUBE_HOST_ENV = "CREDIT_RISK_KUBE_HOST"  # explicit Kubernetes API server URL (port-forward, tests)
 
 
 def _csv_in(artifact_path: str) -> str:
@@ -154,16 +157,23 @@ def evaluate_step(
     allow_override: bool = False,
 ) -> EvaluationResult:
     """Evaluate, decide (with any human override recorded), and write the approval record, the
-    Markdown model card and the HTML report. ``champion_dir``: a model directory, or a published
+    Markdown model card and the HTML report. ``champion_dir``: a model directory; a published
     version on gs:// (``<serving_root>/<service>/m-<fingerprint>``, as deploy publishes it), which
-    is downloaded and checked against its manifest first."""
+    is downloaded and checked against its manifest first; or ``isvc://<namespace>/<name>``: the
+    model that InferenceService serves to all traffic (none if it does not exist yet; the API
+    server from in-cluster config, ~/.kube/config, or ``$CREDIT_RISK_KUBE_HOST``)."""
     spec = feature_spec.load(spec_uri)
     frame = data.load_dataset(_csv_in(eval_path), spec)
     with tempfile.TemporaryDirectory(prefix="credit-risk-champion-") as scratch:
-        champion = champion_dir or None
+        champion_uri = champion_dir or ""
+        if champion_uri.startswith(rollout.CLUSTER_SCHEME):
+            serving = rollout.resolve_cluster_uri(champion_uri, os.environ.get(KUBE_HOST_ENV) or None)
+            log.info("champion: %s serves %s", champion_uri, serving or "nothing yet (a first model)")
+            champion_uri = serving or ""
+        champion = champion_uri or None
         if champion and storage.is_gcs(champion):
             champion = str(storage.download_published(champion, scratch))  # never a half-published one
-        result = evaluate(model_dir, frame, spec, config, champion, champion_uri=champion_dir or "")
+        result = evaluate(model_dir, frame, spec, config, champion, champion_uri=champion_uri)
     gate.apply_override(result.decision, override_approver, override_rationale, allow_override)
     write_decision(result.decision, approval_path)
     Path(model_card_path).write_text(model_card(result, spec))

@@ -192,3 +192,22 @@ def test_champion_published_on_gcs_is_downloaded_verified_and_recorded(setup, gc
     storage.write_text(storage.join(half, "model_info.json"), "{}")  # files, but no manifest
     with pytest.raises(storage.PublishError, match="not a published model version"):
         _run(setup, "half-champion", champion_dir=half)
+
+
+@pytest.mark.slow
+def test_champion_discovered_from_the_inference_service(setup, monkeypatch):
+    """``isvc://<namespace>/<name>``: the model that InferenceService serves (read through the real
+    kubernetes client from tests/kube_api_fake.py, a protocol-level fake of the API server)."""
+    from credit_risk import deploy
+    from tests.kube_api_fake import FakeKubeApi
+
+    config = deploy.DeployConfig(name="credit-risk", namespace="credit-risk")
+    with FakeKubeApi() as fake:
+        monkeypatch.setenv(steps.KUBE_HOST_ENV, fake.url)
+        result, _ = _run(setup, "first-model", champion_dir="isvc://credit-risk/credit-risk")
+        assert result.decision.champion is None  # nothing serves yet: a first model
+        fake.seed(deploy.render_inference_service(str(setup / "model"), config, "m-1"))
+        result, out = _run(setup, "cluster-champion", champion_dir="isvc://credit-risk/credit-risk")
+    record = json.loads((out / "approval.json").read_text())
+    assert record["champion"]["model_uri"] == str(setup / "model")
+    assert record["champion"]["model_fingerprint"] == record["model_fingerprint"]

@@ -5,7 +5,16 @@ import pytest
 
 from credit_risk import deploy
 from credit_risk.infra_validation import http_smoke
-from credit_risk.rollout import InferenceServiceApi, RbacError, RolloutConfig, RolloutError, rollout
+from credit_risk.rollout import (
+    SERVING_URI_ANNOTATION,
+    InferenceServiceApi,
+    KubeApiError,
+    RbacError,
+    RolloutConfig,
+    RolloutError,
+    resolve_cluster_uri,
+    rollout,
+)
 from tests.kube_api_fake import FakeKubeApi
 
 NS = "credit-risk"
@@ -57,7 +66,12 @@ def test_update_goes_out_as_a_canary_then_is_promoted(fake):
     patches = [body for verb, body in fake.api_calls() if verb == "patch"]
     assert patches[0]["spec"]["predictor"]["canaryTrafficPercent"] == 10
     assert patches[0]["spec"]["predictor"]["containers"][0]["env"][0]["value"].endswith("/m-2")
-    assert patches[1] == {"spec": {"predictor": {"canaryTrafficPercent": None}}}  # promote: key removed
+    # the canary does not claim to serve; promotion (key removed = 100 %) does
+    assert SERVING_URI_ANNOTATION not in patches[0]["metadata"]["annotations"]
+    assert patches[1] == {
+        "spec": {"predictor": {"canaryTrafficPercent": None}},
+        "metadata": {"annotations": {SERVING_URI_ANNOTATION: "gs://bucket/models/credit-risk/m-2"}},
+    }
     # the smoke query went to the canary revision alone, before promotion
     assert fake.smoke_queries() == ["/rev/credit-risk-predictor-00002/v1/models/credit-risk:predict"]
     assert fake.traffic(NS, "credit-risk") == {"credit-risk-predictor-00002": 100}
@@ -137,3 +151,26 @@ def test_canary_percent_must_leave_room_for_both_revisions(percent):
 
     with pytest.raises(ConfigError, match=r"canary_traffic_percent must be 1\.\.99"):
         deploy.DeployConfig(name="x", canary_traffic_percent=percent)
+
+
+def test_the_serving_model_is_the_promoted_one_and_stays_put_on_a_rollback(fake):
+    """``isvc://<namespace>/<name>`` names the model that takes all traffic: the evaluate step's
+    champion. A canary that is rolled back leaves it at the previous model."""
+    where = f"isvc://{NS}/credit-risk"
+    assert resolve_cluster_uri(where, fake.url) is None  # nothing deployed yet
+    _roll(fake, _manifest("m-1"))
+    assert resolve_cluster_uri(where, fake.url) == "gs://bucket/models/credit-risk/m-1"
+    fake.smoke_script = {"credit-risk-predictor-00002": "bad"}
+    with pytest.raises(RolloutError, match="rolled back"):
+        _roll(fake, _manifest("m-2"))
+    assert resolve_cluster_uri(where, fake.url) == "gs://bucket/models/credit-risk/m-1"
+    fake.smoke_script = {}
+    _roll(fake, _manifest("m-3"))
+    assert resolve_cluster_uri(where, fake.url) == "gs://bucket/models/credit-risk/m-3"
+    foreign = _manifest("m-x")
+    foreign["metadata"].update(name="hand-made", annotations={})
+    fake.seed(foreign)
+    with pytest.raises(KubeApiError, match=r"'hand-made' .* has no 'credit-risk/serving-storage-uri'"):
+        resolve_cluster_uri(f"isvc://{NS}/hand-made", fake.url)
+    with pytest.raises(KubeApiError, match="is not isvc://<namespace>/<name>"):
+        resolve_cluster_uri("isvc://credit-risk", fake.url)
