@@ -152,9 +152,13 @@ def test_pipeline_on_gcs_rolls_out_through_the_kubernetes_api(tmp_path, monkeypa
             apply_to_cluster=True,
             serving_root=f"gs://{bucket}/serving",
             ensemble_size=1,
+            champion_model_uri="isvc://credit-risk/credit-risk",
         )
         calls = fake.api_calls()
     assert s.succeeded, s.error
+    # evaluate looked for the serving champion (none yet: a first model), then deploy created it
+    assert [verb for verb, _ in calls][:3] == ["get", "get", "create"]
+    assert s.decision.champion is None
     assert s.deployment.deployed and s.deployment.rollout["action"] == "created", s.deployment.reason
     created = next(body for verb, body in calls if verb == "create")
     assert created["metadata"]["namespace"] == "credit-risk"
