@@ -43,10 +43,6 @@ def read_raw(uri: str) -> pd.DataFrame:
         raise DataError(f"{uri}: not a readable CSV: {e}") from e
 
 
-def _rows(mask: pd.Series, first_row: int = 1) -> list[int]:
-    return [int(i) + first_row for i in np.flatnonzero(mask.to_numpy())]
-
-
 def _where(rows: list[int], values: list[str] | None = None, total: int | None = None) -> str:
     shown = rows[:MAX_EXAMPLES]
     parts = []
@@ -75,6 +71,19 @@ class _Finding:
 
     def where(self) -> str:
         return _where(self.rows, self.values, self.count)
+
+
+def _text_batch(frame: pd.DataFrame) -> Any:
+    """A raw (all-text) frame as a pyarrow RecordBatch of strings (missing = null)."""
+    import pyarrow as pa
+
+    arrays = [
+        pa.array([None if pd.isna(v) else str(v) for v in frame[c]], pa.string())
+        if frame[c].dtype != object
+        else pa.array(frame[c].to_numpy(), pa.string(), from_pandas=True)
+        for c in frame.columns
+    ]
+    return pa.RecordBatch.from_arrays(arrays, names=[str(c) for c in frame.columns])
 
 
 MIN_POSITIVES = 20  # fewer defaults than this cannot train or evaluate a PD model
@@ -108,60 +117,101 @@ class DataChecks:
         }
 
     def _found(
-        self, column: str, kind: str, mask: pd.Series, first_row: int, values: pd.Series | None
+        self, column: str, kind: str, mask: np.ndarray[Any, Any], first_row: int, values: Any | None
     ) -> None:
-        rows = _rows(mask, first_row)[:MAX_EXAMPLES]
-        shown = [str(v) for v in values[mask].head(MAX_EXAMPLES)] if values is not None else None
+        """``mask``: the chunk's rows with the problem; ``values``: the column (Arrow), for examples."""
+        rows = [int(i) + first_row for i in np.flatnonzero(mask)[:MAX_EXAMPLES]]
+        shown = None
+        if values is not None:
+            import pyarrow as pa
+
+            shown = [str(v) for v in values.filter(pa.array(mask)).slice(0, MAX_EXAMPLES).to_pylist()]
         finding = self.findings.setdefault((column, kind), _Finding([], [] if values is not None else None))
         finding.add(rows, shown, int(mask.sum()))
 
-    def add(self, raw: pd.DataFrame) -> None:
+    def add(self, raw: Any) -> None:
+        """One chunk of raw rows, every cell text: a pandas frame, or a pyarrow RecordBatch (how
+        validation streams a file: the checks run on Arrow arrays, pandas only hashes the rows)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        frame = raw if isinstance(raw, pd.DataFrame) else None
+        batch = _text_batch(raw) if frame is not None else raw
+        names = list(batch.schema.names)
         if self.columns is None:
-            self.columns = list(raw.columns)
-        first_row = self.rows + 1
-        self.rows += len(raw)
-        present = [c for c in raw.columns if c in self.spec.columns] or list(raw.columns)
-        self.row_hashes.append(pd.util.hash_pandas_object(raw[present], index=False).to_numpy())
-        label = raw[self.spec.label] if self.spec.label in raw.columns else None
+            self.columns = names
+        first_row, n = self.rows + 1, batch.num_rows
+        self.rows += n
+        present = [c for c in names if c in self.spec.columns] or names
+        if frame is None:
+            frame = pa.Table.from_batches([batch]).select(present).to_pandas()
+        self.row_hashes.append(pd.util.hash_pandas_object(frame[present], index=False).to_numpy())
+        label = batch.column(names.index(self.spec.label)) if self.spec.label in names else None
         for f in self.spec.features:
-            if f.name not in raw.columns:
+            if f.name not in names:
                 continue
-            col = raw[f.name]
-            nulls = col.isna()
-            self.non_null[f.name] += int((~nulls).sum())
-            if nulls.any() and not f.nullable:
+            col = batch.column(names.index(f.name))
+            nulls = pc.is_null(col).to_numpy(zero_copy_only=False)
+            self.non_null[f.name] += n - col.null_count
+            if col.null_count and not f.nullable:
                 self._found(f.name, "unexpected_null", nulls, first_row, None)
             if f.is_numeric:
                 self._numeric(f, col, nulls, first_row)
             if label is not None:
                 self._leakage(f, col, label)
         if label is not None:
-            bad = ~label.isin(["0", "1"])
+            valid = pc.fill_null(pc.is_in(label, value_set=pa.array(["0", "1"])), False)
+            bad = ~valid.to_numpy(zero_copy_only=False)
             if bad.any():
                 self._found(self.spec.label, "bad_label", bad, first_row, label)
-            for value, n in label[~bad].value_counts().items():
-                self.label_counts[str(value)] = self.label_counts.get(str(value), 0) + int(n)
+            for entry in pc.value_counts(label.filter(valid)).to_pylist():
+                value = str(entry["values"])
+                self.label_counts[value] = self.label_counts.get(value, 0) + int(entry["counts"])
 
-    def _numeric(self, f: Feature, col: pd.Series, nulls: pd.Series, first_row: int) -> None:
-        coerced = pd.to_numeric(col, errors="coerce")
-        bad = coerced.isna() & ~nulls
-        if bad.any():
-            self._found(f.name, "not_numeric", bad, first_row, col)
-            return
-        finite = np.isfinite(coerced.to_numpy(dtype=float)) | nulls.to_numpy()
+    def _numeric(self, f: Feature, col: Any, nulls: np.ndarray[Any, Any], first_row: int) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:  # the usual chunk: every cell parses - one vectorised cast
+            numbers = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+            if (np.isnan(numbers) & ~nulls).any():  # "nan" text: pandas' rules below decide
+                raise pa.ArrowInvalid("nan")
+        except pa.ArrowInvalid:  # pandas' parser decides which cells are not numbers
+            coerced = pd.to_numeric(pd.Series(col.to_pandas()), errors="coerce")
+            bad = coerced.isna().to_numpy() & ~nulls
+            if bad.any():
+                self._found(f.name, "not_numeric", bad, first_row, col)
+                return
+            numbers = coerced.to_numpy(dtype=float)
+        finite = np.isfinite(numbers) | nulls
         if not finite.all():
-            self._found(f.name, "not_finite", pd.Series(~finite, index=col.index), first_row, col)
-        low = coerced < f.min if f.min is not None else pd.Series(False, index=col.index)
-        high = coerced > f.max if f.max is not None else pd.Series(False, index=col.index)
+            self._found(f.name, "not_finite", ~finite, first_row, col)
+        with np.errstate(invalid="ignore"):
+            low = numbers < f.min if f.min is not None else np.zeros(len(numbers), dtype=bool)
+            high = numbers > f.max if f.max is not None else np.zeros(len(numbers), dtype=bool)
         outside = (low | high) & ~nulls
         if outside.any():
             self._found(f.name, "out_of_range", outside, first_row, col)
 
-    def _leakage(self, f: Feature, col: pd.Series, label: pd.Series) -> None:
-        self.equal_to_label[f.name] += int((col.astype(str) == label.astype(str)).sum())
+    def _leakage(self, f: Feature, col: Any, label: Any) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        # equal as text, a missing cell equal to a missing label
+        same = pc.or_(pc.fill_null(pc.equal(col, label), False), pc.and_(pc.is_null(col), pc.is_null(label)))
+        self.equal_to_label[f.name] += int(pc.sum(same).as_py() or 0)
         pairs = self.pairs.get(f.name)
-        if pairs is not None:
-            pairs.update(zip(col.fillna("").astype(str), label.astype(str), strict=True))
+        if pairs is not None:  # the distinct (value, label) pairs, through dictionary codes
+            values = pc.dictionary_encode(pc.fill_null(col, ""))
+            labels = pc.dictionary_encode(pc.fill_null(label, "nan"))
+            width = len(labels.dictionary)
+            codes = pc.add(
+                pc.multiply(pc.cast(values.indices, pa.int64()), width), pc.cast(labels.indices, pa.int64())
+            )
+            value_names, label_names = values.dictionary.to_pylist(), labels.dictionary.to_pylist()
+            pairs.update(
+                (value_names[c // width], label_names[c % width]) for c in pc.unique(codes).to_pylist()
+            )
             if len(pairs) > 2 * MAX_TRACKED_CATEGORIES:
                 self.pairs[f.name] = None
 

@@ -299,7 +299,7 @@ def _spec_checks(
                     )
                     return checks, [data.Problem("*", "wrong_delimiter", message)]
             for batch in data_stats.raw_batches(uri):
-                checks.add(data_stats.as_text(batch).to_pandas())
+                checks.add(data_stats.as_text(batch))
     except DataError as e:
         problems.append(data.Problem("*", "unreadable", str(e)))
         return checks, problems
