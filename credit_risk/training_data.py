@@ -192,8 +192,9 @@ def split_stream(
 
     A row is held out by a seeded hash of its position (``validation_mask``), so the split does not
     depend on chunking. Class shares match in expectation, not exactly as in the in-memory
-    stratified split (at 1M rows a class's share in the held-out set is within ~0.1 pp). Both files
-    are written beside their targets and renamed into place only when every row is written."""
+    stratified split (at 1M rows a class's share in the held-out set has a standard deviation of
+    ~0.1 pp). Both files are written beside their targets and renamed into place only when every
+    row is written."""
     from credit_risk.data import check_eval_fraction
 
     check_eval_fraction(eval_fraction)
