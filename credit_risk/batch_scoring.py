@@ -73,7 +73,7 @@ def _estimated_rows(files: Sequence[str]) -> int | None:
 
     total = 0.0
     for uri in files:
-        if uri.endswith((".parquet", ".pq")):
+        if data_stats.is_parquet(uri):
             with storage.open_read(uri) as stream:
                 total += pq.ParquetFile(stream).metadata.num_rows
             continue

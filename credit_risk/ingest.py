@@ -189,7 +189,7 @@ def ingest_files(uri: str, spec: FeatureSpec, target: str, chunk_rows: int = CHU
         return frames(), {"kind": "files", "uri": uri, "files": files}, dropped
 
     # CSV rows are file lines after the header (for one file; several files number rows overall)
-    csv = not files[0].endswith((".parquet", ".pq"))
+    csv = not data_stats.is_parquet(files[0])
     return _run(spec, target, chunks, line_offset=1 if csv else None)
 
 

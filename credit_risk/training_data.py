@@ -27,6 +27,7 @@ import pandas as pd
 
 from credit_risk import storage
 from credit_risk.contract import MISSING_CATEGORY, frame_to_arrays
+from credit_risk.data_stats import is_parquet
 from credit_risk.errors import DataError
 from credit_risk.feature_spec import FeatureSpec
 
@@ -34,10 +35,6 @@ log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 65_536  # rows read (and shuffled) at a time: memory is bounded by this, not the data
 SAMPLE_CAP = 200_000  # values kept per numeric column for bucket boundaries (uniform reservoir)
-
-
-def _is_parquet(uri: str) -> bool:
-    return uri.endswith((".parquet", ".pq"))
 
 
 def _bad_values(
@@ -103,7 +100,7 @@ def typed_chunk(
 
 def _raw_chunks(uri: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
     with storage.open_read(uri) as stream:
-        if _is_parquet(uri):
+        if is_parquet(uri):
             import pyarrow.parquet as pq
 
             for batch in pq.ParquetFile(stream).iter_batches(batch_size=chunk_rows):

@@ -289,7 +289,7 @@ def _spec_checks(
     problems: list[data.Problem] = []
     try:
         for uri in files:
-            if not uri.endswith((".parquet", ".pq")):
+            if not data_stats.is_parquet(uri):
                 header = data_stats.csv_header(uri)
                 other = [d for d in ";\t|" if len(header) == 1 and d in header[0]]
                 if other:
