@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -31,6 +29,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import provenance  # benchmarks/provenance.py: this script's folder is first on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -162,21 +162,13 @@ def main() -> None:
           f"({psi['rows_per_second']:,.0f} rows/s), peak RSS {psi['peak_rss_mb']:,.0f} MB")  # fmt: skip
     result = {
         "benchmark": "batch_scoring",
-        "command": "python benchmarks/batch_scoring_benchmark.py " + " ".join(sys.argv[1:]),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
         "in_process": in_process,
         "batch_scoring": runs,
         "psi": psi,
         "target_share_of_in_process": 0.5,
         "total_seconds": round(time.perf_counter() - start, 1),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"batch_scoring{'-' + args.tag if args.tag else ''}.json"
-    out.write_text(json.dumps(result, indent=2))
+    out = provenance.write(RESULTS / f"batch_scoring{'-' + args.tag if args.tag else ''}.json", result, args)
     print(f"-> {out}")
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""The naive KServe predictor the serving benchmark compares against (../shared/STACK.md's baseline).
+"""The naive KServe predictor the serving benchmark compares against (docs/stack.md's baseline).
 
 A plain ``kserve.Model``: a synchronous ``predict`` turns the request dict into tensors and calls the
 SavedModel signature once per request, on the event loop, in one worker behind kserve's standard

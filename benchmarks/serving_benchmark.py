@@ -35,6 +35,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import provenance  # benchmarks/provenance.py: this script's folder is first on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 NAME = "credit-risk"
@@ -278,9 +280,7 @@ def main() -> int:
         f"HTTP/in-process p50 {bars['http_over_in_process_p50']} (<= 1.5) -> "
         f"{'PASS' if bars['pass'] else 'FAIL'}"
     )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"serving{'-' + args.tag if args.tag else ''}.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = provenance.write(RESULTS / f"serving{'-' + args.tag if args.tag else ''}.json", results, args)
     print(f"wrote {out}")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0

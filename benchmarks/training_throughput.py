@@ -16,7 +16,6 @@ Prints a table and writes benchmarks/results/training_throughput[-TAG].json.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -24,6 +23,8 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+
+import provenance  # benchmarks/provenance.py: this script's folder is first on sys.path
 
 from credit_risk import feature_spec, synthetic, training, training_data
 
@@ -90,9 +91,9 @@ def main() -> None:
         "target_rows_per_second": TARGET_ROWS_PER_SECOND,
         "meets_target": all(r["rows_per_second"] >= TARGET_ROWS_PER_SECOND for r in runs),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"training_throughput{'-' + args.tag if args.tag else ''}.json"
-    path.write_text(json.dumps(result, indent=2))
+    path = provenance.write(
+        RESULTS / f"training_throughput{'-' + args.tag if args.tag else ''}.json", result, args
+    )
     header = ("rows", "rows/s (steady)", "1st epoch rows/s", "s/epoch", "analyze rows/s")
     print("\n{:>10} {:>16} {:>17} {:>8} {:>15}".format(*header))
     for r in runs:

@@ -43,6 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import provenance  # benchmarks/provenance.py: this script's folder is first on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 SPEC = ROOT / "data" / "german_credit.spec.yaml"
@@ -243,9 +245,7 @@ def main() -> None:
         "differences_from_arrow_call": {kind: unlike(kind, compare) for kind in ("fast_parquet", "fast")},
         "peak_mb_1m_to_largest": [b["peak_rss_mb"] for b in big if b],
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"validation{'-' + args.tag if args.tag else ''}.json"
-    path.write_text(json.dumps(result, indent=2))
+    path = provenance.write(RESULTS / f"validation{'-' + args.tag if args.tag else ''}.json", result, args)
 
     def ratio(key: str) -> str:
         value = result["speedup"][key]

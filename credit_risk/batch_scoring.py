@@ -69,13 +69,11 @@ class ScoringResult:
 
 def _estimated_rows(files: Sequence[str]) -> int | None:
     """Rows in ``files``: exact for Parquet (footer), estimated for CSV from the first 64 KiB."""
-    import pyarrow.parquet as pq
-
     total = 0.0
     for uri in files:
         if data_stats.is_parquet(uri):
             with storage.open_read(uri) as stream:
-                total += pq.ParquetFile(stream).metadata.num_rows
+                total += data_stats.parquet_file(stream, uri).metadata.num_rows
             continue
         with storage.open_read(uri) as stream:
             head = stream.read(65_536)

@@ -44,6 +44,28 @@ def is_parquet(uri: str) -> bool:
     return uri.endswith((".parquet", ".pq"))
 
 
+def parquet_file(stream: Any, uri: str) -> Any:
+    """A ``pyarrow.parquet.ParquetFile`` over ``stream``: the one way this package opens Parquet.
+
+    pyarrow 10 (pinned by TFDV 1.16) unpickles ``arrow.py_extension_type`` columns while it reads a
+    file's schema, so a crafted file runs code on read (CVE-2023-47248, PYSEC-2023-238). Importing
+    ``pyarrow_hotfix`` first makes pyarrow refuse such a column; the refusal becomes a DataError
+    naming the file. The waiver in locks/audit-waivers.toml points here.
+    """
+    import pyarrow.parquet as pq
+    import pyarrow_hotfix  # noqa: F401 - installs the refusal process-wide on import
+
+    try:
+        return pq.ParquetFile(stream)
+    except RuntimeError as e:
+        if "Disallowed deserialization" not in str(e):
+            raise
+        raise DataError(
+            f"{uri}: refused - a column has a pickled Python extension type (arrow.py_extension_type), "
+            "which would run code when read (CVE-2023-47248); rewrite the file with plain Arrow types"
+        ) from None
+
+
 def csv_header(uri: str) -> list[str]:
     """Column names from the first line of a CSV (DataError for an empty file)."""
     import pyarrow.csv as pacsv
@@ -86,11 +108,10 @@ def raw_batches(
     """pyarrow RecordBatches of ``uri`` (CSV cells all as text; ``columns`` = only these)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
 
     if is_parquet(uri):
         with storage.open_read(uri) as stream:
-            yield from pq.ParquetFile(stream).iter_batches(batch_size=batch_rows, columns=columns)
+            yield from parquet_file(stream, uri).iter_batches(batch_size=batch_rows, columns=columns)
         return
     names = csv_header(uri)
     convert = pacsv.ConvertOptions(
@@ -357,10 +378,8 @@ def statistics_differences(a: Any, b: Any, rel_tol: float = 1e-9) -> list[str]:
 
 
 def _parquet_columns(uri: str) -> list[str]:
-    import pyarrow.parquet as pq
-
     with storage.open_read(uri) as stream:
-        return list(pq.ParquetFile(stream).schema_arrow.names)
+        return list(parquet_file(stream, uri).schema_arrow.names)
 
 
 # --- Beam path --------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import pandas as pd
 
 from credit_risk import storage
 from credit_risk.contract import MISSING_CATEGORY, frame_to_arrays
-from credit_risk.data_stats import is_parquet
+from credit_risk.data_stats import is_parquet, parquet_file
 from credit_risk.errors import DataError
 from credit_risk.feature_spec import FeatureSpec
 
@@ -101,9 +101,7 @@ def typed_chunk(
 def _raw_chunks(uri: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
     with storage.open_read(uri) as stream:
         if is_parquet(uri):
-            import pyarrow.parquet as pq
-
-            for batch in pq.ParquetFile(stream).iter_batches(batch_size=chunk_rows):
+            for batch in parquet_file(stream, uri).iter_batches(batch_size=chunk_rows):
                 yield batch.to_pandas()
             return
         try:

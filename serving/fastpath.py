@@ -2,7 +2,7 @@
 
 An ASGI layer in front of kserve's FastAPI app. It
   * refuses a body over ``max_body_bytes`` with 413 before reading it (kserve has no limit: a 50 MB
-    body blocks a worker for seconds - ../shared/STACK.md);
+    body blocks a worker for seconds - docs/stack.md);
   * answers ``POST /v1/models/<ours>:predict`` and ``POST /v2/models/<ours>/infer`` itself: orjson
     in, the model's own prepare -> micro-batched infer -> response steps, orjson out. This skips
     kserve's generic request objects and per-request middleware, the larger part of the ~0.7 ms kserve

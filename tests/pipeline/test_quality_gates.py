@@ -108,7 +108,18 @@ def test_waivers_need_every_field_and_expire(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("gate", ["ruff", "ruff-format", "hadolint", "workflows", "jenkinsfile", "manifests"])
+def test_zizmor_catches_unpinned_actions_and_persisted_credentials(tmp_path):
+    (tmp_path / "bad.yml").write_text(
+        "on: push\npermissions: {}\njobs:\n  test:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - uses: actions/checkout@v4\n      - run: bin/test\n"
+    )
+    ok, detail = check.gate_zizmor(tmp_path / "bad.yml")
+    assert not ok and "unpinned-uses" in detail and "artipacked" in detail, detail
+
+
+@pytest.mark.parametrize(
+    "gate", ["ruff", "ruff-format", "hadolint", "workflows", "zizmor", "jenkinsfile", "manifests"]
+)
 def test_gate_passes_on_the_repo(gate):
     ok, detail = check.GATES[gate]()
     assert ok, detail
@@ -126,3 +137,70 @@ def test_manifest_scan_catches_a_privileged_root_container(tmp_path):
     # privileged, no CPU limits, privilege escalation, writable root filesystem, root user
     for check_id in ("CKV_K8S_16", "CKV_K8S_11", "CKV_K8S_20", "CKV_K8S_22", "CKV_K8S_23"):
         assert check_id in detail, detail
+
+
+def test_offline_audit_matches_the_vendored_snapshot():
+    date, advisories = check.load_advisories()
+    assert date == "2024-10-10" and len(advisories) > 400
+    # the finding the offline audit exists for, and a version past its fix
+    assert any(
+        "PYSEC-2023-238" in f for f in check.offline_findings({"pyarrow": "10.0.1"}, advisories, set())
+    )
+    assert check.offline_findings({"pyarrow": "14.0.1"}, advisories, set()) == []
+    assert check.offline_findings({"pyarrow": "10.0.1"}, advisories, {"CVE-2023-47248"}) == []
+    # ranges with several introduced/fixed pairs, and PEP 503 names from a lock
+    pins = check.lock_pins(
+        "Urllib3==1.24.1 \\\n    --hash=sha256:ab\nzope.interface==5.0 ; python_version>'3'\n"
+    )
+    assert pins == {"urllib3": "1.24.1", "zope-interface": "5.0"}
+    assert check.offline_findings({"urllib3": "1.24.1"}, advisories, set())
+    assert not check.affects(
+        {
+            "ranges": [
+                {
+                    "type": "ECOSYSTEM",
+                    "events": [{"introduced": "1.0"}, {"fixed": "1.2"}, {"introduced": "2.0"}],
+                }
+            ]
+        },
+        "1.5",
+    )
+    assert check.affects(
+        {
+            "ranges": [
+                {
+                    "type": "ECOSYSTEM",
+                    "events": [{"introduced": "1.0"}, {"fixed": "1.2"}, {"introduced": "2.0"}],
+                }
+            ]
+        },
+        "2.3",
+    )
+
+
+@pytest.mark.parametrize(
+    ("online", "passes", "state"),
+    [
+        (lambda lock, waived: ("ONLINE", [], "9 packages audited online"), True, "AUDITED-ONLINE"),
+        (lambda lock, waived: ("UNREACHABLE", [], "no route"), True, "AUDITED-OFFLINE(2024-10-10)"),
+        (lambda lock, waived: ("CRASHED", [], "pip-audit exit 2: Traceback"), False, "FAILED"),
+        (lambda lock, waived: ("ONLINE", ["x 1: GHSA-1"], "1 audited"), False, "AUDITED-ONLINE"),
+    ],
+    ids=["online", "offline", "crash-fails", "online-finding-fails"],
+)
+def test_audit_gate_says_which_audit_ran_and_never_passes_on_nothing(online, passes, state):
+    ok, detail = check.gate_pip_audit(online=online)
+    assert ok is passes, detail
+    assert all(
+        line.split(": ", 1)[1].startswith(state)
+        for line in detail.splitlines()
+        if line.endswith("findings") or "FAILED" in line
+    ), detail
+
+
+def test_online_audit_without_json_is_a_crash_not_a_pass(monkeypatch):
+    monkeypatch.setattr(check, "run", lambda cmd: (1, "Traceback (most recent call last):\nKeyError: 'x'"))
+    state, _findings, detail = check.online_audit(REPO / "locks" / "serving.txt", set())
+    assert state == "CRASHED" and "KeyError" in detail
+    monkeypatch.setattr(check, "run", lambda cmd: (1, "requests.exceptions.ConnectionError: Max retries"))
+    assert check.online_audit(REPO / "locks" / "serving.txt", set())[0] == "UNREACHABLE"
