@@ -4,12 +4,18 @@ A plain ``kserve.Model``: a synchronous ``predict`` turns the request dict into 
 SavedModel signature once per request, on the event loop, in one worker behind kserve's standard
 routes. No validation, no batching. Bound to 127.0.0.1.
 
-Usage (serving environment): python benchmarks/naive_predictor.py MODEL_DIR PORT [NAME]
+With WORKERS > 1 it runs kserve's own multi-process server (the model pickled into each worker, TF
+objects dropped and reloaded there), with kserve's 5 s liveness ping raised to
+``PING_TIMEOUT_S``: importing TensorFlow in a new worker takes longer than 5 s here, and kserve
+would otherwise kill and restart its workers in a loop ("Child process [...] died" in the log).
+
+Usage (serving environment): python benchmarks/naive_predictor.py MODEL_DIR PORT [NAME] [WORKERS]
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +24,10 @@ import numpy as np
 import yaml
 from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
 from kserve.model_server import FASTAPI_APP_IMPORT_STRING
+from kserve.protocol.rest.multiprocess import server as multiprocess_server
 from kserve.protocol.rest.server import RESTServer
+
+PING_TIMEOUT_S = 120.0
 
 
 class NaivePredictor(Model):
@@ -34,6 +43,13 @@ class NaivePredictor(Model):
         self.signature = tf.saved_model.load(self.model_dir).signatures["serving_default"]
         self.ready = True
         return True
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled into kserve's worker processes
+        return {k: v for k, v in self.__dict__.items() if k != "signature"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.load()
 
     def _tensor(self, name: str, values: list[Any]) -> Any:
         import tensorflow as tf
@@ -62,13 +78,35 @@ class NaivePredictor(Model):
         return {"predictions": [float(p) for p in pds]}
 
 
+def serve_workers(server: ModelServer, port: int, workers: int) -> None:
+    """kserve's multi-process REST server on 127.0.0.1, its liveness ping raised, stopped on SIGTERM."""
+    is_alive = multiprocess_server.RESTServerProcess.is_alive
+    multiprocess_server.RESTServerProcess.is_alive = lambda self, timeout=5: is_alive(self, PING_TIMEOUT_S)
+    multi = multiprocess_server.RESTServerMultiProcess(
+        FASTAPI_APP_IMPORT_STRING, server.dataplane, server.model_repository_extension, port, workers=workers
+    )
+    multi._rest_server.config.host = "127.0.0.1"  # kserve 0.21 would bind 0.0.0.0
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, multi.should_exit.set)
+        await multi.start()
+
+    asyncio.run(run())
+
+
 def main() -> None:
     model_dir, port = sys.argv[1], int(sys.argv[2])
     name = sys.argv[3] if len(sys.argv) > 3 else "credit-risk"
+    workers = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     model = NaivePredictor(name, model_dir)
     model.load()
-    server = ModelServer(enable_grpc=False, workers=1, http_port=port)
+    server = ModelServer(enable_grpc=False, workers=workers, http_port=port)
     server._register_and_check_atleast_one_model_is_ready([model])
+    if workers > 1:
+        serve_workers(server, port, workers)
+        return
     rest = RESTServer(FASTAPI_APP_IMPORT_STRING, server.dataplane, server.model_repository_extension, port)
     rest.config.host = "127.0.0.1"  # kserve 0.21 would bind 0.0.0.0
     server.servers.append(rest.start())

@@ -85,6 +85,9 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _check_value(feature: Feature, value: Any, index: int) -> Any:
     if value is None:
         if not feature.nullable:
@@ -97,6 +100,10 @@ def _check_value(feature: Feature, value: Any, index: int) -> Any:
             )
         if not np.isfinite(value):
             raise RequestError(f"expected a finite number, got {value}", index, feature.name)
+        if abs(value) > FLOAT32_MAX:  # the model computes in float32: beyond this it is inf, the PD NaN
+            raise RequestError(
+                f"{value!r} is outside the float32 range (|x| <= {FLOAT32_MAX:.4g})", index, feature.name
+            )
         problem = feature.out_of_range(value)
         if problem:
             raise RequestError(problem, index, feature.name)
@@ -139,6 +146,26 @@ def parse_instances(
                 raise RequestError("is required but missing", i, f.name)
             columns[f.name].append(_check_value(f, instance.get(f.name), i))
     return columns
+
+
+def instance_json_schema(spec: FeatureSpec) -> dict[str, Any]:
+    """JSON Schema of one V1 instance, exactly as ``parse_instances`` checks it (for /openapi.json)."""
+    properties: dict[str, Any] = {}
+    for f in spec.model_features:
+        kind: dict[str, Any] = {"type": "number"} if f.is_numeric else {"type": "string"}
+        if f.is_numeric and f.min is not None:
+            kind["minimum"] = f.min
+        if f.is_numeric and f.max is not None:
+            kind["maximum"] = f.max
+        properties[f.name] = {"anyOf": [kind, {"type": "null"}]} if f.nullable else kind
+    for name in spec.feature_names:
+        properties.setdefault(name, {})  # not a model input: accepted and ignored
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [f.name for f in spec.model_features if not f.nullable],
+        "additionalProperties": False,
+    }
 
 
 # --- the request contract (V2 / Open Inference Protocol: one tensor per feature) -----------------
@@ -259,22 +286,23 @@ def occlusion_arrays(
     arrays: Mapping[str, Array], baseline: Mapping[str, Any], spec: FeatureSpec
 ) -> dict[str, Array]:
     """The n applicants, then for each reason feature the n applicants with that one feature set to
-    the baseline applicant's value: n * (1 + features) rows for one model call."""
+    the baseline applicant's value: n * (1 + features) rows for one model call.
+
+    Built per column without per-row Python: each input is tiled 1 + features times and only the
+    block where that input is occluded is overwritten with the baseline value."""
     features = reason_features(spec)
+    position = {g.name: j for j, g in enumerate(features)}
     out = {}
     for f in spec.model_features:
-        blocks = [arrays[f.name]]
-        for g in features:
-            block = arrays[f.name]
-            if g.name == f.name:
-                value = baseline[f.name]
-                block = (
-                    numeric_array([value] * len(block))
-                    if f.is_numeric
-                    else categorical_array([value] * len(block))
-                )
-            blocks.append(block)
-        out[f.name] = np.concatenate(blocks)
+        column = arrays[f.name]
+        n = len(column)
+        grid = np.tile(column, (1 + len(features), 1))
+        j = position.get(f.name)
+        if j is not None:
+            value = baseline[f.name]
+            typed = numeric_array([value]) if f.is_numeric else categorical_array([value])
+            grid[(1 + j) * n : (2 + j) * n] = typed[0, 0]
+        out[f.name] = grid
     return out
 
 
@@ -291,11 +319,12 @@ def reasons_from_scores(
     grid = np.asarray(pds, dtype=np.float64).reshape(1 + len(features), n)
     applicant = grid[0]
     contributions = applicant[None, :] - grid[1:]
+    # a stable sort of -contribution keeps spec order among ties: the order (-c, j) gives
+    order = np.argsort(-contributions, axis=0, kind="stable")[:top_k]
     reasons = []
     for i in range(n):
-        order = sorted(range(len(features)), key=lambda j: (-contributions[j, i], j))
         # rounded first: a push too small to show (0.0 at 6 decimals) is not a reason
-        rounded = [(j, round(float(contributions[j, i]), 6)) for j in order[:top_k]]
+        rounded = [(j, round(float(contributions[j, i]), 6)) for j in order[:, i].tolist()]
         reasons.append([{"feature": features[j].name, "contribution": c} for j, c in rounded if c > 0])
     return applicant, reasons
 

@@ -26,6 +26,12 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 REQUESTS = Counter(
     "credit_risk_requests_total", "Prediction requests by protocol and HTTP status", ["protocol", "status"]
 )
+RESPONSES = Counter(
+    "credit_risk_http_responses_total",
+    "Responses of every route but predict/explain/infer (counted above), by route and HTTP status; "
+    "route=unrouted for paths and methods this server does not serve (404/405)",
+    ["route", "status"],
+)
 LATENCY = Histogram(
     "credit_risk_request_seconds",
     "Prediction request latency inside the server (body read to response), by protocol",
@@ -80,6 +86,10 @@ def observe_request(protocol: str, status: int, seconds: float) -> None:
         latency = _LATENCY_CHILDREN[protocol] = LATENCY.labels(protocol)
     counter.inc()
     latency.observe(seconds)
+
+
+def observe_response(route: str, status: int) -> None:
+    RESPONSES.labels(route, str(status)).inc()
 
 
 def observe_batch(requests: int, rows: int) -> None:

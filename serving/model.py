@@ -156,13 +156,17 @@ class CreditRiskModel(Model):
         return contract.output_metadata()
 
     # --- the request path, shared by kserve's routes and the fast path ---------------------------
-    def prepare_v1(self, payload: Any) -> Prepared:
-        """A V1 body -> model arrays; RequestError names the instance and field."""
+    def prepare_v1(self, payload: Any, explain: bool = False) -> Prepared:
+        """A V1 body -> model arrays; RequestError names the instance and field. ``explain`` (the
+        ``:explain`` route) always computes reasons, whatever ``parameters.reasons`` says."""
         assert self.spec is not None
         columns = contract.parse_instances(payload, self.spec, self.max_instances)
         reasons, top_k = contract.parse_options(payload)
+        if explain and self.reason_baseline is None:
+            raise contract.RequestError("this model was exported without a reason baseline: no explanations")
         arrays = contract.columns_to_arrays(columns, self.spec)
-        return Prepared(arrays, reasons=reasons and self.reason_baseline is not None, top_k=top_k)
+        wanted = explain or reasons
+        return Prepared(arrays, reasons=wanted and self.reason_baseline is not None, top_k=top_k)
 
     def prepare_v2(self, payload: Any) -> Prepared:
         """A V2 JSON body -> model arrays; RequestError names the tensor."""
@@ -174,23 +178,26 @@ class CreditRiskModel(Model):
     async def infer(self, prepared: Prepared) -> tuple[np.ndarray, list[list[dict[str, Any]]] | None]:
         """PDs (and reasons when asked) through the micro-batcher; the event loop never blocks."""
         if not prepared.reasons:
-            pds = await self.batcher.predict(prepared.arrays)
+            pds = _finite(await self.batcher.predict(prepared.arrays))
             _observe(pds)
             return pds, None
         assert self.spec is not None and self.reason_baseline is not None
         n = len(next(iter(prepared.arrays.values())))
         grid = contract.occlusion_arrays(prepared.arrays, self.reason_baseline, self.spec)
         scores = await self.batcher.predict(grid)
-        pds, reasons = contract.reasons_from_scores(scores, n, self.spec, prepared.top_k)
+        pds, reasons = contract.reasons_from_scores(_finite(scores), n, self.spec, prepared.top_k)
         _observe(pds)
         return pds, reasons
 
-    def v1_response(self, pds: np.ndarray, reasons: list[list[dict[str, Any]]] | None) -> dict[str, Any]:
+    def v1_response(
+        self, pds: np.ndarray, reasons: list[list[dict[str, Any]]] | None, key: str | None = None
+    ) -> dict[str, Any]:
+        """``{"predictions": [...]}`` (``key="explanations"`` for the ``:explain`` route)."""
         answers = [self._answer(float(p)) for p in pds]
         if reasons is not None:
             for answer, r in zip(answers, reasons, strict=True):
                 answer["reasons"] = r
-        return {"predictions": answers}
+        return {key or "predictions": answers}
 
     def v2_outputs(self, pds: np.ndarray) -> list[tuple[str, str, list[Any]]]:
         """(name, datatype, values) of the V2 outputs: the PD, the decision and the score."""
@@ -259,6 +266,13 @@ class CreditRiskModel(Model):
             "decision": contract.decide(pd, self.decision_threshold),
             "score": round(self.scorecard.points(pd), 1),
         }
+
+
+def _finite(pds: np.ndarray) -> np.ndarray:
+    """The model's PDs, refused (a server fault, never an answer) if any is NaN or infinite."""
+    if not np.isfinite(pds).all():
+        raise FloatingPointError(f"the model produced {int((~np.isfinite(pds)).sum())} non-finite PD(s)")
+    return pds
 
 
 def _observe(pds: np.ndarray) -> None:

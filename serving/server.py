@@ -71,16 +71,37 @@ def serve(
         timeout_keep_alive=server.timeout_keep_alive,
     )
     rest.create_application()  # kserve's routes, middlewares and error handlers on its app
-    rest.config.app = PredictorFront(
-        kserve_app, model, max_body_bytes or DEFAULT_MAX_BODY_BYTES, log_values=log_values
+    front = PredictorFront(
+        kserve_app,
+        model,
+        max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+        log_values=log_values,
+        openapi=kserve_app.openapi,
     )
+    rest.config.app = front
     rest.config.host = host
     # one log line per request costs ~15 % of the throughput; Prometheus counts requests by status,
     # and the access line (path + status, never the body) is there when asked for
     rest.config.access_log = access_log
     sock = bind(host, port, reuse_port)
     log.info("worker %d serving %s on http://%s:%d", os.getpid(), model.name, host, port)
-    uvicorn.Server(rest.config).run(sockets=[sock])
+    _DrainingServer(rest.config, front.state).run(sockets=[sock])
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn's server that flips the front to "draining" on SIGTERM/SIGINT before uvicorn stops
+    accepting, finishes the requests in flight and exits: from that moment readiness and predict
+    both answer 503, so a probe and a client never see different states."""
+
+    def __init__(self, config: uvicorn.Config, state: Any):
+        super().__init__(config)
+        self.front_state = state
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if not self.front_state.draining:
+            log.info("worker %d draining (signal %d)", os.getpid(), sig)
+        self.front_state.draining = True
+        super().handle_exit(sig, frame)
 
 
 def serve_workers(argv: list[str], workers: int, host: str, port: int) -> int:

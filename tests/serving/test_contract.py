@@ -248,3 +248,62 @@ def test_v2_envelope_flattens_nested_data_and_refuses_duplicates():
     duplicate = {"name": "Age", "datatype": "FP32", "shape": [1], "data": [1]}
     with pytest.raises(contract.RequestError, match="given twice"):
         contract.parse_v2_body({"inputs": [duplicate, duplicate]})
+
+
+# --- the per-row reference the vectorised occlusion and ranking replaced (kept to pin them) ------
+def _reference_occlusion(arrays, baseline, spec):
+    features = contract.reason_features(spec)
+    out = {}
+    for f in spec.model_features:
+        blocks = [arrays[f.name]]
+        for g in features:
+            block = arrays[f.name]
+            if g.name == f.name:
+                value = baseline[f.name]
+                make = contract.numeric_array if f.is_numeric else contract.categorical_array
+                block = make([value] * len(block))
+            blocks.append(block)
+        out[f.name] = np.concatenate(blocks)
+    return out
+
+
+def _reference_reasons(pds, n, spec, top_k):
+    features = contract.reason_features(spec)
+    grid = np.asarray(pds, dtype=np.float64).reshape(1 + len(features), n)
+    contributions = grid[0][None, :] - grid[1:]
+    reasons = []
+    for i in range(n):
+        order = sorted(range(len(features)), key=lambda j: (-contributions[j, i], j))
+        rounded = [(j, round(float(contributions[j, i]), 6)) for j in order[:top_k]]
+        reasons.append([{"feature": features[j].name, "contribution": c} for j, c in rounded if c > 0])
+    return grid[0], reasons
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 64])
+def test_vectorised_occlusion_and_reasons_equal_the_per_row_reference(n):
+    german = feature_spec.load(CREDIT_SPEC.parent / "german_credit.spec.yaml")
+    rng = np.random.default_rng(n)
+    columns = {
+        f.name: (
+            [None if rng.random() < 0.1 else float(rng.integers(0, 50)) for _ in range(n)]
+            if f.is_numeric
+            else [None if rng.random() < 0.1 else f"v{rng.integers(0, 3)}" for _ in range(n)]
+        )
+        for f in german.model_features
+    }
+    baseline = {f.name: (7.0 if f.is_numeric else "v1") for f in german.model_features}
+    arrays = contract.columns_to_arrays(columns, german)
+    got, want = (
+        contract.occlusion_arrays(arrays, baseline, german),
+        _reference_occlusion(arrays, baseline, german),
+    )
+    for name in want:
+        assert got[name].dtype == want[name].dtype and got[name].shape == want[name].shape
+        np.testing.assert_array_equal(got[name], want[name])
+    rows = len(next(iter(got.values())))
+    # scores with many exact ties and tiny pushes, where the ordering rules matter
+    scores = np.round(rng.random(rows) * 4, 0) / 8 + rng.choice([0, 1e-7, 3e-7], size=rows)
+    for top_k in (1, 3, 20):
+        pds, reasons = contract.reasons_from_scores(scores, n, german, top_k)
+        ref_pds, ref_reasons = _reference_reasons(scores, n, german, top_k)
+        assert pds.tolist() == ref_pds.tolist() and reasons == ref_reasons
