@@ -51,7 +51,8 @@ setup(
     version=VERSION,
     description="Credit default-risk (PD) modeling on Kubeflow: TFDV validation, "
     "wide-and-deep training, credit-grade evaluation gate, KServe serving.",
-    long_description=(HERE / "README.md").read_text(),
+    # absent in image builds: the Dockerfiles do not COPY it, so editing the docs changes no image tag
+    long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11,<3.12",

@@ -111,6 +111,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
             f"compiled {which} pipeline -> {out}  (images: {images.pipeline_image(args.registry, args.tag)}, "
             f"{images.serving_image(args.registry, args.tag)})"
         )
+    if not (args.output or args.registry or args.tag):  # the committed artifacts: the base manifest too
+        print(f"base InferenceService -> {images.pin_base_manifest()}")
     return EXIT_OK
 
 
@@ -287,6 +289,28 @@ def cmd_sample_request(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_build_images(args: argparse.Namespace) -> int:
+    from credit_risk import image_build
+
+    names = [
+        {"pipeline": images.PIPELINE_IMAGE_NAME, "serving": images.SERVING_IMAGE_NAME}[n] for n in args.images
+    ]
+    built = image_build.build_images(
+        args.builder,
+        registry=args.registry,
+        names=names,
+        base_image=args.base_image,
+        push=args.push,
+        tls_verify=not args.insecure_registry,
+        record=Path(args.record),
+    )
+    for image in built:
+        pinned = f"  pin: {image.reference.rsplit(':', 1)[0]}@{image.digest}" if image.digest else ""
+        print(f"{image.reference}  ({image.seconds:.0f} s, content hash {image.content_hash[:12]}){pinned}")
+    print(f"record -> {args.record}")
+    return EXIT_OK
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     for name in bundled_datasets():
         print(f"{name}\t{REPO_DATA_DIR / (name + SPEC_SUFFIX)}")
@@ -310,7 +334,9 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     )
     p.add_argument("--output", "-o", help="output YAML (with --pipeline; default: the committed file)")
     p.add_argument("--registry", help=f"image registry (default {images.DEFAULT_REGISTRY})")
-    p.add_argument("--tag", help=f"image tag (default: the package version, {__version__})")
+    p.add_argument(
+        "--tag", help=f"image tag (default: {__version__}-<content hash of what each image is built from>)"
+    )
     p.add_argument(
         "--database-secret",
         help="Kubernetes secret (keys host, port, user, password, database) mounted as PGHOST ... "
@@ -520,6 +546,24 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
         "e.g. --beam-arg=--runner=DirectRunner",
     )
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "build-images",
+        help="build (and push) the pipeline and predictor images, tagged by content",
+    )
+    p.add_argument("--builder", choices=["docker", "podman", "buildah"], default="docker")
+    p.add_argument("--registry", help=f"image registry (default {images.DEFAULT_REGISTRY})")
+    p.add_argument("--images", nargs="+", choices=["pipeline", "serving"], default=["pipeline", "serving"])
+    p.add_argument(
+        "--base-image",
+        default="python:3.11.7-slim-bookworm",
+        help="FROM image of both stages (default: the public python slim image; bin/base-image makes a "
+        "local Debian one where no public registry can be reached)",
+    )
+    p.add_argument("--push", action="store_true", help="push after building and record the digest to pin")
+    p.add_argument("--insecure-registry", action="store_true", help="push over plain HTTP (a local registry)")
+    p.add_argument("--record", default="build/images.json", help="what was built (JSON; default %(default)s)")
+    p.set_defaults(func=cmd_build_images)
 
     p = sub.add_parser("datasets", help="list the bundled datasets and their feature specs")
     p.set_defaults(func=cmd_datasets)

@@ -177,6 +177,9 @@ def approval_id(record_text: str) -> str:
     return hashlib.sha256(record_text.encode()).hexdigest()[:16]
 
 
+POD_TMPFS = "/dev/shm"  # noqa: S108 - the pod's own tmpfs, private to the container
+
+
 def render_inference_service(
     storage_uri: str, config: DeployConfig, model_version: str, approval_id: str = ""
 ) -> dict[str, Any]:
@@ -213,7 +216,14 @@ def render_inference_service(
                 ],
                 # KServe's storage initializer downloads STORAGE_URI into /mnt/models (with the
                 # service account's bucket credentials) before the predictor starts
-                "env": [{"name": "STORAGE_URI", "value": storage_uri}],
+                # the root filesystem is read-only: temporary files (TensorFlow's, the supervisor's
+                # metrics directory) and HOME go to /dev/shm, the tmpfs every pod has - no volume,
+                # so no Knative emptyDir feature flag is needed
+                "env": [
+                    {"name": "STORAGE_URI", "value": storage_uri},
+                    {"name": "TMPDIR", "value": POD_TMPFS},
+                    {"name": "HOME", "value": POD_TMPFS},
+                ],
                 "ports": [{"containerPort": 8080, "protocol": "TCP"}],
                 "resources": {
                     "requests": {"cpu": config.cpu_request, "memory": config.memory_request},

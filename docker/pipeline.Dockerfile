@@ -1,26 +1,44 @@
-# Image every pipeline component runs in (kfp 2.13 + TF 2.16 + TFDV 1.16 + this package).
-# Built from the same lock as .venvs/pipeline:  docker build -f docker/pipeline.Dockerfile \
-#   -t <registry>/credit-risk-pipeline:<version> .     (tag = credit_risk.__version__)
-FROM python:3.11.7-slim-bookworm
+# Image every pipeline component runs in (kfp 2.13 + TF 2.16 + TFDV 1.16 + this package), built from
+# the same lock as .venvs/pipeline:   credit-risk build-images
+# A build stage has the C++ toolchain (pyfarmhash, pinned by TFDV's stack, has no wheel); the
+# runtime stage gets only the finished venvs. KFP runs components as uid 10001 here with emptyDirs
+# at /.cache, /.config, /.local, /gcs, /s3, /minio, /kfp-launcher; HOME is a directory 10001 owns.
+ARG BASE_IMAGE=python:3.11.7-slim-bookworm
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 TF_CPP_MIN_LOG_LEVEL=2
-WORKDIR /opt/credit-risk
-
+# --- build -------------------------------------------------------------------------------------
+FROM ${BASE_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++ python3-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
 COPY locks/pipeline.txt locks/serving.txt locks/
-RUN pip install --no-cache-dir --require-hashes --no-deps -r locks/pipeline.txt
 # The deploy step smoke-tests a model in the serving environment (kserve + TF 2.21) before it gets
 # traffic (credit_risk/infra_validation.py); that environment cannot share the pipeline's packages.
-RUN python -m venv /opt/serving-venv \
+RUN python3 -m venv /opt/venv && python3 -m venv /opt/serving-venv \
+    && /opt/venv/bin/pip install --no-cache-dir --require-hashes --no-deps -r locks/pipeline.txt \
     && /opt/serving-venv/bin/pip install --no-cache-dir --require-hashes --no-deps -r locks/serving.txt
-ENV CREDIT_RISK_SERVING_PYTHON=/opt/serving-venv/bin/python
-
-COPY setup.py README.md ./
+COPY setup.py ./
 COPY credit_risk credit_risk
 COPY components components
 COPY pipelines pipelines
 COPY serving serving
-RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
-    && /opt/serving-venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
-    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin credit-risk
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
+    && /opt/serving-venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation .
 
+# --- runtime: the venvs only; no source tree in the working directory ------------------------------
+FROM ${BASE_IMAGE}
+ARG IMAGE_CONTENT_HASH=unknown
+# every image's hash, "name=hash,...": how code inside the image (no source tree) names the images
+ARG IMAGE_HASHES=""
+LABEL org.opencontainers.image.title="credit-risk-pipeline" \
+      io.credit-risk.content-hash="${IMAGE_CONTENT_HASH}"
+ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 \
+    CREDIT_RISK_IMAGE_HASH=${IMAGE_HASHES} \
+    CREDIT_RISK_SERVING_PYTHON=/opt/serving-venv/bin/python HOME=/home/credit-risk
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/serving-venv /opt/serving-venv
+RUN useradd --uid 10001 --create-home --home-dir /home/credit-risk --shell /usr/sbin/nologin credit-risk
+WORKDIR /home/credit-risk
 USER 10001

@@ -67,7 +67,9 @@ def test_approved_model_gets_a_versioned_labelled_manifest(tmp_path):
     assert isvc["metadata"]["labels"]["credit-risk/model-version"] == "m-0123456789abcdef"
     assert isvc["metadata"]["labels"]["credit-risk/approval-id"] == record.approval_id
     assert isvc["spec"]["predictor"]["containers"][0]["env"] == [
-        {"name": "STORAGE_URI", "value": "gs://b/model"}
+        {"name": "STORAGE_URI", "value": "gs://b/model"},
+        {"name": "TMPDIR", "value": "/dev/shm"},  # the root filesystem is read-only
+        {"name": "HOME", "value": "/dev/shm"},
     ]
 
 
@@ -222,10 +224,11 @@ def test_bad_deploy_config(kwargs, message):
         deploy.DeployConfig(**kwargs)
 
 
-def test_images_derive_from_version_and_refuse_latest():
+def test_images_derive_from_version_and_content_and_refuse_latest():
     from credit_risk import __version__
 
-    assert images.pipeline_image("r.example/x") == f"r.example/x/credit-risk-pipeline:{__version__}"
+    digest = images.content_hash(images.PIPELINE_IMAGE_NAME)[:12]
+    assert images.pipeline_image("r.example/x") == f"r.example/x/credit-risk-pipeline:{__version__}-{digest}"
     with pytest.raises(ValueError, match="latest"):
         images.serving_image(tag="latest")
 

@@ -28,9 +28,15 @@ def test_base_inference_service_validates_against_crd():
 def test_dockerfile_builds_from_its_lock_pinned_and_non_root(side):
     text = (REPO / "docker" / f"{side}.Dockerfile").read_text()
     assert f"-r locks/{side}.txt" in text and "--require-hashes" in text
-    base = re.search(r"^FROM (\S+)", text, re.M).group(1)
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M).group(1)  # the public image users expect
     assert re.match(r"python:3\.11\.\d+-slim-\w+$", base), base
-    assert re.search(r"^USER 10001$", text, re.M)
+    assert re.findall(r"^FROM (\S+)", text, re.M) == ["${BASE_IMAGE}", "${BASE_IMAGE}"]  # build, runtime
+    runtime = text.split("\nFROM ${BASE_IMAGE}\n", 1)[1]
+    # the runtime stage gets finished venvs only: no source tree that could shadow the package
+    assert not re.search(r"^COPY (?!--from=build)", runtime, re.M), runtime
+    assert re.search(r"^USER 10001$", runtime, re.M) and "ENV PATH=/opt/venv/bin:$PATH" in runtime
+    assert re.search(r"HOME=/(dev/shm|home/credit-risk)\b", runtime)
+    assert "io.credit-risk.content-hash" in runtime
     assert "pip install --no-cache-dir" in text and ":latest" not in text
     # no secrets baked in: no credential-like ENV/ARG, no key or credential files copied
     assert not re.search(r"^(ENV|ARG)\s+\S*(PASSWORD|TOKEN|SECRET|API_KEY|CREDENTIALS)", text, re.M | re.I)
