@@ -9,7 +9,7 @@ Measures, in one run:
     ``--workers`` (default 2) - 1-row V1 requests at 1 and 8 clients (req/s, p50, p99) and 1,000-row
     V2 requests at 2 clients (rows/s). Our server is measured with the default request (reasons on:
     the body has no "parameters") and with ``"reasons": false``; the naive predictor has no reasons.
-Bars (issue 18): ours with reasons, 8 clients, >= 5x the naive predictor with 1 worker and >= 2.5x
+Bars: ours with reasons, 8 clients, >= 5x the naive predictor with 1 worker and >= 2.5x
 with 2 workers; with-reasons throughput >= 80 % of without; our p99 at 8 clients <= 20 ms; our HTTP
 p50 at 1 client <= 1.5x the in-process time of the same request; the naive 2-worker server never
 restarted.
