@@ -48,7 +48,7 @@ def models(tmp_path_factory):
     return mnt, json.loads((out / "expected.json").read_text())
 
 
-def _pod_run_args(reference: str, container: dict, pod: dict) -> list[str]:
+def _pod_run_args(container: dict, pod: dict) -> list[str]:
     """podman flags for what the rendered InferenceService's pod and container say."""
     sc, psc = container["securityContext"], pod["securityContext"]
     assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
@@ -79,7 +79,7 @@ def test_the_predictor_image_runs_as_the_inference_service_says(image, models, t
     port = free_port()
     name = f"credit-risk-conformance-{port}"
     args = ["run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080", "-v", f"{mnt}:/mnt/models:ro",
-            *_pod_run_args(image, container, pod), image, *container["args"]]  # fmt: skip
+            *_pod_run_args(container, pod), image, *container["args"]]  # fmt: skip
     started = time.monotonic()
     podman(*args)
     base = f"http://127.0.0.1:{port}"
