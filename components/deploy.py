@@ -32,14 +32,15 @@ def deploy(
     always fails it.
 
     Outputs:
-      deployment: JSON record: deployed, reason, version, approval id, storage URI, rollout status.
+      deployment: JSON record: state (refused, failed, rendered, created, promoted), deployed
+        (the cluster serves the new model), reason, version, approval id, storage URI, rollout.
       inference_service: the InferenceService YAML - written only for a model that went out.
       status / deploy_metrics: the URL, revision and traffic split for the KFP UI.
     """
     import logging
 
     from credit_risk import steps
-    from credit_risk.deploy import DeployConfig
+    from credit_risk.deploy import RENDERED, DeployConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = DeployConfig(
@@ -64,7 +65,9 @@ def deploy(
         model_uri=model.uri,
         status_path=status.path,
     )
-    deployment.metadata.update({"deployed": record.deployed, "reason": record.reason})
+    deployment.metadata.update({"state": record.state, "deployed": record.deployed, "reason": record.reason})
+    # deployed = 1 only when the cluster serves the new model; rendered = 1 for a manifest not applied
     deploy_metrics.log_metric("deployed", 1.0 if record.deployed else 0.0)
+    deploy_metrics.log_metric("rendered", 1.0 if record.state == RENDERED else 0.0)
     if record.rollout:
         deploy_metrics.log_metric("traffic_percent_new_model", float(record.traffic_to_new_model()))

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from credit_risk import __version__, images
+from credit_risk import __version__, image_build, images
 from credit_risk.contract import DEFAULT_OPERATING_THRESHOLD
 from credit_risk.errors import CreditRiskError
 
@@ -290,8 +290,6 @@ def cmd_sample_request(args: argparse.Namespace) -> int:
 
 
 def cmd_build_images(args: argparse.Namespace) -> int:
-    from credit_risk import image_build
-
     names = [
         {"pipeline": images.PIPELINE_IMAGE_NAME, "serving": images.SERVING_IMAGE_NAME}[n] for n in args.images
     ]
@@ -551,12 +549,24 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
         "build-images",
         help="build (and push) the pipeline and predictor images, tagged by content",
     )
-    p.add_argument("--builder", choices=["docker", "podman", "buildah"], default="docker")
+    p.add_argument(
+        "--builder",
+        choices=image_build.BUILDERS,
+        default="docker",
+        help="docker (a daemon, BuildKit), or daemonless podman/buildah, which reuse the host's uv "
+        "cache (default %(default)s)",
+    )
     p.add_argument("--registry", help=f"image registry (default {images.DEFAULT_REGISTRY})")
-    p.add_argument("--images", nargs="+", choices=["pipeline", "serving"], default=["pipeline", "serving"])
+    p.add_argument(
+        "--images",
+        nargs="+",
+        choices=["pipeline", "serving"],
+        default=["pipeline", "serving"],
+        help="which images (default both: pipeline = every component, serving = the KServe predictor)",
+    )
     p.add_argument(
         "--base-image",
-        default="python:3.11.7-slim-bookworm",
+        default=image_build.DEFAULT_BASE_IMAGE,
         help="FROM image of both stages (default: the public python slim image; bin/base-image makes a "
         "local Debian one where no public registry can be reached)",
     )

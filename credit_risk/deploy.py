@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from credit_risk import __version__, images, storage
-from credit_risk.errors import ConfigError, CreditRiskError
+from credit_risk.errors import ConfigError, CreditRiskError, DeployError
 from credit_risk.gate import Decision
 from credit_risk.rollout import SERVING_URI_ANNOTATION
 
@@ -91,14 +91,27 @@ class DeployConfig:
         return RolloutConfig(self.canary_traffic_percent, self.rollout_timeout_seconds, self.poll_seconds)
 
 
+# What the deploy step did, in the record, the KFP metadata and the status page: exactly one of
+REFUSED = "refused"  # the gate rejected the model, or the approval is missing/unreadable: nothing done
+FAILED = "failed"  # infra validation, publish or rollout failed: nothing serves the new model
+RENDERED = "rendered"  # approved and infra-validated, manifest written; apply=false: NOT applied
+CREATED = "created"  # applied: a first InferenceService now serves the model (100 %)
+PROMOTED = "promoted"  # applied as a canary, smoke-tested and promoted to 100 %
+STATES = (REFUSED, FAILED, RENDERED, CREATED, PROMOTED)
+_STATUS_TITLES = {REFUSED: "NOT DEPLOYED (refused)", FAILED: "FAILED", RENDERED: "RENDERED, NOT APPLIED",
+                  CREATED: "DEPLOYED", PROMOTED: "DEPLOYED (canary promoted)"}  # fmt: skip
+
+
 @dataclass
 class DeployRecord:
-    """What the deploy step did. ``failed`` marks an error (infra validation, upload, rollout), as
-    opposed to the correct, successful refusal to deploy a rejected model."""
+    """What the deploy step did. ``state`` is one of ``STATES``; ``deployed`` is true only when the
+    cluster now serves the new model (created or promoted) - never for a manifest that was only
+    rendered. ``failed`` marks an error, as opposed to the correct refusal of a rejected model."""
 
     deployed: bool
     reason: str
     failed: bool = False
+    state: str = REFUSED
     inference_service: str | None = None
     storage_uri: str | None = None
     model_version: str | None = None
@@ -122,7 +135,7 @@ class DeployRecord:
 
 def status_markdown(record: DeployRecord) -> str:
     """The deploy step's status for the KFP UI: verdict, version, URL, revision, traffic split."""
-    verdict = "DEPLOYED" if record.deployed else ("FAILED" if record.failed else "NOT DEPLOYED")
+    verdict = _STATUS_TITLES[record.state]
     lines = [f"# Deployment: {verdict}", "", record.reason, ""]
     for label, value in (
         ("Model version", record.model_version),
@@ -337,9 +350,11 @@ def deploy(
         record.inference_service = str(manifest_path)
 
         if not config.apply:
-            record.deployed = True
+            record.state = RENDERED
             record.reason = (
-                "approved and infra-validated: InferenceService rendered (apply=false: not applied)"
+                "approved and infra-validated: InferenceService rendered, not applied "
+                f"(apply_to_cluster=false); apply it with: kubectl apply -n {config.namespace} -f "
+                "<the inference_service artifact>"
             )
             return record
         from credit_risk.infra_validation import http_smoke, sample_requests
@@ -348,6 +363,9 @@ def deploy(
         smoke = http_smoke(config.name, sample_requests(model_dir))
         result = rollout(store, manifest, smoke, config.rollout_config())
         record.rollout = result.to_dict()
+        if result.action not in (CREATED, PROMOTED):
+            raise DeployError(f"rollout ended in {result.action!r}: {result.reason}")
+        record.state = result.action
         record.deployed = True
         record.reason = f"approved: {result.action} {result.revision} at {result.url}"
         return record
@@ -357,5 +375,6 @@ def deploy(
         Path(manifest_path).unlink(missing_ok=True)
         record.inference_service = None
         record.failed = True
+        record.state = FAILED
         record.reason = f"not deployed: {stage} failed: {e}"
         return record

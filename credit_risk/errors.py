@@ -27,3 +27,7 @@ class ConfigError(CreditRiskError):
 
 class DeployError(CreditRiskError):
     """An approved model could not be deployed (infra validation, publish or rollout failed)."""
+
+
+class ImageBuildError(CreditRiskError):
+    """An image build or push failed (the builder's own output says why, above the message)."""

@@ -24,7 +24,7 @@ from credit_risk import (
     storage,
     training_data,
 )
-from credit_risk.deploy import DeployConfig, DeployRecord, deploy, status_markdown
+from credit_risk.deploy import REFUSED, DeployConfig, DeployRecord, deploy, status_markdown
 from credit_risk.errors import DataValidationError, DeployError, ModelRejectedError
 from credit_risk.evaluation import EvaluationResult, evaluate, write_decision
 from credit_risk.report import html_report, model_card
@@ -204,7 +204,7 @@ def deploy_step(
     log.info("%s (%.2fs) -> %s", record.reason, time.perf_counter() - start, record_path)
     if record.failed:
         raise DeployError(record.reason)
-    if fail_on_rejection and not record.deployed:
+    if fail_on_rejection and record.state == REFUSED:
         raise ModelRejectedError(record.reason)
     return record
 

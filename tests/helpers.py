@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import socket
 import subprocess
 import time
@@ -107,3 +108,15 @@ def wait_http_ok(url: str, proc: subprocess.Popen, timeout: float = 120) -> None
             pass
         time.sleep(0.5)
     raise TimeoutError(f"{url} not ready after {timeout}s")
+
+
+def local_run_key() -> str:
+    """What a recorded local run on german_credit was computed from: the pipeline image's content
+    hash (all code and locks) and the bundled data. The image stage compares its containerized run
+    with the pipeline suite's local run only when the keys match."""
+    from credit_risk import images
+
+    digest = hashlib.sha256(images.content_hash(images.PIPELINE_IMAGE_NAME).encode())
+    for path in (GERMAN_CSV, GERMAN_SPEC):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()

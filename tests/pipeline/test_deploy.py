@@ -59,7 +59,10 @@ def test_approved_model_gets_a_versioned_labelled_manifest(tmp_path):
     record = deploy.deploy(
         approval, "/models/m", deploy.DeployConfig(name="pd"), out, "gs://b/model", checked
     )
-    assert record.deployed and not record.failed and record.inference_service == str(out)
+    # apply=false: rendered, and the record says exactly that - nothing was applied
+    assert record.state == deploy.RENDERED and not record.deployed and not record.failed
+    assert record.inference_service == str(out) and "not applied" in record.reason
+    assert "# Deployment: RENDERED, NOT APPLIED" in deploy.status_markdown(record)
     assert record.model_version == "m-0123456789abcdef"
     assert record.approval_id == deploy.approval_id(approval.read_text())
     assert record.infra_validation["model_dir"] == "/models/m"
@@ -119,12 +122,14 @@ def test_publish_is_versioned_immutable_and_idempotent(tmp_path):
     config = deploy.DeployConfig(name="pd", serving_root=str(root))
     first = deploy.deploy(_approval(tmp_path), str(model), config, tmp_path / "a.yaml", "", checked)
     version_dir = root / "pd" / "m-0123456789abcdef"
-    assert first.deployed and first.storage_uri == str(version_dir)
+    assert first.state == deploy.RENDERED and first.storage_uri == str(version_dir)
     assert (version_dir / "variables" / "w").read_bytes() == b"weights"
     marker = json.loads((version_dir / storage.PUBLISHED_MARKER).read_text())
     assert set(marker["files"]) == {"saved_model.pb", "variables/w"}
     again = deploy.deploy(_approval(tmp_path), str(model), config, tmp_path / "b.yaml", "", checked)
-    assert again.deployed and again.storage_uri == first.storage_uri  # same model, same version
+    assert (
+        again.state == deploy.RENDERED and again.storage_uri == first.storage_uri
+    )  # same model, same version
     (model / "variables" / "w").write_bytes(b"other weights")  # same fingerprint claimed, new bytes
     clash = deploy.deploy(_approval(tmp_path), str(model), config, tmp_path / "c.yaml", "", checked)
     assert clash.failed and "never overwritten" in clash.reason and not (tmp_path / "c.yaml").exists()
@@ -203,6 +208,7 @@ def test_approved_model_rolls_out_through_the_kubernetes_api(german_model_dir, t
         record = deploy.deploy(approval, str(german_model_dir), config, tmp_path / "isvc.yaml")
         created = next(body for verb, body in fake.api_calls() if verb == "create")
     assert record.deployed and record.rollout["action"] == "created", record.reason
+    assert record.state == deploy.CREATED
     assert created["spec"]["predictor"]["containers"][0]["env"][0]["value"] == record.storage_uri
     assert record.storage_uri.startswith(str(tmp_path / "serving" / "pd" / "m-"))
     markdown = deploy.status_markdown(record)
@@ -248,6 +254,7 @@ def test_fail_on_rejection_fails_the_step_after_recording_why(tmp_path):
             fail_on_rejection=True,
         )
     assert json.loads(record.read_text())["deployed"] is False
+    assert json.loads(record.read_text())["state"] == deploy.REFUSED
     assert not (tmp_path / "isvc.yaml").exists()
     assert json.loads(record.read_text())["failed"] is False  # a rejection is not a failure
 
@@ -259,7 +266,10 @@ def test_approved_model_is_published_to_gcs_and_served_from_there(gcs, tmp_path)
     (model / "saved_model.pb").write_bytes(b"graph")
     config = deploy.DeployConfig(name="pd", serving_root=f"gs://{bucket}/serving")
     record = deploy.deploy(_approval(tmp_path), str(model), config, tmp_path / "isvc.yaml", "", checked)
-    assert record.deployed and record.storage_uri == f"gs://{bucket}/serving/pd/m-0123456789abcdef"
+    assert (
+        record.state == deploy.RENDERED
+        and record.storage_uri == f"gs://{bucket}/serving/pd/m-0123456789abcdef"
+    )
     isvc = yaml.safe_load((tmp_path / "isvc.yaml").read_text())
     assert isvc["spec"]["predictor"]["containers"][0]["env"][0]["value"] == record.storage_uri
     assert client.bucket(bucket).blob("serving/pd/m-0123456789abcdef/_PUBLISHED.json").exists()

@@ -9,9 +9,19 @@ import yaml
 
 from credit_risk import gate
 from credit_risk.local_run import run_local
-from tests.helpers import CREDIT_CSV, CREDIT_SPEC, GERMAN_CSV, GERMAN_SPEC, read_rows, write_rows
+from tests.helpers import (
+    CREDIT_CSV,
+    CREDIT_SPEC,
+    GERMAN_CSV,
+    GERMAN_SPEC,
+    REPO,
+    local_run_key,
+    read_rows,
+    write_rows,
+)
 
 pytestmark = pytest.mark.slow
+LOCAL_REFERENCE = REPO / "build" / "local-run-german.json"
 
 
 def test_german_credit_end_to_end_is_approved_and_deployable(tmp_path):
@@ -49,6 +59,10 @@ def test_german_credit_end_to_end_is_approved_and_deployable(tmp_path):
     assert "disparate_impact_personal_status_and_sex" in logged and "disparate_impact_age_band" in logged
     report = Path(s.artifacts["evaluation_report"]).read_text()
     assert "personal_status_and_sex: disparate impact" in report and "age_band: disparate impact" in report
+    # the image stage runs the same pipeline in the pipeline image and compares with this decision
+    LOCAL_REFERENCE.parent.mkdir(parents=True, exist_ok=True)
+    reference = {"key": local_run_key(), "verdict": s.verdict, "metrics": s.decision.metrics}
+    LOCAL_REFERENCE.write_text(json.dumps(reference, indent=2, allow_nan=True) + "\n")
 
 
 def test_credit_data_end_to_end_ingested_from_postgresql(tmp_path, postgres, monkeypatch):
