@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from credit_risk.deploy import DeployRecord
+from credit_risk.errors import ConfigError
 from credit_risk.gate import Decision
 
 log = logging.getLogger(__name__)
@@ -145,12 +146,16 @@ def _run_locally(
     seconds = time.perf_counter() - start
     runs = [p for p in root.glob(f"{pipeline_name}-*") if p.is_dir() and p not in before]
     run_dir = max(runs, key=lambda p: p.stat().st_mtime) if runs else None
-    found = {}
-    for label, (task, output) in artifacts.items():
-        path = run_dir / task / output if run_dir else None
-        if path and path.exists():
-            found[label] = str(path)
-    return _LocalRun(run_dir, seconds, error, found)
+    return _LocalRun(run_dir, seconds, error, _artifacts_in(run_dir, artifacts) if run_dir else {})
+
+
+def _artifacts_in(run_dir: Path, artifacts: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """label -> path of the artifacts that exist under a run directory (``<task>/<output>``)."""
+    return {
+        label: str(run_dir / task / output)
+        for label, (task, output) in artifacts.items()
+        if (run_dir / task / output).exists()
+    }
 
 
 def run_local(data_uri: str, feature_spec_uri: str, pipeline_root: str | Path, **params: Any) -> RunSummary:
@@ -166,6 +171,24 @@ def run_local(data_uri: str, feature_spec_uri: str, pipeline_root: str | Path, *
         feature_spec_uri=feature_spec_uri,
         **params,
     )
+    return _summary(run)
+
+
+def summarize_run(run_dir: str | Path) -> RunSummary:
+    """The summary of a training run that already finished on this machine, read back from its
+    directory (``<pipeline_root>/credit-risk-training-<timestamp>``): what the notebook shows
+    when it is given a run instead of running one."""
+    path = Path(run_dir)
+    found = _artifacts_in(path, ARTIFACTS) if path.is_dir() else {}
+    if "approval" not in found:
+        raise ConfigError(
+            f"{run_dir} is not a finished training run: expected {path / 'evaluate' / 'approval'} "
+            "(pass the run directory under the pipeline root, or run the pipeline)"
+        )
+    return _summary(_LocalRun(path, 0.0, "", found))
+
+
+def _summary(run: _LocalRun) -> RunSummary:
     artifacts = run.artifacts
     summary = RunSummary(
         succeeded=not run.error,

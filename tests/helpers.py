@@ -18,6 +18,9 @@ VENVS = REPO / ".venvs"
 GERMAN_SPEC = DATA / "german_credit.spec.yaml"
 CREDIT_SPEC = DATA / "credit_data.spec.yaml"
 GERMAN_CSV = DATA / "german_credit.csv"
+# the tests that read the pipeline suite's one shared default german_credit run (the german_run
+# fixture) share an xdist group, so `pytest -n` keeps them on one worker and runs it once
+GERMAN_RUN_GROUP = "german_run"
 CREDIT_CSV = DATA / "credit_data.csv"
 THIRD_PARTY = REPO / "third_party"  # vendored upstream material, each with LICENSE + PROVENANCE.md
 KSERVE_CRD = THIRD_PARTY / "kserve" / "serving.kserve.io_inferenceservices.yaml"

@@ -15,7 +15,6 @@ The decision must equal the local runner's on the same data and parameters."""
 import json
 import os
 import shutil
-import subprocess
 import time
 from graphlib import TopologicalSorter
 from pathlib import Path
@@ -26,9 +25,9 @@ import yaml
 from credit_risk import images
 from tests.gcs_emulator import gcs_emulator
 from tests.helpers import GERMAN_CSV, GERMAN_SPEC, REPO, local_run_key
+from tests.images.podman import REGISTRY, podman, require_image
 
 pytestmark = pytest.mark.timeout(1800)
-REGISTRY = os.environ.get("CREDIT_RISK_IMAGE_REGISTRY", "localhost")
 COMPILED = REPO / "pipelines" / "training_pipeline.yaml"
 RESULTS = REPO / "build" / "pipeline-image-conformance.json"
 LOCAL_REFERENCE = REPO / "build" / "local-run-german.json"
@@ -38,17 +37,9 @@ EMPTY_DIRS = ("/gcs", "/s3", "/.local", "/.cache", "/.config", "/kfp-launcher")
 BUCKET = "credit-risk-data"
 
 
-def podman(*args, check=True, timeout=120):
-    return subprocess.run(["podman", "--runtime", "runc", *args], capture_output=True, text=True,
-                          check=check, timeout=timeout)  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def image():
-    reference = images.pipeline_image(REGISTRY)
-    found = podman("image", "exists", reference, check=False)
-    assert found.returncode == 0, f"{reference} is not built: run credit-risk build-images (bin/test does)"
-    return reference
+    return require_image(images.pipeline_image(REGISTRY))
 
 
 def protojson(value):

@@ -5,7 +5,6 @@ storage initializer leaves it (read-only). Real podman (runc) on this machine, t
 127.0.0.1 only. Run by bin/test's image stage after `credit-risk build-images`."""
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -14,24 +13,16 @@ import pytest
 
 from credit_risk import deploy, images
 from tests.helpers import REPO, free_port, http
+from tests.images.podman import REGISTRY, podman, require_image
 
 pytestmark = pytest.mark.timeout(900)
 M = "credit-risk"
-REGISTRY = os.environ.get("CREDIT_RISK_IMAGE_REGISTRY", "localhost")
 RESULTS = REPO / "build" / "image-conformance.json"
-
-
-def podman(*args, check=True, timeout=120):
-    return subprocess.run(["podman", "--runtime", "runc", *args], capture_output=True, text=True,
-                          check=check, timeout=timeout)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def image():
-    reference = images.serving_image(REGISTRY)
-    found = podman("image", "exists", reference, check=False)
-    assert found.returncode == 0, f"{reference} is not built: run credit-risk build-images (bin/test does)"
-    return reference
+    return require_image(images.serving_image(REGISTRY))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from credit_risk import images
-from tests.helpers import REPO, free_port
+from tests.helpers import REPO, free_port, wait_http_ok
 
 pytestmark = pytest.mark.timeout(900)
 BASE_IMAGE = os.environ.get("CREDIT_RISK_BASE_IMAGE", "localhost/credit-risk-base:bookworm-py311")
@@ -36,20 +36,15 @@ def registry(tmp_path):
         f"    rootdirectory: {tmp_path / 'data'}\n  delete:\n    enabled: true\n"
         f"http:\n  addr: 127.0.0.1:{port}\n"
     )
-    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/v2/", timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(
-                    f"docker-registry did not start: {proc.stderr.read().decode()[-2000:]}"
-                ) from None
-            time.sleep(0.2)
+    try:
+        wait_http_ok(f"{url}/v2/", proc, timeout=30)
+    except (RuntimeError, TimeoutError):
+        proc.kill()
+        raise
     try:
         yield f"127.0.0.1:{port}", url
     finally:

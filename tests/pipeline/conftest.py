@@ -31,6 +31,17 @@ def german_model_dir(tmp_path_factory, german_spec):
 
 
 @pytest.fixture(scope="session")
+def german_run(tmp_path_factory):
+    """The whole pipeline on german_credit with every default, run once on the KFP local runner and
+    shared by the tests that only read its outputs (the end-to-end checks, the notebook): a full
+    run costs minutes on 2 cores, and running it twice would test nothing more."""
+    from credit_risk.local_run import run_local
+    from tests.helpers import GERMAN_CSV
+
+    return run_local(str(GERMAN_CSV), str(GERMAN_SPEC), tmp_path_factory.mktemp("german-run"))
+
+
+@pytest.fixture(scope="session")
 def gcs():
     """A bucket on the real fake-gcs-server on 127.0.0.1: yields (storage client, bucket name)."""
     from credit_risk import storage

@@ -8,11 +8,13 @@ import pytest
 import yaml
 
 from credit_risk import gate
-from credit_risk.local_run import run_local
+from credit_risk.errors import ConfigError
+from credit_risk.local_run import run_local, summarize_run
 from tests.helpers import (
     CREDIT_CSV,
     CREDIT_SPEC,
     GERMAN_CSV,
+    GERMAN_RUN_GROUP,
     GERMAN_SPEC,
     REPO,
     local_run_key,
@@ -24,8 +26,9 @@ pytestmark = pytest.mark.slow
 LOCAL_REFERENCE = REPO / "build" / "local-run-german.json"
 
 
-def test_german_credit_end_to_end_is_approved_and_deployable(tmp_path):
-    s = run_local(str(GERMAN_CSV), str(GERMAN_SPEC), tmp_path)
+@pytest.mark.xdist_group(GERMAN_RUN_GROUP)  # one worker under -n: they share the run
+def test_german_credit_end_to_end_is_approved_and_deployable(german_run):
+    s = german_run
     assert s.succeeded, s.error
     assert s.verdict == gate.APPROVED
     assert s.decision.metrics["auc"] >= 0.70 and s.decision.metrics["rows"] == 250
@@ -59,6 +62,12 @@ def test_german_credit_end_to_end_is_approved_and_deployable(tmp_path):
     assert "disparate_impact_personal_status_and_sex" in logged and "disparate_impact_age_band" in logged
     report = Path(s.artifacts["evaluation_report"]).read_text()
     assert "personal_status_and_sex: disparate impact" in report and "age_band: disparate impact" in report
+    # a finished run reads back to the same summary (the notebook's RUN_DIR); a wrong dir is named
+    again = summarize_run(s.run_dir)
+    assert again.verdict == s.verdict and again.decision.metrics == s.decision.metrics
+    assert again.artifacts == s.artifacts and again.deployment == s.deployment
+    with pytest.raises(ConfigError, match=r"not a finished training run: expected .*evaluate/approval"):
+        summarize_run(Path(s.run_dir) / "train")
     # the image stage runs the same pipeline in the pipeline image and compares with this decision
     LOCAL_REFERENCE.parent.mkdir(parents=True, exist_ok=True)
     reference = {"key": local_run_key(), "verdict": s.verdict, "metrics": s.decision.metrics}
