@@ -29,11 +29,14 @@ def evaluate(
     A human override (approver + rationale) approves a rejected model only if ``allow_override``.
 
     Outputs:
-      metrics: AUC, Gini, KS, PR AUC, Brier, ECE, log loss, bootstrap CIs, fairness ratios (scalars).
+      metrics: AUC, Gini, KS, PR AUC, Brier, ECE, log loss, bootstrap CIs, fairness ratios, the
+        rating scale's Herfindahl index, grade inversions, Jeffreys p-value and observed default rate
+        per grade, and the worst monotonicity violation per declared feature (scalars).
       classification_metrics: ROC curve and confusion matrix (rendered by the Kubeflow UI).
       approval: JSON approval record (decision, every check, fingerprints, champion, override).
       model_card: Markdown model card (intended use, data, metrics, fairness, limitations, approval).
-      report: HTML evaluation report with ROC, KS, calibration, score histograms, fairness table.
+      report: HTML evaluation report with ROC, KS, calibration, score histograms, fairness table,
+        grade table and monotonicity sweep.
     """
     import logging
     import math
@@ -66,6 +69,14 @@ def evaluate(
             value = getattr(sl, name)
             if not math.isnan(value):
                 metrics.log_metric(f"{name}_{sl.slice}", round(value, 6))
+    if result.grades is not None:
+        metrics.log_metric("herfindahl", round(result.grades.herfindahl, 6))
+        metrics.log_metric("grade_inversions", len(result.grades.inversions))
+        for row in result.grades.populated():
+            metrics.log_metric(f"jeffreys_p_{row.grade}", round(row.jeffreys_p, 6))
+            metrics.log_metric(f"observed_rate_{row.grade}", round(row.observed_rate, 6))
+    for sweep in result.sweeps:
+        metrics.log_metric(f"monotone_violation_{sweep.feature}", round(sweep.worst_violation, 6))
     fpr, tpr, thr = zip(*roc_points(result.y_true, result.y_score), strict=True)
     classification_metrics.log_roc_curve(list(fpr), list(tpr), list(thr))
     classification_metrics.log_confusion_matrix(["non-default", "default"], result.confusion.tolist())

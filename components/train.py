@@ -15,6 +15,7 @@ def train(
     dropout: float,
     l1: float,
     l2: float,
+    monotone_constraints: bool,
     class_weighting: bool,
     early_stopping_patience: int,
     validation_fraction: float,
@@ -27,9 +28,11 @@ def train(
 
     ``ensemble_size`` > 1 trains that many members (seeds seed, seed+1, ...) and exports their
     average. ``wide_learning_rate`` 0 = the deep part's ``learning_rate``; ``wide_optimizer`` "adam" or
-    "ftrl" (with ``l1``, the paper's sparse linear part). ``stream_data``: read the snapshot in
-    bounded chunks with a hashed validation split instead of loading it (for data larger than
-    memory); off, the snapshot is loaded and split stratified (the benchmarked defaults).
+    "ftrl" (with ``l1``, the paper's sparse linear part). ``monotone_constraints``: the PD is
+    monotone by construction in every feature the spec declares ``monotone`` (credit_risk.model).
+    ``stream_data``: read the snapshot in bounded chunks with a hashed validation split instead
+    of loading it (for data larger than memory); off, the snapshot is loaded and split
+    stratified (the benchmarked defaults).
 
     Outputs:
       model: SavedModel directory (signature ``serving_default``: raw named features -> ``pd``),
@@ -54,7 +57,13 @@ def train(
         class_weighting=class_weighting,
         seed=seed,
         ensemble_size=ensemble_size,
-        model=ModelConfig(hidden_units=tuple(int(u) for u in hidden_units), dropout=dropout, l1=l1, l2=l2),
+        model=ModelConfig(
+            hidden_units=tuple(int(u) for u in hidden_units),
+            dropout=dropout,
+            l1=l1,
+            l2=l2,
+            monotone_constraints=monotone_constraints,
+        ),
     )
     result = steps.train_step(train_data.path, feature_spec_uri, config, model.path, stream=stream_data)
     model.metadata.update(

@@ -23,6 +23,7 @@ OUTPUT_KEY = "pd"
 SPEC_FILE = "feature_spec.yaml"
 MODEL_INFO_FILE = "model_info.json"
 REASON_BASELINE_KEY = "reason_baseline"  # in model_info.json: the applicant reasons are measured against
+MASTER_SCALE_KEY = "master_scale"  # in model_info.json: the rating scale (rating.MasterScale.to_dict)
 DEFAULT_TOP_REASONS = 4
 
 
@@ -173,6 +174,10 @@ NUMERIC_DATATYPES = ("FP32", "FP64", "INT32", "INT64")
 CATEGORICAL_DATATYPE = "BYTES"
 OUTPUT_DATATYPE = "FP32"
 DECISION_OUTPUT, SCORE_OUTPUT = "decision", "score"  # V2 outputs beside the PD, one value per instance
+GRADE_OUTPUT = "grade"  # the rating grade (G1 = lowest risk), when the model has a master scale
+# [n, top_k] BYTES: the reasons' feature names and adverse-action statements, "" padded; every
+# declined instance has at least one, approved ones only when parameters.reasons is true
+REASON_CODES_OUTPUT, REASONS_OUTPUT = "reason_codes", "reasons"
 
 
 def input_metadata(spec: FeatureSpec) -> list[dict[str, Any]]:
@@ -183,12 +188,22 @@ def input_metadata(spec: FeatureSpec) -> list[dict[str, Any]]:
     ]
 
 
-def output_metadata() -> list[dict[str, Any]]:
-    return [
+def output_metadata(graded: bool = False, explained: bool = False) -> list[dict[str, Any]]:
+    """V2 model metadata for the outputs; ``graded``: the model has a master scale; ``explained``:
+    it has a reason baseline (the reason tensors' second dimension is the request's ``top_k``)."""
+    out = [
         {"name": OUTPUT_KEY, "datatype": OUTPUT_DATATYPE, "shape": [-1, 1]},
         {"name": DECISION_OUTPUT, "datatype": CATEGORICAL_DATATYPE, "shape": [-1, 1]},
         {"name": SCORE_OUTPUT, "datatype": OUTPUT_DATATYPE, "shape": [-1, 1]},
     ]
+    if graded:
+        out.append({"name": GRADE_OUTPUT, "datatype": CATEGORICAL_DATATYPE, "shape": [-1, 1]})
+    if explained:
+        out += [
+            {"name": REASON_CODES_OUTPUT, "datatype": CATEGORICAL_DATATYPE, "shape": [-1, -1]},
+            {"name": REASONS_OUTPUT, "datatype": CATEGORICAL_DATATYPE, "shape": [-1, -1]},
+        ]
+    return out
 
 
 def parse_tensors(
@@ -307,13 +322,17 @@ def occlusion_arrays(
 
 
 def reasons_from_scores(
-    pds: Array, n: int, spec: FeatureSpec, top_k: int
+    pds: Array, n: int, spec: FeatureSpec, top_k: int, at_least_one: Array | None = None
 ) -> tuple[Array, list[list[dict[str, Any]]]]:
     """Split an ``occlusion_arrays`` result: (the applicants' PDs, their top-k reasons).
 
     A feature's contribution is PD(applicant) - PD(applicant with that feature at the baseline);
     reasons are the features with the largest positive contributions (pushing the PD up), ties
-    broken by spec order so the same applicant always gets the same reasons.
+    broken by spec order so the same applicant always gets the same reasons. Each reason carries
+    the feature's adverse-action ``statement``. Rows flagged in ``at_least_one`` (declines: an
+    adverse action must state a reason) whose every contribution rounds to <= 0 - no single feature
+    pushes them above the baseline, only features together - get the top-ranked feature anyway,
+    with its (non-positive) contribution and ``"basis": "largest_effect"``.
     """
     features = reason_features(spec)
     grid = np.asarray(pds, dtype=np.float64).reshape(1 + len(features), n)
@@ -325,18 +344,37 @@ def reasons_from_scores(
     for i in range(n):
         # rounded first: a push too small to show (0.0 at 6 decimals) is not a reason
         rounded = [(j, round(float(contributions[j, i]), 6)) for j in order[:, i].tolist()]
-        reasons.append([{"feature": features[j].name, "contribution": c} for j, c in rounded if c > 0])
+        mine = [_reason(features[j], c) for j, c in rounded if c > 0]
+        if not mine and at_least_one is not None and at_least_one[i] and rounded:
+            mine = [{**_reason(features[rounded[0][0]], rounded[0][1]), "basis": "largest_effect"}]
+        reasons.append(mine)
     return applicant, reasons
 
 
-def parse_options(payload: Any) -> tuple[bool, int]:
-    """Request options from a body's ``parameters``: (reasons wanted, how many)."""
+def _reason(feature: Feature, contribution: float) -> dict[str, Any]:
+    return {"feature": feature.name, "contribution": contribution, "statement": feature.reason_statement}
+
+
+def reason_tensors(reasons: Sequence[list[dict[str, Any]] | None], top_k: int) -> tuple[list[str], list[str]]:
+    """Row-major [n, top_k] contents of the V2 reason tensors (codes, statements), "" padded."""
+    codes, statements = [], []
+    for given in reasons:
+        row = (given or [])[:top_k]
+        pad = [""] * (top_k - len(row))
+        codes += [r["feature"] for r in row] + pad
+        statements += [r["statement"] for r in row] + pad
+    return codes, statements
+
+
+def parse_options(payload: Any, default_reasons: bool = True) -> tuple[bool, int]:
+    """Request options from a body's ``parameters``: (reasons wanted for every instance, how many).
+    V1 defaults to reasons for every instance; V2 to reasons for declines only."""
     params = payload.get("parameters") if isinstance(payload, dict) else None
     if params is None:
         params = {}
     if not isinstance(params, dict):
         raise RequestError(f"'parameters' must be an object, got {type(params).__name__}")
-    reasons = params.get("reasons", True)
+    reasons = params.get("reasons", default_reasons)
     top_k = params.get("top_k", DEFAULT_TOP_REASONS)
     if not isinstance(reasons, bool):
         raise RequestError(f"parameters.reasons must be true or false, got {reasons!r}")

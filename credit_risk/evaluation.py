@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from credit_risk import calibration, contract, fairness, gate, metrics
+from credit_risk import calibration, contract, fairness, gate, metrics, monotonicity, rating
 from credit_risk.feature_spec import FeatureSpec
 from credit_risk.scoring import ExportedModel
 from credit_risk.training import fingerprint
@@ -37,6 +37,8 @@ class EvaluationResult:
     champion_metrics: dict[str, float] | None = None
     champion_score: np.ndarray | None = field(default=None, repr=False)
     model_info: dict = field(default_factory=dict)
+    grades: rating.GradeReport | None = None
+    sweeps: list[monotonicity.FeatureSweep] = field(default_factory=list)
 
 
 def model_fingerprint(model_dir: str | Path) -> str:
@@ -90,8 +92,15 @@ def evaluate(
         champion_score = champion.predict_frame(frame)
         champion_metrics = metrics.summary(y_true, champion_score, CALIBRATION_BINS)
         champion_id = model_fingerprint(champion_dir)
-    decision = gate.decide(scalars, config, slices, champion_metrics, model_uri=model_dir)
     info = _model_info(model_dir)
+    scale = info.get(contract.MASTER_SCALE_KEY)
+    grades = rating.grade_report(y_true, y_score, rating.MasterScale.from_dict(scale)) if scale else None
+    sweeps = monotonicity.sweep(model.predict_frame, frame, spec, seed=config.bootstrap_seed)
+    decision = gate.decide(
+        scalars, config, slices, champion_metrics, model_uri=model_dir, grades=grades, sweeps=sweeps
+    )
+    decision.grades = grades.to_dict() if grades else None
+    decision.monotonicity = [s.to_dict() for s in sweeps]
     ece_failed = any(c.name == "max_ece" and not c.passed for c in decision.checks)
     if ece_failed and config.recalibration:
         decision.recalibration = calibration.recalibrate(
@@ -127,6 +136,8 @@ def evaluate(
         champion_metrics=champion_metrics,
         champion_score=champion_score,
         model_info=info,
+        grades=grades,
+        sweeps=sweeps,
     )
 
 

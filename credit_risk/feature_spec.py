@@ -19,12 +19,19 @@ YAML keys::
         max: 100
         drift_threshold: 0.1       # optional: drift alarm vs the baseline statistics (Jensen-
                                    # Shannon divergence for numerics, L-infinity for categoricals)
+        monotone: increasing       # numeric only, optional: the PD must never fall (increasing) /
+                                   # rise (decreasing) as this feature grows; checked by a sweep in
+                                   # evaluation, enforced in training with model.monotone_constraints
+        reason_text: Loan term too long  # optional: the adverse-action statement for this feature
         description: free text
     crosses: [[cat_a, cat_b], ...] # categorical pairs hashed together for the wide part
     slices:                        # extra groups for evaluation / fairness (protected
       - name: age_band             # categoricals are always sliced by value)
         feature: age_in_years
         bins: [18, 25, 35, 50, 120] # numeric edges, [lo, hi); omit for a categorical
+    master_scale:                  # optional rating scale: grades G1 (lowest PD) ... on PD cuts
+      boundaries: [0.05, 0.1, 0.2] #   fixed PD boundaries (strictly increasing in (0, 1)), or
+      # grades: 7                  #   a target count, cut at quantiles of the training PDs
 """
 
 from __future__ import annotations
@@ -39,16 +46,20 @@ import yaml
 
 from credit_risk import storage
 from credit_risk.errors import FeatureSpecError
+from credit_risk.rating import MAX_GRADES, MIN_GRADES, MasterScale
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 FEATURE_TYPES = (NUMERIC, CATEGORICAL)
+INCREASING, DECREASING = "increasing", "decreasing"
+MONOTONE = (INCREASING, DECREASING)
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _OPTIONAL_FEATURE_KEYS = (
     "nullable", "model_input", "protected", "description", "min", "max", "drift_threshold",
+    "monotone", "reason_text",
 )  # fmt: skip
 _FEATURE_KEYS = {"name", "type", *_OPTIONAL_FEATURE_KEYS}
-_TOP_KEYS = {"name", "description", "data_file", "label", "features", "crosses", "slices"}
+_TOP_KEYS = {"name", "description", "data_file", "label", "features", "crosses", "slices", "master_scale"}
 _SLICE_KEYS = {"name", "feature", "bins"}
 
 
@@ -63,10 +74,25 @@ class Feature:
     min: float | None = None
     max: float | None = None
     drift_threshold: float | None = None  # None: the validation default
+    monotone: str | None = None  # increasing | decreasing | None (no constraint)
+    reason_text: str = ""
 
     @property
     def is_numeric(self) -> bool:
         return self.type == NUMERIC
+
+    @property
+    def direction(self) -> int:
+        """+1 (PD may only rise with the feature), -1 (only fall) or 0 (no constraint)."""
+        return {INCREASING: 1, DECREASING: -1}.get(self.monotone or "", 0)
+
+    @property
+    def reason_statement(self) -> str:
+        """The adverse-action statement: ``reason_text``, else one made from the description."""
+        if self.reason_text:
+            return self.reason_text
+        subject = self.description or self.name.replace("_", " ")
+        return f"{subject[:1].upper()}{subject[1:]}"
 
     def out_of_range(self, value: float) -> str | None:
         """Why ``value`` breaks this feature's business-rule range, or None."""
@@ -85,6 +111,17 @@ class Slice:
 
 
 @dataclass(frozen=True)
+class ScaleSetting:
+    """The spec's ``master_scale``: fixed boundaries, or a grade count fitted at training time."""
+
+    boundaries: tuple[float, ...] = ()
+    grades: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"boundaries": list(self.boundaries)} if self.boundaries else {"grades": self.grades}
+
+
+@dataclass(frozen=True)
 class FeatureSpec:
     name: str
     label: str
@@ -93,6 +130,7 @@ class FeatureSpec:
     slices: tuple[Slice, ...] = ()
     description: str = ""
     data_file: str | None = None
+    master_scale: ScaleSetting | None = None
     source_uri: str | None = field(default=None, compare=False)
 
     # --- views -------------------------------------------------------------------------------
@@ -108,6 +146,11 @@ class FeatureSpec:
     @property
     def protected_features(self) -> list[Feature]:
         return [f for f in self.features if f.protected]
+
+    @property
+    def monotone_features(self) -> list[Feature]:
+        """Model inputs with a declared monotone direction, in spec order."""
+        return [f for f in self.model_features if f.monotone]
 
     @property
     def columns(self) -> list[str]:
@@ -147,6 +190,8 @@ class FeatureSpec:
                 {"name": s.name, "feature": s.feature, **({"bins": list(s.bins)} if s.bins else {})}
                 for s in self.slices
             ]
+        if self.master_scale:
+            out["master_scale"] = self.master_scale.to_dict()
         return out
 
     def to_yaml(self) -> str:
@@ -194,6 +239,46 @@ def _parse_threshold(raw: dict[str, Any], where: str) -> float | None:
         f"expected a number in (0, 1], got {value!r}",
     )
     return float(value)
+
+
+def _parse_monotone(raw: dict[str, Any], ftype: str, where: str) -> str | None:
+    if "monotone" not in raw:
+        return None
+    value = raw["monotone"]
+    _require(ftype == NUMERIC, f"{where}.monotone", "a monotone direction applies to numeric features only")
+    _require(value in MONOTONE, f"{where}.monotone", f"expected one of {MONOTONE}, got {value!r}")
+    return str(value)
+
+
+def _parse_scale(raw: Any, where: str) -> ScaleSetting | None:
+    if raw is None:
+        return None
+    at = f"{where}: master_scale"
+    _require(
+        isinstance(raw, dict) and len(raw) == 1 and set(raw) <= {"boundaries", "grades"},
+        at,
+        f"expected {{boundaries: [...]}} or {{grades: N}}, got {raw!r}",
+    )
+    if "grades" in raw:
+        n = raw["grades"]
+        _require(
+            isinstance(n, int) and not isinstance(n, bool) and MIN_GRADES <= n <= MAX_GRADES,
+            f"{at}.grades",
+            f"expected an integer from {MIN_GRADES} to {MAX_GRADES}, got {n!r}",
+        )
+        return ScaleSetting(grades=n)
+    bounds = raw["boundaries"]
+    _require(
+        isinstance(bounds, list)
+        and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds),
+        f"{at}.boundaries",
+        f"expected a list of PDs, got {bounds!r}",
+    )
+    try:
+        MasterScale(tuple(float(b) for b in bounds))
+    except FeatureSpecError as e:
+        raise FeatureSpecError(f"feature spec {at}.boundaries: {e}") from e
+    return ScaleSetting(boundaries=tuple(float(b) for b in bounds))
 
 
 def from_dict(raw: Any, source_uri: str | None = None) -> FeatureSpec:  # noqa: PLR0915 - one check per key
@@ -250,6 +335,8 @@ def from_dict(raw: Any, source_uri: str | None = None) -> FeatureSpec:  # noqa: 
                 min=bounds.get("min"),
                 max=bounds.get("max"),
                 drift_threshold=_parse_threshold(fr, at),
+                monotone=_parse_monotone(fr, ftype, at),
+                reason_text=str(fr.get("reason_text", "")),
             )
         )
     _require(any(f.model_input for f in features), f"{where}: features", "no feature is a model_input")
@@ -308,6 +395,7 @@ def from_dict(raw: Any, source_uri: str | None = None) -> FeatureSpec:  # noqa: 
         description=str(raw.get("description", "")),
         data_file=data_file,
         source_uri=source_uri,
+        master_scale=_parse_scale(raw.get("master_scale"), where),
     )
 
 

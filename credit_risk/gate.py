@@ -1,9 +1,12 @@
 """The approval gate: evidence vs a gate config -> an auditable decision. Fails closed.
 
 Checks: absolute (AUC, KS, Brier, calibration error), fairness (disparate impact and AUC gap per
-protected attribute / slice), champion-challenger (relative to the deployed model). No enabled
-check, a NaN value or any failed check means "rejected", always with every reason. A human override
-can approve a rejected model only when explicitly allowed, and is always recorded.
+protected attribute / slice), champion-challenger (relative to the deployed model), the rating
+scale (a Jeffreys test per grade, observed default rates in grade order, Herfindahl concentration)
+and monotone risk drivers (the worst PD move against a declared direction). A check named in
+``report_only`` is measured and recorded but does not decide. No enabled check, a NaN value or any
+failed check means "rejected", always with every reason. A human override can approve a rejected
+model only when explicitly allowed, and is always recorded.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from credit_risk import storage
 from credit_risk.contract import DEFAULT_OPERATING_THRESHOLD
 from credit_risk.errors import ConfigError
 from credit_risk.fairness import SliceReport
+from credit_risk.monotonicity import FeatureSweep
+from credit_risk.rating import GradeReport
 
 APPROVED = "approved"
 REJECTED = "rejected"
@@ -36,7 +41,25 @@ _UNIT_INTERVAL = {
     "max_auc_gap",
     "max_auc_drop",
     "max_brier_increase",
+    "min_grade_p_value",
+    "max_herfindahl",
+    "max_monotone_violation",
 }
+# every check a gate config can name in report_only
+CHECK_NAMES = (
+    "min_auc",
+    "min_ks",
+    "max_brier",
+    "max_ece",
+    "min_disparate_impact",
+    "max_auc_gap",
+    "max_auc_drop",
+    "max_brier_increase",
+    "min_grade_p_value",
+    "max_grade_inversions",
+    "max_herfindahl",
+    "max_monotone_violation",
+)
 
 
 OFF = "off"  # an override value that disables a check
@@ -54,9 +77,14 @@ class GateConfig:
     min_disparate_impact: float | None = 0.80
     max_auc_gap: float | None = 0.20
     min_group_rows: int = 30
-    fairness_report_only: tuple[str, ...] = ()  # slices measured and recorded but not judged
+    fairness_report_only: tuple[str, ...] = ("age_band",)  # slices measured and recorded, not judged
     max_auc_drop: float | None = 0.01
     max_brier_increase: float | None = 0.005
+    min_grade_p_value: float | None = 0.01  # one-sided Jeffreys test per populated grade
+    max_grade_inversions: int | None = 0  # grades whose observed default rate exceeds the next one's
+    max_herfindahl: float | None = 0.25  # concentration of held-out rows across grades
+    max_monotone_violation: float | None = 0.005  # worst PD move against a declared direction
+    report_only: tuple[str, ...] = ("max_grade_inversions", "max_monotone_violation")  # measured, not judged
     bootstrap_resamples: int = 1000
     bootstrap_seed: int = 42
     recalibration: str | None = "platt"  # when max_ece fails: platt | isotonic | null (off)
@@ -70,13 +98,20 @@ class GateConfig:
                 raise ConfigError(f"gate setting {name} must be a number in [0, 1] or null, got {value!r}")
         if self.operating_threshold is None or not 0 < self.operating_threshold < 1:
             raise ConfigError(f"operating_threshold must be in (0, 1), got {self.operating_threshold!r}")
-        if isinstance(self.fairness_report_only, (list, str)):
-            items = (
-                [self.fairness_report_only]
-                if isinstance(self.fairness_report_only, str)
-                else self.fairness_report_only
+        for name in ("fairness_report_only", "report_only"):
+            value = getattr(self, name)
+            if isinstance(value, (list, str)):
+                object.__setattr__(self, name, tuple([value] if isinstance(value, str) else value))
+        unknown = sorted(set(self.report_only) - set(CHECK_NAMES))
+        if unknown:
+            raise ConfigError(f"report_only names unknown check(s) {unknown}; checks: {list(CHECK_NAMES)}")
+        inversions = self.max_grade_inversions
+        if inversions is not None and (
+            isinstance(inversions, bool) or not isinstance(inversions, int) or inversions < 0
+        ):
+            raise ConfigError(
+                f"max_grade_inversions must be a non-negative integer or null, got {inversions!r}"
             )
-            object.__setattr__(self, "fairness_report_only", tuple(items))
         if self.recalibration not in (None, "platt", "isotonic"):
             raise ConfigError(f"recalibration must be platt, isotonic or null, got {self.recalibration!r}")
         for name in ("min_group_rows", "bootstrap_resamples"):
@@ -112,6 +147,7 @@ class GateConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["fairness_report_only"] = list(self.fairness_report_only)
+        d["report_only"] = list(self.report_only)
         return d
 
 
@@ -155,6 +191,8 @@ class Decision:
     intervals: dict[str, list[float]] = field(default_factory=dict)
     champion: dict[str, Any] | None = None
     recalibration: dict[str, Any] | None = None
+    grades: dict[str, Any] | None = None  # rating.GradeReport.to_dict(): the grade table
+    monotonicity: list[dict[str, Any]] | None = None  # monotonicity.FeatureSweep.to_dict() per feature
     model_fingerprint: str = ""
     data_fingerprint: str = ""
     eval_data_fingerprint: str = ""
@@ -281,15 +319,101 @@ def champion_checks(
     return checks
 
 
+def grade_checks(grades: GradeReport | None, config: GateConfig) -> list[Check]:
+    """A Jeffreys check per populated grade, the count of grade-order inversions of the observed
+    default rate and the Herfindahl index; one noted check when the model has no rating scale."""
+    if grades is None:
+        return [
+            Check(
+                "master_scale",
+                "grades",
+                math.nan,
+                "",
+                math.nan,
+                True,
+                "",
+                "the model has no master scale (spec master_scale): no grade checks",
+            )
+        ]
+    checks = []
+    if config.min_grade_p_value is not None:
+        checks += [
+            _compare("min_grade_p_value", "jeffreys_p", r.jeffreys_p, ">=", config.min_grade_p_value, r.grade)
+            for r in grades.populated()
+        ]
+    if config.max_grade_inversions is not None:
+        checks.append(
+            _compare(
+                "max_grade_inversions",
+                "grade_inversions",
+                float(len(grades.inversions)),
+                "<=",
+                config.max_grade_inversions,
+                ",".join(grades.inversions),
+            )
+        )
+    if config.max_herfindahl is not None:
+        checks.append(
+            _compare("max_herfindahl", "herfindahl", grades.herfindahl, "<=", config.max_herfindahl)
+        )
+    return checks
+
+
+def monotonicity_checks(sweeps: list[FeatureSweep] | None, config: GateConfig) -> list[Check]:
+    """The worst PD move against its declared direction, per monotone feature."""
+    if config.max_monotone_violation is None:
+        return []
+    if not sweeps:
+        return [
+            Check(
+                "max_monotone_violation",
+                "monotone_violation",
+                math.nan,
+                "<=",
+                config.max_monotone_violation,
+                True,
+                "",
+                "no feature declares a monotone direction (spec monotone): nothing swept",
+            )
+        ]
+    return [
+        _compare(
+            "max_monotone_violation",
+            "monotone_violation",
+            s.worst_violation,
+            "<=",
+            config.max_monotone_violation,
+            s.feature,
+        )
+        for s in sweeps
+    ]
+
+
+def _report_only(checks: list[Check], config: GateConfig) -> list[Check]:
+    out = []
+    for check in checks:
+        if check.name in config.report_only and not check.note:
+            verdict = "pass" if check.passed else "FAIL"
+            note = f"reported, not judged (gate config report_only); would {verdict} "
+            out.append(replace(check, note=f"{note}{check.comparison} {check.threshold:g}"))
+        else:
+            out.append(check)
+    return out
+
+
 def decide(
     metrics: dict[str, float],
     config: GateConfig,
     fairness: list[SliceReport] | None = None,
     champion_metrics: dict[str, float] | None = None,
     model_uri: str = "",
+    grades: GradeReport | None = None,
+    sweeps: list[FeatureSweep] | None = None,
 ) -> Decision:
     checks = absolute_checks(metrics, config) + fairness_checks(fairness or [], config)
     checks += champion_checks(metrics, champion_metrics, config)
+    checks += grade_checks(grades, config) + monotonicity_checks(sweeps, config)
+    checks = _report_only(checks, config)
     judged = [c for c in checks if not c.note]  # noted checks were skipped / not assessable
     if not judged:
         return Decision(

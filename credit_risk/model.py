@@ -6,6 +6,15 @@ normalized numerics and missing indicators through a small MLP. Logits are summe
 
 Vocabularies, bucket boundaries and normalisation constants are computed from the training frame and
 baked into the layers, so the exported SavedModel takes raw named features and nothing else.
+
+Monotone by construction (``monotone_constraints``): a numeric feature the spec declares
+``monotone`` leaves the deep part and its wide buckets; it enters only through its own linear term
+on a thermometer encoding (x >= b_1, ..., x >= b_k) plus its normalized value, with non-negative
+weights on the direction-signed inputs. Its logit term is then a non-decreasing (increasing) or
+non-increasing (decreasing) function of the feature, nothing else depends on it, and the sigmoid,
+the ensemble average and Platt recalibration all preserve the order: the PD is monotone in it
+whatever the weights learn. (Its missing indicator, when nullable, stays in both parts: it is
+constant along a sweep of present values.)
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ class ModelConfig:
     dropout: float = 0.5
     l2: float = 1e-3
     l1: float = 0.0  # on the wide part's weights only: sparsity where the paper used FTRL + L1
+    monotone_constraints: bool = False  # enforce the spec's monotone directions (module docstring)
 
     def __post_init__(self) -> None:
         if not self.hidden_units or any(u < 1 for u in self.hidden_units):
@@ -70,6 +80,7 @@ def build_model(spec: FeatureSpec, profile: DataProfile, config: ModelConfig, na
     wide_reg = keras.regularizers.l1_l2(l1=config.l1, l2=config.l2) if (config.l1 or config.l2) else None
     inputs: dict = {}
     wide, deep = [], []
+    monotone_logits = []
     for f in spec.model_features:
         if f.is_numeric:
             x = keras.Input(shape=(1,), name=f.name, dtype="float32")
@@ -78,6 +89,12 @@ def build_model(spec: FeatureSpec, profile: DataProfile, config: ModelConfig, na
             mean, var = stats.mean, max(stats.variance, 1e-12)
             missing = ops.cast(ops.isnan(x), "float32")
             filled = ops.where(ops.isnan(x), ops.full_like(x, mean), x)
+            if config.monotone_constraints and f.direction:
+                monotone_logits.append(_monotone_term(f.name, f.direction, filled, mean, var, stats, config))
+                if f.nullable:
+                    wide.append(missing)
+                    deep.append(missing)
+                continue
             deep.append(layers.Normalization(mean=mean, variance=var, name=f"{f.name}_norm")(filled))
             bounds = _quantile_boundaries(stats.sample, config.num_buckets)
             bucket = layers.Discretization(bin_boundaries=bounds, name=f"{f.name}_bucket")(filled)
@@ -118,8 +135,27 @@ def build_model(spec: FeatureSpec, profile: DataProfile, config: ModelConfig, na
         if config.dropout:
             h = layers.Dropout(config.dropout, name=f"deep_dropout_{i}")(h)
     deep_logit = layers.Dense(1, kernel_regularizer=reg, name="deep_logit")(h)
-    pd_out = layers.Activation("sigmoid", name=OUTPUT_KEY)(layers.Add(name="logit")([wide_logit, deep_logit]))
+    logit = layers.Add(name="logit")([wide_logit, deep_logit, *monotone_logits])
+    pd_out = layers.Activation("sigmoid", name=OUTPUT_KEY)(logit)
     return keras.Model(inputs=inputs, outputs={OUTPUT_KEY: pd_out}, name=name or f"{spec.name}_wide_deep")
+
+
+def _monotone_term(name: str, direction: int, filled, mean: float, var: float, stats, config: ModelConfig):
+    """The feature's only path to the logit: non-negative weights on direction-signed inputs."""
+    import keras
+    from keras import layers, ops
+
+    bounds = _quantile_boundaries(stats.sample, max(config.num_buckets, 2))
+    thermometer = ops.cast(ops.greater_equal(filled, ops.convert_to_tensor(bounds, "float32")), "float32")
+    scaled = (filled - mean) / float(np.sqrt(var))
+    signed = layers.Concatenate(name=f"{name}_monotone_inputs")([thermometer, scaled]) * float(direction)
+    return layers.Dense(
+        1,
+        use_bias=False,
+        kernel_constraint=keras.constraints.NonNeg(),
+        kernel_regularizer=keras.regularizers.l2(config.l2) if config.l2 else None,
+        name=f"{WIDE_PREFIX}monotone_{name}",
+    )(signed)
 
 
 def average_models(spec: FeatureSpec, members: list):

@@ -77,7 +77,91 @@ def _plots(r: EvaluationResult) -> dict[str, str]:
     ax.set(xlabel="PD", ylabel="density", title="Score distribution by class")
     ax.legend()
     out["Score distribution"] = _png(fig)
+    if r.grades is not None and r.grades.populated():
+        out["Rating grades"] = _grade_plot(r.grades)
     return out
+
+
+def _grade_plot(grades: Any) -> str:
+    """Observed default rate per grade with its 95% Jeffreys interval, against the grade's PD."""
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    rows = grades.populated()
+    x = np.arange(len(rows))
+    # Jeffreys interval, with the usual ends: 0 when there is no default, 1 when all defaulted
+    lo = [
+        0.0 if r.defaults == 0 else stats.beta.ppf(0.025, r.defaults + 0.5, r.n - r.defaults + 0.5)
+        for r in rows
+    ]
+    hi = [
+        1.0 if r.defaults == r.n else stats.beta.ppf(0.975, r.defaults + 0.5, r.n - r.defaults + 0.5)
+        for r in rows
+    ]
+    observed = [r.observed_rate for r in rows]
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.bar(x, [r.mean_pd for r in rows], color="#c6dbef", label="grade PD (mean model PD)")
+    ax.errorbar(
+        x,
+        observed,
+        yerr=[np.subtract(observed, lo), np.subtract(hi, observed)],
+        fmt="o",
+        color="#a11",
+        capsize=3,
+        label="observed rate, 95% Jeffreys",
+    )
+    ax.set_xticks(x, [f"{r.grade}\n{r.n}" for r in rows], fontsize=7)
+    ax.set(ylabel="default rate", title="Rating grades (rows per grade)")
+    ax.legend(loc="upper left", fontsize=8)
+    return _png(fig)
+
+
+def _grade_rows_html(grades: Any) -> str:
+    rows = []
+    for g in grades.rows:
+        weak = not math.isnan(g.jeffreys_p) and g.jeffreys_p < 0.05
+        rows.append(
+            f"<tr{' class=bad' if weak else ''}><td>{g.grade}</td><td>[{g.pd_low:.4g}, {g.pd_high:.4g})</td>"
+            f"<td>{g.n}</td><td>{g.defaults}</td><td>{_fmt(g.mean_pd)}</td><td>{_fmt(g.observed_rate)}</td>"
+            f"<td>{_fmt(g.jeffreys_p)}</td><td>{_fmt(g.binomial_p)}</td></tr>"
+        )
+    return "\n".join(rows)
+
+
+def _rating_html(r: EvaluationResult) -> str:
+    if r.grades is None:
+        return "<h2>Rating grades</h2><p>The model has no master scale (spec <code>master_scale</code>).</p>"
+    g = r.grades
+    order = (
+        "observed default rates rise with the grade"
+        if g.monotone_observed
+        else ("observed default rate falls between " + ", ".join(html.escape(i) for i in g.inversions))
+    )
+    return f"""<h2>Rating grades (master scale: {html.escape(g.scale.source)})</h2>
+<p>One-sided tests for an underestimated PD per grade (small p-value = more defaults than the grade's
+PD explains): Jeffreys, Beta(D+&frac12;, N&minus;D+&frac12;) CDF at the grade PD, and the exact binomial
+P(X &ge; D). Herfindahl index {_fmt(g.herfindahl)}; {order}.</p>
+<table><tr><th>grade</th><th>PD band</th><th>rows</th><th>defaults</th><th>grade PD</th><th>observed rate</th>
+<th>Jeffreys p</th><th>binomial p</th></tr>
+{_grade_rows_html(g)}</table>"""
+
+
+def _monotonicity_html(r: EvaluationResult) -> str:
+    if not r.sweeps:
+        return "<h2>Monotone risk drivers</h2><p>No feature declares a monotone direction.</p>"
+    rows = "".join(
+        f"<tr{' class=bad' if s.worst_violation > 0.0 else ''}><td>{html.escape(s.feature)}</td>"
+        f"<td>{s.monotone}</td><td>{len(s.grid)}</td><td>{s.violating} / {s.applicants}</td>"
+        f"<td>{_fmt(s.worst_violation)}</td><td>"
+        + (f"row {s.worst_row}: {s.worst_from:.4g} &rarr; {s.worst_to:.4g}" if s.worst_row >= 0 else "")
+        + "</td></tr>"
+        for s in r.sweeps
+    )
+    return f"""<h2>Monotone risk drivers</h2>
+<p>Each declared feature swept over its held-out quantiles for sampled applicants, every other input
+kept: the worst PD move against the declared direction (0 = monotone).</p>
+<table><tr><th>feature</th><th>direction</th><th>grid points</th><th>applicants violating</th>
+<th>worst violation (PD)</th><th>where</th></tr>{rows}</table>"""
 
 
 def _fmt(v: float | None) -> str:
@@ -175,6 +259,8 @@ TN {tn}, FP {fp}, FN {fn}, TP {tp}.</p>
 <h2>Fairness and slices (approved = PD &lt; {r.operating_threshold:g})</h2>
 <table><tr><th>slice</th><th>group</th><th>rows</th><th>default rate</th><th>mean PD</th><th>approval rate</th><th>AUC</th></tr>
 {"".join(fair_rows)}</table>
+{_rating_html(r)}
+{_monotonicity_html(r)}
 </body></html>
 """
 
@@ -223,6 +309,32 @@ def model_card(r: EvaluationResult, spec: FeatureSpec) -> str:
     lines += [
         f"| {s.slice} | {_fmt(s.disparate_impact)} | {_fmt(s.auc_gap)} | {s.note} |" for s in r.fairness
     ]
+    if r.grades is not None:
+        g = r.grades
+        lines += [
+            "",
+            f"## Rating grades ({g.scale.source}; Herfindahl {_fmt(g.herfindahl)})",
+            "",
+            "| grade | PD band | rows | defaults | grade PD | observed | Jeffreys p | binomial p |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {x.grade} | [{x.pd_low:.4g}, {x.pd_high:.4g}) | {x.n} | {x.defaults} | {_fmt(x.mean_pd)} | "
+            f"{_fmt(x.observed_rate)} | {_fmt(x.jeffreys_p)} | {_fmt(x.binomial_p)} |"
+            for x in g.rows
+        ]
+    if r.sweeps:
+        lines += [
+            "",
+            "## Monotone risk drivers",
+            "",
+            "| feature | direction | violating | worst PD move |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {x.feature} | {x.monotone} | {x.violating}/{x.applicants} | {_fmt(x.worst_violation)} |"
+            for x in r.sweeps
+        ]
     lines += ["", "## Approval", "", "| check | group | value | required | result |", "|---|---|---|---|---|"]
     for c in d.checks:
         status = _status(c)

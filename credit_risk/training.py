@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from credit_risk import __version__, contract, training_data
+from credit_risk import __version__, contract, rating, training_data
 from credit_risk.errors import ConfigError, DataError
 from credit_risk.feature_spec import FeatureSpec
 from credit_risk.model import WIDE_PREFIX, ModelConfig, average_models, build_model
@@ -154,6 +154,33 @@ def profile_baseline(profile: training_data.DataProfile, spec: FeatureSpec) -> d
             # most frequent; ties -> the smallest value, as pandas' mode() picks
             baseline[f.name] = str(min(counts, key=lambda v: (-counts[v], v)))
     return baseline
+
+
+SCALE_FIT_ROWS = 100_000  # training rows scored to cut a ``master_scale: {grades: N}`` at quantiles
+
+
+def master_scale(
+    spec: FeatureSpec, model: Any, data: pd.DataFrame | training_data.FileSource
+) -> rating.MasterScale | None:
+    """The model's rating scale: the spec's fixed boundaries, or ``grades: N`` cut at quantiles
+    of the trained model's PDs on (up to ``SCALE_FIT_ROWS``) training rows; None without one."""
+    setting = spec.master_scale
+    if setting is None:
+        return None
+    if setting.boundaries:
+        return rating.MasterScale(setting.boundaries, "spec boundaries")
+    assert setting.grades is not None
+    if isinstance(data, pd.DataFrame):
+        rows = data.iloc[:SCALE_FIT_ROWS]
+    else:
+        chunks, seen = [], 0
+        for _, chunk in data.chunks(spec):
+            chunks.append(chunk)
+            seen += len(chunk)
+            if seen >= SCALE_FIT_ROWS:
+                break
+        rows = pd.concat(chunks, ignore_index=True).iloc[:SCALE_FIT_ROWS]
+    return rating.fit_scale(predict_frame(model, rows, spec), setting.grades)
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
@@ -574,6 +601,9 @@ def train_and_export(
         "ensemble_best_epochs": [m.best_epoch + 1 for m in fitted.members] or [best + 1],
         contract.REASON_BASELINE_KEY: baseline,
     }
+    scale = master_scale(spec, fitted.model, data)
+    if scale is not None:
+        info[contract.MASTER_SCALE_KEY] = scale.to_dict()
     if chief:
         export(fitted.model, spec, export_dir, info)
     else:

@@ -263,7 +263,7 @@ class PredictorFront:
                 prepared = self.model.prepare_v2(payload)
             pds, reasons = await self.model.infer(prepared)
             if route == "v2":
-                answer = self.model.v2_response(prepared, pds)
+                answer = self.model.v2_response(prepared, pds, reasons)
             else:
                 answer = self.model.v1_response(
                     pds, reasons, key="explanations" if route == "explain" else None

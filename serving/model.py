@@ -23,7 +23,7 @@ from credit_risk.serving.batcher import DEFAULT_MAX_WAIT_S, MicroBatcher
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput, ModelMissingError
 
-from credit_risk import contract, feature_spec
+from credit_risk import contract, feature_spec, rating
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class Prepared:
 
     arrays: dict[str, np.ndarray]
     v2_request_id: str | None = None  # set for a V2 (Open Inference Protocol) request
-    reasons: bool = False
+    reasons: bool = False  # for every instance; declines always get theirs
     top_k: int = contract.DEFAULT_TOP_REASONS
 
 
@@ -62,6 +62,7 @@ class CreditRiskModel(Model):
         self._flat_call: Any = None
         self._saved_model: Any = None
         self.reason_baseline: dict[str, Any] | None = None
+        self.scale: rating.MasterScale | None = None
         self.tf_threads = tf_threads  # 0 = TensorFlow's default (all cores)
         self.batcher = MicroBatcher(self.predict_arrays, max_batch_rows, batch_wait_s, metrics.observe_batch)
 
@@ -82,6 +83,8 @@ class CreditRiskModel(Model):
         info_path = Path(self.model_dir) / contract.MODEL_INFO_FILE
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
         self.reason_baseline = info.get(contract.REASON_BASELINE_KEY)
+        scale = info.get(contract.MASTER_SCALE_KEY)
+        self.scale = rating.MasterScale.from_dict(scale) if scale else None
         if self.reason_baseline is None:
             log.warning(
                 "model_info.json has no %s: answers carry no reason codes", contract.REASON_BASELINE_KEY
@@ -153,7 +156,7 @@ class CreditRiskModel(Model):
         return contract.input_metadata(self.spec)
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        return contract.output_metadata()
+        return contract.output_metadata(self.scale is not None, self.reason_baseline is not None)
 
     # --- the request path, shared by kserve's routes and the fast path ---------------------------
     def prepare_v1(self, payload: Any, explain: bool = False) -> Prepared:
@@ -173,42 +176,83 @@ class CreditRiskModel(Model):
         assert self.spec is not None
         tensors, request_id = contract.parse_v2_body(payload)
         columns = contract.parse_tensors(tensors, self.spec, self.max_instances)
-        return Prepared(contract.columns_to_arrays(columns, self.spec), request_id)
+        reasons, top_k = contract.parse_options(payload, default_reasons=False)
+        arrays = contract.columns_to_arrays(columns, self.spec)
+        return Prepared(arrays, request_id, reasons=reasons and self.reason_baseline is not None, top_k=top_k)
 
-    async def infer(self, prepared: Prepared) -> tuple[np.ndarray, list[list[dict[str, Any]]] | None]:
-        """PDs (and reasons when asked) through the micro-batcher; the event loop never blocks."""
-        if not prepared.reasons:
-            pds = _finite(await self.batcher.predict(prepared.arrays))
+    async def infer(self, prepared: Prepared) -> tuple[np.ndarray, list[list[dict[str, Any]] | None] | None]:
+        """PDs and reasons through the micro-batcher; the event loop never blocks.
+
+        Reasons: for every instance when ``prepared.reasons``, else for the declined ones only (an
+        adverse action must state its reasons), with a second model call over just those rows.
+        Entries are None for instances without reasons; the result is None when none has any."""
+        if prepared.reasons:
+            assert self.spec is not None and self.reason_baseline is not None
+            n = len(next(iter(prepared.arrays.values())))
+            grid = contract.occlusion_arrays(prepared.arrays, self.reason_baseline, self.spec)
+            scores = _finite(await self.batcher.predict(grid))
+            declined = scores[:n] >= self.decision_threshold
+            pds, reasons = contract.reasons_from_scores(scores, n, self.spec, prepared.top_k, declined)
             _observe(pds)
-            return pds, None
-        assert self.spec is not None and self.reason_baseline is not None
-        n = len(next(iter(prepared.arrays.values())))
-        grid = contract.occlusion_arrays(prepared.arrays, self.reason_baseline, self.spec)
-        scores = await self.batcher.predict(grid)
-        pds, reasons = contract.reasons_from_scores(_finite(scores), n, self.spec, prepared.top_k)
+            return pds, list(reasons)
+        pds = _finite(await self.batcher.predict(prepared.arrays))
         _observe(pds)
-        return pds, reasons
+        declined_rows = np.flatnonzero(pds >= self.decision_threshold)
+        if self.reason_baseline is None or not len(declined_rows):
+            return pds, None
+        assert self.spec is not None
+        subset = {k: v[declined_rows] for k, v in prepared.arrays.items()}
+        grid = contract.occlusion_arrays(subset, self.reason_baseline, self.spec)
+        scores = _finite(await self.batcher.predict(grid))
+        every = np.ones(len(declined_rows), dtype=bool)
+        _, found = contract.reasons_from_scores(scores, len(declined_rows), self.spec, prepared.top_k, every)
+        out: list[list[dict[str, Any]] | None] = [None] * len(pds)
+        for row, r in zip(declined_rows.tolist(), found, strict=True):
+            out[row] = r
+        return pds, out
 
     def v1_response(
-        self, pds: np.ndarray, reasons: list[list[dict[str, Any]]] | None, key: str | None = None
+        self, pds: np.ndarray, reasons: list[list[dict[str, Any]] | None] | None, key: str | None = None
     ) -> dict[str, Any]:
         """``{"predictions": [...]}`` (``key="explanations"`` for the ``:explain`` route)."""
         answers = [self._answer(float(p)) for p in pds]
         if reasons is not None:
             for answer, r in zip(answers, reasons, strict=True):
-                answer["reasons"] = r
+                if r is not None:
+                    answer["reasons"] = r
         return {key or "predictions": answers}
 
-    def v2_outputs(self, pds: np.ndarray) -> list[tuple[str, str, list[Any]]]:
-        """(name, datatype, values) of the V2 outputs: the PD, the decision and the score."""
+    def v2_outputs(
+        self, pds: np.ndarray, reasons: list[list[dict[str, Any]] | None] | None = None, top_k: int = 0
+    ) -> list[tuple[str, str, list[int], list[Any]]]:
+        """(name, datatype, shape, values) of the V2 outputs: the PD, the decision, the score, the
+        grade (with a master scale) and [n, top_k] reason codes and statements (with a baseline)."""
+        n = len(pds)
         answers = [self._answer(float(p)) for p in pds]
-        return [
-            (contract.OUTPUT_KEY, contract.OUTPUT_DATATYPE, [a["pd"] for a in answers]),
-            (contract.DECISION_OUTPUT, contract.CATEGORICAL_DATATYPE, [a["decision"] for a in answers]),
-            (contract.SCORE_OUTPUT, contract.OUTPUT_DATATYPE, [a["score"] for a in answers]),
+        out = [
+            (contract.OUTPUT_KEY, contract.OUTPUT_DATATYPE, [n, 1], [a["pd"] for a in answers]),
+            (
+                contract.DECISION_OUTPUT,
+                contract.CATEGORICAL_DATATYPE,
+                [n, 1],
+                [a["decision"] for a in answers],
+            ),
+            (contract.SCORE_OUTPUT, contract.OUTPUT_DATATYPE, [n, 1], [a["score"] for a in answers]),
         ]
+        if self.scale is not None:
+            out.append(
+                (contract.GRADE_OUTPUT, contract.CATEGORICAL_DATATYPE, [n, 1], [a["grade"] for a in answers])
+            )
+        if self.reason_baseline is not None:
+            k = top_k or contract.DEFAULT_TOP_REASONS
+            codes, statements = contract.reason_tensors(reasons or [None] * n, k)
+            out.append((contract.REASON_CODES_OUTPUT, contract.CATEGORICAL_DATATYPE, [n, k], codes))
+            out.append((contract.REASONS_OUTPUT, contract.CATEGORICAL_DATATYPE, [n, k], statements))
+        return out
 
-    def v2_response(self, prepared: Prepared, pds: np.ndarray) -> dict[str, Any]:
+    def v2_response(
+        self, prepared: Prepared, pds: np.ndarray, reasons: list[list[dict[str, Any]] | None] | None = None
+    ) -> dict[str, Any]:
         """The V2 JSON response (what kserve's InferResponse serialises to)."""
         return {
             "model_name": self.name,
@@ -216,8 +260,8 @@ class CreditRiskModel(Model):
             "id": prepared.v2_request_id or "",
             "parameters": None,
             "outputs": [
-                {"name": name, "shape": [len(pds), 1], "datatype": datatype, "parameters": None, "data": data}
-                for name, datatype, data in self.v2_outputs(pds)
+                {"name": name, "shape": shape, "datatype": datatype, "parameters": None, "data": data}
+                for name, datatype, shape, data in self.v2_outputs(pds, reasons, prepared.top_k)
             ],
         }
 
@@ -228,7 +272,12 @@ class CreditRiskModel(Model):
             if isinstance(payload, InferRequest):
                 tensors = {t.name: (t.datatype, t.shape, _flat(t)) for t in payload.inputs}
                 columns = contract.parse_tensors(tensors, self.spec, self.max_instances)
-                return Prepared(contract.columns_to_arrays(columns, self.spec), payload.id or "")
+                reasons, top_k = contract.parse_options(
+                    {"parameters": payload.parameters}, default_reasons=False
+                )
+                arrays = contract.columns_to_arrays(columns, self.spec)
+                wanted = reasons and self.reason_baseline is not None
+                return Prepared(arrays, payload.id or "", reasons=wanted, top_k=top_k)
             if isinstance(payload, bytes | bytearray):  # no JSON content type: still a JSON body
                 try:
                     payload = json.loads(payload)
@@ -240,20 +289,20 @@ class CreditRiskModel(Model):
 
     async def predict(
         self, prepared: Prepared, headers: dict[str, str] | None = None
-    ) -> tuple[Prepared, np.ndarray, list[list[dict[str, Any]]] | None]:
+    ) -> tuple[Prepared, np.ndarray, list[list[dict[str, Any]] | None] | None]:
         pds, reasons = await self.infer(prepared)
         return prepared, pds, reasons
 
     async def postprocess(
         self,
-        result: tuple[Prepared, np.ndarray, list[list[dict[str, Any]]] | None],
+        result: tuple[Prepared, np.ndarray, list[list[dict[str, Any]] | None] | None],
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any] | InferResponse:
         prepared, pds, reasons = result
         if prepared.v2_request_id is not None:
             outputs = [
-                InferOutput(name=name, shape=[len(pds), 1], datatype=datatype, data=data)
-                for name, datatype, data in self.v2_outputs(pds)
+                InferOutput(name=name, shape=shape, datatype=datatype, data=data)
+                for name, datatype, shape, data in self.v2_outputs(pds, reasons, prepared.top_k)
             ]
             return InferResponse(
                 response_id=prepared.v2_request_id, model_name=self.name, infer_outputs=outputs
@@ -261,11 +310,14 @@ class CreditRiskModel(Model):
         return self.v1_response(pds, reasons)
 
     def _answer(self, pd: float) -> dict[str, Any]:
-        return {
+        answer = {
             "pd": pd,
             "decision": contract.decide(pd, self.decision_threshold),
             "score": round(self.scorecard.points(pd), 1),
         }
+        if self.scale is not None:
+            answer["grade"] = self.scale.grades(np.array([pd]))[0]
+        return answer
 
 
 def _finite(pds: np.ndarray) -> np.ndarray:

@@ -20,6 +20,9 @@ def main(out: Path) -> None:
     train, held_out = data.split_train_eval(frame, spec, 0.25, seed=5)
     model = training.train(train, spec, training.TrainingConfig(epochs=3, early_stopping_patience=2)).model
     info = {"fixture": True, contract.REASON_BASELINE_KEY: training.reason_baseline(train, spec)}
+    scale = training.master_scale(spec, model, train)
+    assert scale is not None, "the fixture's spec must declare a master scale"
+    info[contract.MASTER_SCALE_KEY] = scale.to_dict()
     training.export(model, spec, out / "model", info)
     rows = held_out.head(40)
     instances = data.instances(rows, spec)

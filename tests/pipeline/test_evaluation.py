@@ -61,9 +61,21 @@ def test_evidence_record_and_reports(setup):
         "personal_status_and_sex",
         "age_band",
         "disparate impact",
+        "Rating grades",
+        "Jeffreys p",
+        "Monotone risk drivers",
+        "duration_in_month",
     ):
         assert needle in page, needle
-    assert page.count("data:image/png;base64,") == 4
+    assert page.count("data:image/png;base64,") == 5  # the four curves and the grade plot
+    # the grade table and the sweep are in the record too, every populated grade judged
+    grades = record["grades"]
+    assert [r["grade"] for r in grades["rows"]] == grades["scale"]["labels"]
+    assert sum(r["n"] for r in grades["rows"]) == 250
+    judged = {c["group"] for c in record["checks"] if c["name"] == "min_grade_p_value"}
+    assert judged == {r["grade"] for r in grades["rows"] if r["n"]}
+    swept = [m["feature"] for m in record["monotonicity"]]
+    assert swept == ["duration_in_month", "credit_amount", "installment_rate_in_percentage_of_disposable_income"]
     card = (out / "card.md").read_text()
     for section in (
         "## Intended use",
@@ -72,6 +84,8 @@ def test_evidence_record_and_reports(setup):
         "## Fairness",
         "## Limitations",
         "## Approval",
+        "## Rating grades",
+        "## Monotone risk drivers",
     ):
         assert section in card
     assert "| personal_status_and_sex |" in card and "| age_band |" in card

@@ -141,3 +141,53 @@ def test_an_ensemble_exports_one_model_averaging_its_members(tmp_path, german_sp
 def test_ensemble_size_is_bounded():
     with pytest.raises(ConfigError, match=r"ensemble_size must be in \[1, 10\], got 0"):
         training.TrainingConfig(ensemble_size=0)
+
+
+@pytest.mark.slow
+def test_monotone_constraints_make_every_declared_driver_monotone(credit_spec, credit_frames):
+    """With model.monotone_constraints every declared feature passes the evaluation sweep exactly
+    (whatever the weights learned), on the trained Keras model and its ensemble average; the
+    unconstrained model of the same data and seed is not monotone in all of them (the sweep can fail)."""
+    from credit_risk import monotonicity
+
+    train_frame, held_out = credit_frames
+    config = training.TrainingConfig(
+        epochs=4, early_stopping_patience=4, ensemble_size=2, model=ModelConfig(monotone_constraints=True)
+    )
+    model = training.train(train_frame, credit_spec, config).model
+
+    def predict(rows):
+        return training.predict_frame(model, rows, credit_spec)
+
+    sweeps = monotonicity.sweep(predict, held_out, credit_spec, sample=100)
+    assert [s.feature for s in sweeps] == [f.name for f in credit_spec.monotone_features]
+    assert all(s.worst_violation <= 1e-6 for s in sweeps), [(s.feature, s.worst_violation) for s in sweeps]
+    names = {w.path for w in model.weights}
+    assert any("wide_monotone_Debt" in n for n in names)
+
+    plain = training.train(train_frame, credit_spec, FAST).model
+    free = monotonicity.sweep(
+        lambda r: training.predict_frame(plain, r, credit_spec), held_out, credit_spec, sample=100
+    )
+    assert max(s.worst_violation for s in free) > 1e-4
+
+
+def test_master_scale_from_the_spec_or_fitted_at_training_time(credit_spec, credit_frames):
+    from dataclasses import replace
+
+    from credit_risk.feature_spec import ScaleSetting
+
+    train_frame, _ = credit_frames
+    fixed = training.master_scale(credit_spec, None, train_frame)
+    assert fixed.boundaries == credit_spec.master_scale.boundaries and fixed.source == "spec boundaries"
+    assert training.master_scale(replace(credit_spec, master_scale=None), None, train_frame) is None
+
+    class Constant:  # a "model" whose PDs are the row positions spread over (0, 1)
+        def predict(self, inputs, verbose=0, batch_size=0):
+            n = len(next(iter(inputs.values())))
+            return {contract.OUTPUT_KEY: np.linspace(0.01, 0.99, n)}
+
+    fitted = training.master_scale(
+        replace(credit_spec, master_scale=ScaleSetting(grades=4)), Constant(), train_frame
+    )
+    assert len(fitted.boundaries) == 3 and "4 quantile grades" in fitted.source

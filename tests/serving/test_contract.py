@@ -152,6 +152,9 @@ def test_metadata_lists_every_model_input():
         {"name": "decision", "datatype": "BYTES", "shape": [-1, 1]},
         {"name": "score", "datatype": "FP32", "shape": [-1, 1]},
     ]
+    full = [m["name"] for m in contract.output_metadata(graded=True, explained=True)]
+    assert full == ["pd", "decision", "score", "grade", "reason_codes", "reasons"]
+    assert contract.output_metadata(graded=True, explained=True)[-1]["shape"] == [-1, -1]
 
 
 def test_reason_features_never_include_protected_attributes():
@@ -167,8 +170,8 @@ def test_occlusion_grid_and_reasons_against_a_hand_computed_case():
             "name": "toy",
             "label": "y",
             "features": [
-                {"name": "a", "type": "numeric"},
-                {"name": "b", "type": "categorical"},
+                {"name": "a", "type": "numeric", "reason_text": "Too much a"},
+                {"name": "b", "type": "categorical", "description": "kind of b"},
                 {"name": "c", "type": "numeric", "protected": True},
             ],
         }
@@ -182,11 +185,19 @@ def test_occlusion_grid_and_reasons_against_a_hand_computed_case():
     scores = np.array([0.5, 0.2, 0.3, 0.2, 0.45, 0.2])  # applicant, a-occluded, b-occluded
     pds, reasons = contract.reasons_from_scores(scores, 2, spec, top_k=4)
     assert pds.tolist() == [0.5, 0.2]
-    assert reasons[0] == [{"feature": "a", "contribution": 0.2}, {"feature": "b", "contribution": 0.05}]
+    a = {"feature": "a", "contribution": 0.2, "statement": "Too much a"}  # its reason_text
+    b = {"feature": "b", "contribution": 0.05, "statement": "Kind of b"}  # from its description
+    assert reasons[0] == [a, b]
     assert reasons[1] == []  # the second applicant is the baseline: nothing pushes its PD up
-    assert contract.reasons_from_scores(scores, 2, spec, top_k=1)[1][0] == [
-        {"feature": "a", "contribution": 0.2}
+    assert contract.reasons_from_scores(scores, 2, spec, top_k=1)[1][0] == [a]
+    # a decline must state a reason: with nothing positive, the top-ranked feature, marked as such
+    _, forced = contract.reasons_from_scores(scores, 2, spec, top_k=4, at_least_one=np.array([True, True]))
+    assert forced[0] == [a, b]
+    assert forced[1] == [
+        {"feature": "a", "contribution": 0.0, "statement": "Too much a", "basis": "largest_effect"}
     ]
+    codes, statements = contract.reason_tensors([forced[0], None], top_k=3)
+    assert codes == ["a", "b", "", "", "", ""] and statements == ["Too much a", "Kind of b", "", "", "", ""]
 
 
 @pytest.mark.parametrize(
@@ -275,7 +286,13 @@ def _reference_reasons(pds, n, spec, top_k):
     for i in range(n):
         order = sorted(range(len(features)), key=lambda j: (-contributions[j, i], j))
         rounded = [(j, round(float(contributions[j, i]), 6)) for j in order[:top_k]]
-        reasons.append([{"feature": features[j].name, "contribution": c} for j, c in rounded if c > 0])
+        reasons.append(
+            [
+                {"feature": features[j].name, "contribution": c, "statement": features[j].reason_statement}
+                for j, c in rounded
+                if c > 0
+            ]
+        )
     return grid[0], reasons
 
 

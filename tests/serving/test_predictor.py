@@ -120,6 +120,18 @@ def test_v2_over_http_equals_v1(server, loaded_model, expected):
     assert by_name["decision"]["datatype"] == "BYTES" and by_name["decision"]["shape"] == [len(complete), 1]
     assert by_name["decision"]["data"] == [a["decision"] for a in answers]
     assert by_name["score"]["data"] == pytest.approx([a["score"] for a in answers], abs=0.11)
+    assert by_name["grade"]["data"] == [a["grade"] for a in answers]
+    # reasons: V1 gives every instance its reasons by default, V2 the declines; the same reasons
+    k = by_name["reasons"]["shape"][1]
+    assert by_name["reasons"]["shape"] == by_name["reason_codes"]["shape"] == [len(complete), k]
+    for i, a in enumerate(answers):
+        codes = by_name["reason_codes"]["data"][i * k : (i + 1) * k]
+        statements = by_name["reasons"]["data"][i * k : (i + 1) * k]
+        if a["decision"] == "decline":
+            assert [c for c in codes if c] == [r["feature"] for r in a["reasons"]][:k]
+            assert [t for t in statements if t] == [r["statement"] for r in a["reasons"]][:k]
+        else:
+            assert codes == [""] * k and statements == [""] * k
 
 
 def test_v2_nullable_inputs_may_be_omitted(server, loaded_model, expected):
@@ -143,7 +155,14 @@ def test_v2_metadata_lists_every_input(server, loaded_model):
     assert status == 200
     meta = json.loads(raw)
     assert [i["name"] for i in meta["inputs"]] == [f.name for f in loaded_model.spec.model_features]
-    assert [o["name"] for o in meta["outputs"]] == ["pd", "decision", "score"]
+    assert [o["name"] for o in meta["outputs"]] == [
+        "pd",
+        "decision",
+        "score",
+        "grade",
+        "reason_codes",
+        "reasons",
+    ]
 
 
 def _v1(server, body):
@@ -159,14 +178,15 @@ def test_reason_codes_are_stable_positive_ranked_and_never_protected(server, loa
     allowed = {f.name for f in loaded_model.spec.model_features if not f.protected}
     assert any(p["reasons"] for p in first)
     for p in first:
-        contributions = [r["contribution"] for r in p["reasons"]]
-        assert len(contributions) <= 3 and all(c > 0 for c in contributions)
+        contributions = [r["contribution"] for r in p["reasons"] if r.get("basis") != "largest_effect"]
+        assert len(p["reasons"]) <= 3 and all(c > 0 for c in contributions)
         assert contributions == sorted(contributions, reverse=True)
         assert {r["feature"] for r in p["reasons"]} <= allowed
     # the PD is the same with and without reasons
     _, plain = _v1(server, {"instances": expected["instances"][:20], "parameters": {"reasons": False}})
     plain_preds = json.loads(plain)["predictions"]
-    assert all("reasons" not in p for p in plain_preds)
+    # without reasons asked for, only the declines carry theirs (an adverse action states them)
+    assert all(("reasons" in p) == (p["decision"] == "decline") for p in plain_preds)
     np.testing.assert_allclose([p["pd"] for p in plain_preds], [p["pd"] for p in first], atol=1e-6)
 
 
@@ -177,6 +197,37 @@ def test_a_reason_is_what_moving_that_feature_to_the_baseline_changes(loaded_mod
         moved = dict(instance, **{reason["feature"]: loaded_model.reason_baseline[reason["feature"]]})
         pd_moved = predict_in_process(loaded_model, {"instances": [moved], "parameters": {"reasons": False}})
         assert out["pd"] - pd_moved["predictions"][0]["pd"] == pytest.approx(reason["contribution"], abs=1e-5)
+
+
+def test_every_decline_has_a_readable_reason_in_both_protocols(server, loaded_model, expected):
+    """Sweep every fixture instance (with a threshold at the median PD, so half decline) through
+    V1 without reasons asked for, V1 with them, and V2: each decline states >= 1 reason, drawn
+    from the scored, non-protected inputs, in words (the feature's reason statement)."""
+    from credit_risk.serving.model import CreditRiskModel
+
+    model = CreditRiskModel(MODEL_NAME, loaded_model.model_dir, decision_threshold=0.5)
+    model.load()
+    pds = [a["pd"] for a in predict_in_process(model, {"instances": expected["instances"]})["predictions"]]
+    model.decision_threshold = float(np.median(pds))
+    statement = {f.name: f.reason_statement for f in model.spec.model_features if not f.protected}
+    complete = [i for i in expected["instances"] if None not in i.values()]
+    declines = 0
+    for reasons in (False, True):
+        body = {"instances": expected["instances"], "parameters": {"reasons": reasons}}
+        for p in predict_in_process(model, body)["predictions"]:
+            if p["decision"] == "decline":
+                declines += 1
+                assert p["reasons"], p
+                assert all(statement[r["feature"]] == r["statement"] and r["statement"] for r in p["reasons"])
+    prepared = model.prepare_v2(_v2_body(complete, model.spec))
+    pds_v2, reasons_v2 = run(model.infer(prepared))
+    out = {o["name"]: o for o in model.v2_response(prepared, pds_v2, reasons_v2)["outputs"]}
+    k = out["reasons"]["shape"][1]
+    for i, decision in enumerate(out["decision"]["data"]):
+        if decision == "decline":
+            declines += 1
+            assert out["reasons"]["data"][i * k] in statement.values()
+    assert declines >= len(expected["instances"])  # about half of 2 x 40 V1 rows plus V2's
 
 
 def test_bad_parameters_are_400(server, expected):
