@@ -106,13 +106,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
             tag=args.tag,
             database_secret=args.database_secret if which == "training" else None,
             which=which,
+            step_resources=args.step_resources,
         )
         print(
             f"compiled {which} pipeline -> {out}  (images: {images.pipeline_image(args.registry, args.tag)}, "
             f"{images.serving_image(args.registry, args.tag)})"
         )
-    if not (args.output or args.registry or args.tag):  # the committed artifacts: the base manifest too
-        print(f"base InferenceService -> {images.pin_base_manifest()}")
+    if not (args.output or args.registry or args.tag or args.step_resources):  # the committed files:
+        print(f"base InferenceService -> {images.pin_base_manifest()}")  # the base manifest too
     return EXIT_OK
 
 
@@ -155,6 +156,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         upload=args.upload,
         pipeline_root=args.pipeline_root,
+        service_account=args.service_account,
+        no_cache=args.no_cache,
     )
     outcome = submit(config)
     print(json.dumps(outcome, indent=2))
@@ -203,6 +206,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         max_concurrency=args.max_concurrency,
         catchup=args.catchup,
         enabled=not args.paused,
+        service_account=args.service_account,
+        no_cache=args.no_cache,
     )
     print(json.dumps(schedule(config), indent=2))
     return EXIT_OK
@@ -316,6 +321,24 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 # --- parser ------------------------------------------------------------------------------------
+def add_run_identity_args(p: argparse.ArgumentParser) -> None:
+    """--service-account and --no-cache of submit and schedule."""
+    from credit_risk.submit import RUNNER_SERVICE_ACCOUNT
+
+    p.add_argument(
+        "--service-account",
+        default=RUNNER_SERVICE_ACCOUNT,
+        help="Kubernetes service account the run's pods use (default %(default)s, created by "
+        "manifests/pipeline-namespace; '' = the profile's default-editor)",
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="disable every step's cache for this run (default: each step's compiled setting, "
+        "pipelines/policy.py; never forces caching on)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argparse declaration
     parser = argparse.ArgumentParser(
         prog="credit-risk", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -339,6 +362,13 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
         "--database-secret",
         help="Kubernetes secret (keys host, port, user, password, database) mounted as PGHOST ... "
         "PGDATABASE on the ingest step, for sql_query runs (default: none mounted)",
+    )
+    p.add_argument(
+        "--step-resources",
+        nargs="+",
+        metavar="STEP.KEY=VALUE",
+        help="override a step's resources or retries, e.g. train.cpu=8 train.memory=32Gi ingest.retries=0 "
+        "(keys cpu, memory, cpu_limit, retries; defaults and caching in pipelines/policy.py)",
     )
     p.set_defaults(func=cmd_compile)
 
@@ -413,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
         help="make a model rejected by the gate fail the run (so --wait fails the CI job)",
     )
     p.add_argument("--timeout", type=int, default=3600, help="seconds to wait with --wait (default 3600)")
+    add_run_identity_args(p)
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("score", help="batch-score a dataset of any size with an exported model (chunked)")
@@ -463,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
         "--catchup", action="store_true", help="after a pause, run every missed slot (default: once)"
     )
     p.add_argument("--paused", action="store_true", help="create it disabled")
+    add_run_identity_args(p)
     p.add_argument(
         "--param",
         action="append",

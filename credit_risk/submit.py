@@ -23,6 +23,20 @@ from credit_risk.errors import ConfigError
 log = logging.getLogger(__name__)
 
 TERMINAL_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
+# The Kubernetes service account our runs use: manifests/pipeline-namespace creates it in the
+# Kubeflow profile namespace and manifests/base lets it manage the InferenceService in the serving
+# namespace. "" = the profile's default-editor (whatever the cluster gives a run that names none).
+RUNNER_SERVICE_ACCOUNT = "credit-risk-pipeline-runner"
+NO_CACHE_WITH_UPLOAD = (
+    "--no-cache applies to an inline pipeline spec only (kfp.Client cannot change a registered "
+    "version's caching): drop --upload, or compile with the step's caching off (pipelines/policy.py)"
+)
+
+
+def caching_switch(no_cache: bool) -> bool | None:
+    """``enable_caching`` for kfp.Client: False to disable every step's cache, else None - never
+    True, which would overwrite the compiled per-step settings (a live ingest or a deploy cached)."""
+    return False if no_cache else None
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,8 @@ class SubmitConfig:
     upload: bool = False  # register the pipeline (and a version) in KFP, then run that version
     pipeline_name: str = "credit-risk-training"
     pipeline_root: str | None = None  # e.g. gs://bucket/kfp-root: where the run's artifacts go
+    service_account: str = RUNNER_SERVICE_ACCOUNT  # "" = the namespace's default (default-editor)
+    no_cache: bool = False  # disable every step's cache for this run; else the compiled settings
 
     @property
     def root(self) -> str | None:
@@ -48,6 +64,8 @@ class SubmitConfig:
             raise ConfigError(f"--host must be an http(s) URL, got {self.host!r}")
         if self.timeout_s <= 0:
             raise ConfigError(f"--timeout must be > 0 seconds, got {self.timeout_s}")
+        if self.no_cache and self.upload:
+            raise ConfigError(NO_CACHE_WITH_UPLOAD)
 
 
 def pipeline_inputs(pipeline_file: str | Path) -> dict[str, dict[str, Any]]:
@@ -144,6 +162,7 @@ def submit(config: SubmitConfig) -> dict[str, Any]:
             version_id=version_id,
             params=config.params,
             pipeline_root=config.root,
+            service_account=config.service_account or None,
         )
         run_id = run.run_id
         outcome.update({"pipeline_id": pipeline_id, "pipeline_version_id": version_id})
@@ -155,6 +174,8 @@ def submit(config: SubmitConfig) -> dict[str, Any]:
             experiment_name=config.experiment,
             namespace=config.namespace,
             pipeline_root=config.root,
+            enable_caching=caching_switch(config.no_cache),
+            service_account=config.service_account or None,
         ).run_id
     outcome.update({"run_id": run_id, "url": f"{config.host.rstrip('/')}/#/runs/details/{run_id}"})
     log.info("submitted run %s to %s (experiment %s)", run_id, config.host, config.experiment)
@@ -182,6 +203,8 @@ class ScheduleConfig:
     max_concurrency: int = 1  # never two monitoring runs at once
     catchup: bool = False  # after a pause, run once - not once per missed slot
     enabled: bool = True
+    service_account: str = RUNNER_SERVICE_ACCOUNT
+    no_cache: bool = False
 
     def __post_init__(self) -> None:
         if not self.host.startswith(("http://", "https://")):
@@ -219,6 +242,8 @@ def schedule(config: ScheduleConfig) -> dict[str, Any]:
         params=config.params,
         pipeline_package_path=pipeline_file,
         enabled=config.enabled,
+        enable_caching=caching_switch(config.no_cache),
+        service_account=config.service_account or None,
     )
     log.info(
         "recurring run %s (%s) created in experiment %s", job.recurring_run_id, config.name, config.experiment

@@ -4,7 +4,10 @@ Meant as a KFP recurring run (``credit-risk schedule``): each run scores ``curre
 with the deployed model version and compares data and scores to the model's training data.
 """
 
+from typing import Any
+
 from credit_risk.components import batch_score, monitor
+from credit_risk.pipelines import policy
 from kfp import dsl
 
 from credit_risk.contract import DEFAULT_OPERATING_THRESHOLD
@@ -14,41 +17,49 @@ MONITORING_PIPELINE_NAME = "credit-risk-monitoring"
 _DEFAULTS = MonitoringConfig()
 
 
-@dsl.pipeline(
-    name=MONITORING_PIPELINE_NAME,
-    description="Score a recent batch with the deployed PD model and report the population stability "
-    "index (score and features, bands stable/watch/act) and TFDV drift against the training data.",
-)
-def monitoring_pipeline(
-    model_uri: str,
-    baseline_data_uri: str,
-    current_data_uri: str,
-    threshold: float = DEFAULT_OPERATING_THRESHOLD,
-    id_columns: list = [],  # noqa: B006 - KFP needs a literal default; never mutated
-    chunk_rows: int = 131_072,
-    baseline_sample_rows: int = _DEFAULTS.baseline_sample_rows,
-    drift_threshold: float = _DEFAULTS.drift_threshold,
-    fail_on_act: bool = False,
-):
-    """``model_uri``: a published model version (``serving_root``/m-...) or a model artifact
-    directory; ``baseline_data_uri``: its training snapshot; ``current_data_uri``: the recent
-    applications (file, directory or glob; CSV/Parquet; local or gs://)."""
-    model = dsl.importer(artifact_uri=model_uri, artifact_class=dsl.Model, reimport=False).set_display_name(
-        "deployed model"
-    )
-    scored = batch_score(
-        model=model.output,
-        data_uri=current_data_uri,
-        threshold=threshold,
-        id_columns=id_columns,
-        chunk_rows=chunk_rows,
-    ).set_display_name("batch score")
-    monitor(
-        model=model.output,
-        scores=scored.outputs["scores"],
-        baseline_data_uri=baseline_data_uri,
-        current_data_uri=current_data_uri,
-        baseline_sample_rows=baseline_sample_rows,
-        drift_threshold=drift_threshold,
-        fail_on_act=fail_on_act,
-    ).set_display_name("population stability (PSI + TFDV drift)")
+def build_monitoring_pipeline(policies: dict[str, policy.StepPolicy] | None = None) -> Any:
+    """The monitoring pipeline with each step's caching, resources and retries from ``policies``."""
+
+    def monitoring_pipeline(
+        model_uri: str,
+        baseline_data_uri: str,
+        current_data_uri: str,
+        threshold: float = DEFAULT_OPERATING_THRESHOLD,
+        id_columns: list = [],  # noqa: B006 - KFP needs a literal default; never mutated
+        chunk_rows: int = 131_072,
+        baseline_sample_rows: int = _DEFAULTS.baseline_sample_rows,
+        drift_threshold: float = _DEFAULTS.drift_threshold,
+        fail_on_act: bool = False,
+    ):
+        """``model_uri``: a published model version (``serving_root``/m-...) or a model artifact
+        directory; ``baseline_data_uri``: its training snapshot; ``current_data_uri``: the recent
+        applications (file, directory or glob; CSV/Parquet; local or gs://)."""
+        model = dsl.importer(artifact_uri=model_uri, artifact_class=dsl.Model, reimport=False)
+        model.set_display_name("deployed model")
+        scored = batch_score(
+            model=model.output,
+            data_uri=current_data_uri,
+            threshold=threshold,
+            id_columns=id_columns,
+            chunk_rows=chunk_rows,
+        ).set_display_name("batch score")
+        policy.apply(scored, "batch_score", policies)
+        monitored = monitor(
+            model=model.output,
+            scores=scored.outputs["scores"],
+            baseline_data_uri=baseline_data_uri,
+            current_data_uri=current_data_uri,
+            baseline_sample_rows=baseline_sample_rows,
+            drift_threshold=drift_threshold,
+            fail_on_act=fail_on_act,
+        ).set_display_name("population stability (PSI + TFDV drift)")
+        policy.apply(monitored, "monitor", policies)
+
+    return dsl.pipeline(
+        name=MONITORING_PIPELINE_NAME,
+        description="Score a recent batch with the deployed PD model and report the population stability "
+        "index (score and features, bands stable/watch/act) and TFDV drift against the training data.",
+    )(monitoring_pipeline)
+
+
+monitoring_pipeline = build_monitoring_pipeline()

@@ -12,6 +12,7 @@ runs in namespaces without a database secret.
 from typing import Any
 
 from credit_risk.components import deploy, evaluate, ingest, split, train, validate
+from credit_risk.pipelines import policy
 from kfp import dsl
 
 from credit_risk import images
@@ -29,10 +30,13 @@ DATABASE_SECRET_KEYS = {
 }  # fmt: skip
 
 
-def build_training_pipeline(database_secret: str | None = None) -> Any:
+def build_training_pipeline(
+    database_secret: str | None = None, policies: dict[str, policy.StepPolicy] | None = None
+) -> Any:
     """The pipeline (a kfp GraphComponent); ``database_secret``: name of the Kubernetes secret
     holding the database connection (keys host, port, user, password, database), mounted on the
-    ingest step as PGHOST ... PGDATABASE."""
+    ingest step as PGHOST ... PGDATABASE; ``policies``: each step's caching, resources and
+    retries (default ``policy.POLICIES``)."""
 
     def training_pipeline(
         data_uri: str,
@@ -99,6 +103,7 @@ def build_training_pipeline(database_secret: str | None = None) -> Any:
             sql_params=sql_params,
             chunk_rows=ingest_chunk_rows,
         ).set_display_name("ingest snapshot")
+        policy.apply(snapshot, "ingest", policies)
         if database_secret:
             from kfp import kubernetes
 
@@ -112,6 +117,7 @@ def build_training_pipeline(database_secret: str | None = None) -> Any:
             warn_only_anomalies=warn_only_anomalies,
             beam_args=beam_args,
         ).set_display_name("validate data (TFDV)")
+        policy.apply(validated, "validate", policies)
         splits = split(
             validated_data=validated.outputs["validated_data"],
             feature_spec_uri=feature_spec_uri,
@@ -119,6 +125,7 @@ def build_training_pipeline(database_secret: str | None = None) -> Any:
             seed=seed,
             stream_data=stream_training_data,
         ).set_display_name("train / held-out split")
+        policy.apply(splits, "split", policies)
         trained = train(
             train_data=splits.outputs["train_data"],
             feature_spec_uri=feature_spec_uri,
@@ -139,6 +146,7 @@ def build_training_pipeline(database_secret: str | None = None) -> Any:
             ensemble_size=ensemble_size,
             stream_data=stream_training_data,
         ).set_display_name("train wide-and-deep")
+        policy.apply(trained, "train", policies)
         evaluated = evaluate(
             model=trained.outputs["model"],
             eval_data=splits.outputs["eval_data"],
@@ -150,7 +158,8 @@ def build_training_pipeline(database_secret: str | None = None) -> Any:
             override_rationale=override_rationale,
             allow_override=allow_override,
         ).set_display_name("evaluate + approval gate")
-        deploy(
+        policy.apply(evaluated, "evaluate", policies)
+        deployed = deploy(
             model=trained.outputs["model"],
             approval=evaluated.outputs["approval"],
             service_name=service_name,
@@ -165,6 +174,7 @@ def build_training_pipeline(database_secret: str | None = None) -> Any:
             max_replicas=max_replicas,
             logger_url=logger_url,
         ).set_display_name("deploy (approved only)")
+        policy.apply(deployed, "deploy", policies)
 
     return dsl.pipeline(
         name=PIPELINE_NAME,

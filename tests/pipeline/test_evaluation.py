@@ -75,7 +75,11 @@ def test_evidence_record_and_reports(setup):
     judged = {c["group"] for c in record["checks"] if c["name"] == "min_grade_p_value"}
     assert judged == {r["grade"] for r in grades["rows"] if r["n"]}
     swept = [m["feature"] for m in record["monotonicity"]]
-    assert swept == ["duration_in_month", "credit_amount", "installment_rate_in_percentage_of_disposable_income"]
+    assert swept == [
+        "duration_in_month",
+        "credit_amount",
+        "installment_rate_in_percentage_of_disposable_income",
+    ]
     card = (out / "card.md").read_text()
     for section in (
         "## Intended use",

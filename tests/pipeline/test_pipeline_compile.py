@@ -65,3 +65,59 @@ def test_database_secret_is_mounted_on_the_ingest_step_only_when_asked(tmp_path)
     assert not any("password" in name for name in params)  # credentials are never parameters
     default = list(yaml.safe_load_all(COMPILED_FILE.read_text()))
     assert len(default) == 1  # the committed YAML mounts no secret
+
+
+def _executor_of(spec, task):
+    label = spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]
+    return spec["deploymentSpec"]["executors"][spec["components"][label]["executorLabel"]]["container"]
+
+
+def test_compiled_yaml_sets_caching_resources_and_retries_per_step():
+    """What the committed YAML tells Kubeflow: a live ingest, the champion lookup, deploy and the
+    monitoring steps are never answered from cache; every step has requests and limits; steps
+    that call remote services retry with backoff (pipelines/policy.py)."""
+    from credit_risk.pipelines.policy import POLICIES
+
+    for path, steps in ((COMPILED_FILE, ("ingest", "validate", "split", "train", "evaluate", "deploy")),
+                        (MONITORING_COMPILED_FILE, ("batch-score", "monitor"))):  # fmt: skip
+        spec = yaml.safe_load(path.read_text())
+        tasks = spec["root"]["dag"]["tasks"]
+        for task in steps:
+            policy = POLICIES[task.replace("-", "_")]
+            assert tasks[task]["cachingOptions"].get("enableCache", False) is policy.cache, task
+            resources = _executor_of(spec, task)["resources"]
+            assert (
+                resources["resourceCpuRequest"] == policy.cpu
+                and resources["resourceCpuLimit"] == policy.cpu_limit
+            )
+            assert resources["resourceMemoryRequest"] == resources["resourceMemoryLimit"] == policy.memory
+            retry = tasks[task].get("retryPolicy")
+            assert (retry or {}).get("maxRetryCount", 0) == policy.retries, task
+            if retry:
+                assert retry["backoffDuration"] == "30s" and retry["backoffFactor"] == 2.0
+    training = yaml.safe_load(COMPILED_FILE.read_text())["root"]["dag"]["tasks"]
+    assert not training["ingest"]["cachingOptions"] and not training["deploy"]["cachingOptions"]
+    assert training["train"]["cachingOptions"] == {"enableCache": True}
+    assert "retryPolicy" not in training["deploy"] and "retryPolicy" not in training["train"]
+
+
+def test_step_resources_are_overridable_at_compile_time(tmp_path):
+    import pytest
+
+    from credit_risk.errors import ConfigError
+
+    out = compile_pipeline(
+        tmp_path / "p.yaml", step_resources=["train.cpu=8", "train.memory=32Gi", "ingest.retries=0"]
+    )
+    spec = yaml.safe_load(out.read_text())
+    train = _executor_of(spec, "train")["resources"]
+    assert train["resourceCpuRequest"] == "8" and train["resourceMemoryLimit"] == "32Gi"
+    assert "retryPolicy" not in spec["root"]["dag"]["tasks"]["ingest"]
+    for bad, message in (
+        (["train.gpu=1"], "unknown key 'gpu'"),
+        (["trian.cpu=1"], "unknown step 'trian'"),
+        (["train.retries=many"], "retries must be an integer"),
+        (["train"], "expected <step>.<key>=<value>"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            compile_pipeline(tmp_path / "bad.yaml", step_resources=bad)

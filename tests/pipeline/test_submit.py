@@ -178,3 +178,41 @@ def test_pipeline_root_on_gcs_reaches_the_run():
         assert cli.main(args) == cli.EXIT_OK
     run = next(r for r in api.requests if r["path"] == "/apis/v2beta1/runs")
     assert run["body"]["runtime_config"]["pipeline_root"] == "gs://bank-kfp/root"
+
+
+def _caching(spec):
+    return {
+        name: t.get("cachingOptions", {}).get("enableCache", False)
+        for name, t in spec["root"]["dag"]["tasks"].items()
+    }
+
+
+def test_submit_leaves_per_step_caching_alone_unless_told_to_disable_it_and_names_the_runner_account():
+    """kfp.Client(enable_caching=True) would overwrite every step's compiled setting (a cached
+    live ingest, a cached deploy): submit passes nothing by default, False with --no-cache."""
+    with FakeKfpApi() as api:
+        submit(SubmitConfig(host=api.url, params=PARAMS))
+        submit(SubmitConfig(host=api.url, params=PARAMS, no_cache=True, service_account=""))
+    first, second = [r["body"] for r in api.requests if r["path"] == "/apis/v2beta1/runs"]
+    assert _caching(first["pipeline_spec"]) == {
+        "ingest": False, "validate": True, "split": True, "train": True, "evaluate": False, "deploy": False,
+    }  # fmt: skip
+    assert set(_caching(second["pipeline_spec"]).values()) == {False}
+    assert first["service_account"] == "credit-risk-pipeline-runner"
+    assert "service_account" not in second or not second["service_account"]  # the profile's default-editor
+    with pytest.raises(ConfigError, match="--no-cache applies to an inline pipeline spec only"):
+        SubmitConfig(host="http://kfp", upload=True, no_cache=True)
+
+
+def test_schedule_names_the_runner_account_and_can_only_disable_caching():
+    with FakeKfpApi() as api:
+        args = ["schedule", "--host", api.url, "--name", "daily", "--cron", "0 0 6 * * *", "--no-cache"]
+        args += [
+            "--param=model_uri=gs://b/m",
+            "--param=baseline_data_uri=gs://b/t",
+            "--param=current_data_uri=gs://b/c",
+        ]
+        assert cli.main(args) == cli.EXIT_OK
+    job = next(r["body"] for r in api.requests if r["path"] == "/apis/v2beta1/recurringruns")
+    assert job["service_account"] == "credit-risk-pipeline-runner"
+    assert set(_caching(job["pipeline_spec"]).values()) == {False}
