@@ -360,7 +360,8 @@ def deploy(
         from credit_risk.infra_validation import http_smoke, sample_requests
 
         store = api or InferenceServiceApi(config.namespace, host=config.kube_host or None)
-        smoke = http_smoke(config.name, sample_requests(model_dir))
+        expected = (record.infra_validation or {}).get("pds")  # a wrong model's answers differ
+        smoke = http_smoke(config.name, sample_requests(model_dir), expected_pds=expected)
         result = rollout(store, manifest, smoke, config.rollout_config())
         record.rollout = result.to_dict()
         if result.action not in (CREATED, PROMOTED):

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,13 @@ from credit_risk.rollout import SmokeTestError
 log = logging.getLogger(__name__)
 
 SERVING_PYTHON_ENV = "CREDIT_RISK_SERVING_PYTHON"  # the serving environment's interpreter
+# Where cluster-local names (*.svc.cluster.local) are reached when this process cannot resolve
+# them itself (a laptop through a port-forward of the cluster-local gateway, the tests' fake API
+# server): the request goes to this base URL with the cluster-local name as its Host header, which
+# is how Istio's cluster-local gateway routes it. Unset inside the cluster: DNS resolves them.
+CLUSTER_GATEWAY_ENV = "CREDIT_RISK_CLUSTER_GATEWAY"
+CLUSTER_DOMAIN = ".svc.cluster.local"
+PD_TOLERANCE = 1e-4  # served vs infra-validated PD of the same instance (the same model: ~1e-7 apart)
 _REPO = Path(__file__).resolve().parent.parent
 
 
@@ -50,8 +58,9 @@ def sample_requests(model_dir: str | Path) -> dict[str, Any]:
     return {"instances": [baseline, at_bounds, with_nulls]}
 
 
-def check_answer(status: int, body: bytes, expected_rows: int) -> None:
-    """A 200 with one finite PD in [0, 1] per instance, or SmokeTestError saying what was wrong."""
+def check_answer(status: int, body: bytes, expected_rows: int) -> list[float]:
+    """A 200 with one finite PD in [0, 1] per instance (returned), or SmokeTestError saying what
+    was wrong."""
     if status != 200:
         raise SmokeTestError(f"HTTP {status}: {body[:300].decode('utf-8', 'replace')}")
     try:
@@ -64,17 +73,33 @@ def check_answer(status: int, body: bytes, expected_rows: int) -> None:
         pd = p.get("pd") if isinstance(p, dict) else None
         if not isinstance(pd, int | float) or not math.isfinite(pd) or not 0.0 <= pd <= 1.0:
             raise SmokeTestError(f"prediction {i} has no PD in [0, 1]: {p!r:.200}")
+    return [float(p["pd"]) for p in predictions]
 
 
-def http_smoke(model_name: str, body: dict[str, Any], timeout: float = 30.0) -> Callable[[str], None]:
-    """A smoke check for ``rollout``: POST ``body`` to ``<url>/v1/models/<name>:predict``."""
+def http_smoke(
+    model_name: str,
+    body: dict[str, Any],
+    timeout: float = 30.0,
+    expected_pds: list[float] | None = None,
+    gateway: str | None = None,
+) -> Callable[[str], list[float]]:
+    """A smoke check for ``rollout``: POST ``body`` to ``<url>/v1/models/<name>:predict``; with
+    ``expected_pds`` (what infra validation computed for the same instances) every served PD must
+    match within ``PD_TOLERANCE``, so a revision serving another model fails. A cluster-local URL
+    goes through ``gateway`` (default ``$CREDIT_RISK_CLUSTER_GATEWAY``) when one is set."""
+    gateway = gateway if gateway is not None else os.environ.get(CLUSTER_GATEWAY_ENV, "")
 
-    def smoke(base_url: str) -> None:
+    def smoke(base_url: str) -> list[float]:
         url = f"{base_url.rstrip('/')}/v1/models/{model_name}:predict"
         if not url.startswith(("http://", "https://")):
             raise SmokeTestError(f"refusing to smoke-query a non-HTTP URL: {url!r}")
+        target, headers = url, {"Content-Type": "application/json"}
+        host = urllib.parse.urlsplit(url).netloc
+        if gateway and host.split(":")[0].endswith(CLUSTER_DOMAIN):
+            target = gateway.rstrip("/") + url.split(host, 1)[1]
+            headers["Host"] = host
         request = urllib.request.Request(  # noqa: S310 - scheme checked above
-            url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+            target, data=json.dumps(body).encode(), method="POST", headers=headers
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - checked above
@@ -84,10 +109,22 @@ def http_smoke(model_name: str, body: dict[str, Any], timeout: float = 30.0) -> 
         except OSError as e:
             raise SmokeTestError(f"POST {url} failed: {e}") from e
         try:
-            check_answer(status, payload, len(body["instances"]))
+            pds = check_answer(status, payload, len(body["instances"]))
         except SmokeTestError as e:
             raise SmokeTestError(f"POST {url}: {e}") from e
-        log.info("smoke query to %s passed (%d instances)", url, len(body["instances"]))
+        for i, (served, expected) in enumerate(zip(pds, expected_pds or [], strict=False)):
+            if abs(served - expected) > PD_TOLERANCE:
+                raise SmokeTestError(
+                    f"POST {url}: instance {i} scored PD {served:.6f}, but the approved model gives "
+                    f"{expected:.6f} (infra validation): this revision serves another model"
+                )
+        log.info(
+            "smoke query to %s passed (%d instances%s)",
+            url,
+            len(body["instances"]),
+            ", PDs equal to infra validation's" if expected_pds else "",
+        )
+        return pds
 
     return smoke
 
@@ -150,7 +187,7 @@ def infra_validate(
         )
         try:
             _wait_ready(f"{base}/v1/models/{model_name}", proc, start + timeout)
-            http_smoke(model_name, body)(base)
+            pds = http_smoke(model_name, body, gateway="")(base)
         except SmokeTestError as e:
             server_log.seek(0)
             tail = "".join(server_log.readlines()[-15:])
@@ -166,7 +203,7 @@ def infra_validate(
     log.info(
         "infra validation passed: the serving environment loaded %s and answered in %.1fs", model_dir, seconds
     )
-    return {"instances": len(body["instances"]), "seconds": seconds}
+    return {"instances": len(body["instances"]), "seconds": seconds, "pds": pds}
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[Any], deadline: float) -> None:

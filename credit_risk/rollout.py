@@ -5,6 +5,13 @@ in with ``canaryTrafficPercent``, wait until the new revision is Ready, smoke-qu
 promote (drop ``canaryTrafficPercent`` -> 100 %) or roll back (``canaryTrafficPercent: 0`` sends all
 traffic to the previous revision, KServe's documented rollback) and fail with the reason.
 
+Every wait reads status only once the controller has seen our write (``status.observedGeneration``
+>= the ``metadata.generation`` the write returned): a status from before it says nothing about
+the new model. Smoke queries go to cluster-local addresses - a pipeline pod is inside the cluster,
+while ``status.url`` and the traffic tags' URLs are external host names behind the ingress gateway
+(and, on Kubeflow, its login): the whole service at ``status.address.url``, one revision at its
+traffic tag's cluster-local service ``<tag>-<name>-predictor.<namespace>.svc.cluster.local``.
+
 ``InferenceServiceApi`` is the only place that touches the ``kubernetes`` client; ``rollout`` takes
 any object with its four methods, so the policy is tested without a cluster.
 """
@@ -145,11 +152,14 @@ class ServiceStatus:
 
     ready: bool
     failure: str  # a False condition's reason/message, "" while progressing or ready
-    url: str
+    url: str  # external (status.url): for people and the record, not reachable from a pod
     latest_created: str
     latest_ready: str
     traffic: list[dict[str, Any]]
     observed_generation: int
+    address: str = ""  # cluster-local (status.address.url): what a pipeline pod can reach
+    name: str = ""
+    namespace: str = ""
 
     @classmethod
     def of(cls, isvc: dict[str, Any]) -> ServiceStatus:
@@ -171,17 +181,26 @@ class ServiceStatus:
             latest_ready=predictor.get("latestReadyRevision", ""),
             traffic=list(predictor.get("traffic") or []),
             observed_generation=int(status.get("observedGeneration", 0) or 0),
+            address=address,
+            name=str((isvc.get("metadata") or {}).get("name", "")),
+            namespace=str((isvc.get("metadata") or {}).get("namespace", "")),
         )
 
     def percent_to(self, revision: str) -> int:
         return sum(int(t.get("percent", 0) or 0) for t in self.traffic if t.get("revisionName") == revision)
 
     def url_of(self, revision: str) -> str:
-        """The tagged URL reaching only ``revision`` (tag routing), else the service URL."""
+        """The cluster-local URL reaching only ``revision`` (its traffic tag's service), else the
+        service's cluster-local address (the only revision then takes all traffic)."""
         for t in self.traffic:
-            if t.get("revisionName") == revision and t.get("url"):
-                return str(t["url"])
-        return self.url
+            if t.get("revisionName") == revision and t.get("tag") and self.name and self.namespace:
+                return f"http://{t['tag']}-{self.name}-predictor.{self.namespace}.svc.cluster.local"
+        if not self.address:
+            raise RolloutError(
+                f"InferenceService {self.name!r} reports no status.address.url: no cluster-local address "
+                "to smoke-query (status.url is external and not reachable from a pipeline pod)"
+            )
+        return self.address
 
 
 # Conditions that will not heal by waiting (Knative/KServe reasons); anything else is "progressing".
@@ -222,7 +241,7 @@ class RolloutConfig:
             )
 
 
-Smoke = Callable[[str], None]  # raises SmokeTestError when the model at this URL does not answer well
+Smoke = Callable[[str], Any]  # raises SmokeTestError when the model at this URL does not answer well
 
 
 def wait_until(
@@ -233,23 +252,26 @@ def wait_until(
     config: RolloutConfig,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    generation: int = 0,
 ) -> ServiceStatus:
-    """Poll until ``done(status)``; a terminal failure condition or the timeout raises RolloutError."""
+    """Poll until the controller has observed ``generation`` and ``done(status)``; a terminal
+    failure condition (of a current status) or the timeout raises RolloutError."""
     deadline = clock() + config.timeout_seconds
     while True:
         isvc = api.get(name)
         if isvc is None:
             raise RolloutError(f"InferenceService {name!r} disappeared while waiting for {what}")
         status = ServiceStatus.of(isvc)
-        if done(status):
+        current = status.observed_generation >= generation
+        if current and done(status):
             return status
-        if status.failure:
+        if current and status.failure:
             raise RolloutError(f"{what} failed: {status.failure}")
         if clock() >= deadline:
             raise RolloutError(
                 f"timed out after {config.timeout_seconds:g}s waiting for {what} "
                 f"(latest created {status.latest_created or '-'}, ready {status.latest_ready or '-'}, "
-                f"Ready={status.ready})"
+                f"Ready={status.ready}, observed generation {status.observed_generation} of {generation})"
             )
         sleep(config.poll_seconds)
 
@@ -265,13 +287,14 @@ def rollout(
     """Create or canary-update ``manifest``; promote only a Ready model that passed ``smoke``."""
     name = manifest["metadata"]["name"]
 
-    def wait(done: Callable[[ServiceStatus], bool], what: str) -> ServiceStatus:
-        return wait_until(api, name, done, what, config, sleep, clock)
+    def wait(done: Callable[[ServiceStatus], bool], what: str, written: dict[str, Any]) -> ServiceStatus:
+        generation = int((written.get("metadata") or {}).get("generation", 0) or 0)
+        return wait_until(api, name, done, what, config, sleep, clock, generation)
 
     existing = api.get(name)
     if existing is None:
         try:
-            api.create(manifest)
+            created = api.create(manifest)
         except KubeApiError as e:
             if e.status != 409:
                 raise
@@ -281,7 +304,9 @@ def rollout(
                 raise
         else:
             log.info("created InferenceService %s/%s; waiting for Ready", api.namespace, name)
-            status = wait(lambda s: s.ready and bool(s.latest_ready), "the first revision to become Ready")
+            status = wait(
+                lambda s: s.ready and bool(s.latest_ready), "the first revision to become Ready", created
+            )
             try:
                 smoke(status.url_of(status.latest_ready))
             except SmokeTestError as e:
@@ -295,7 +320,7 @@ def rollout(
     old_revision = previous.latest_ready
     canary = config.canary_traffic_percent
     predictor = {**manifest["spec"]["predictor"], "canaryTrafficPercent": canary}
-    api.patch(name, {"metadata": _meta_patch(manifest), "spec": {"predictor": predictor}})
+    patched = api.patch(name, {"metadata": _meta_patch(manifest), "spec": {"predictor": predictor}})
     log.info(
         "patched %s with the new model at %d%% canary (previous revision %s)", name, canary, old_revision
     )
@@ -309,23 +334,30 @@ def rollout(
                 and s.percent_to(s.latest_created) == canary
             ),
             f"the canary revision to become Ready with {canary}% of traffic",
+            patched,
         )
         new_revision = status.latest_ready
         smoke(status.url_of(new_revision))
     except (RolloutError, SmokeTestError) as e:
-        api.patch(name, {"spec": {"predictor": {"canaryTrafficPercent": 0}}})
+        back = api.patch(name, {"spec": {"predictor": {"canaryTrafficPercent": 0}}})
         log.error("rolled %s back to %s: %s", name, old_revision or "the previous revision", e)
-        raise RolloutError(
-            f"rolled back: all traffic returned to {old_revision or 'the previous revision'}; the new model "
-            f"was not promoted because {e}"
-        ) from e
+        returned = f"all traffic returned to {old_revision or 'the previous revision'}"
+        try:
+            wait(
+                lambda s: s.percent_to(old_revision) == 100, f"{old_revision} to take all traffic back", back
+            )
+        except RolloutError as stuck:
+            returned = f"the rollback was sent but not confirmed ({stuck})"
+        raise RolloutError(f"rolled back: {returned}; the new model was not promoted because {e}") from e
     serving = manifest["metadata"].get("annotations", {}).get(SERVING_URI_ANNOTATION)
     promote: dict[str, Any] = {"spec": {"predictor": {"canaryTrafficPercent": None}}}
     if serving:
         promote["metadata"] = {"annotations": {SERVING_URI_ANNOTATION: serving}}
-    api.patch(name, promote)
+    promoted = api.patch(name, promote)
     status = wait(
-        lambda s: s.ready and s.percent_to(new_revision) == 100, f"{new_revision} to receive 100% of traffic"
+        lambda s: s.ready and s.percent_to(new_revision) == 100,
+        f"{new_revision} to receive 100% of traffic",
+        promoted,
     )
     log.info("promoted %s: %s now serves 100%% (was %s)", name, new_revision, old_revision)
     return RolloutResult("promoted", status.url, new_revision, old_revision, status.traffic)

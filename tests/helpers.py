@@ -28,14 +28,16 @@ SPARK_CRD = THIRD_PARTY / "spark-operator" / "sparkoperator.k8s.io_sparkapplicat
 
 
 @functools.cache
+@functools.lru_cache(maxsize=4)
 def crd_schema(path: Path = KSERVE_CRD, version: str = "v1beta1") -> dict:
-    """The OpenAPI v3 schema of ``version`` in a vendored CRD. A missing file is an error, never a
-    skip: the repository carries every fixture its tests need."""
+    """The OpenAPI v3 schema of ``version`` in a vendored CRD (parsed once per process: the KServe
+    CRD is 40k lines; treat the result as read-only). A missing file is an error, never a skip:
+    the repository carries every fixture its tests need."""
     import yaml  # in both environments (kserve and kfp depend on PyYAML)
 
     if not path.is_file():
         raise FileNotFoundError(f"vendored CRD missing: {path} (see third_party/README.md)")
-    crd = yaml.safe_load(path.read_text())
+    crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return next(v for v in crd["spec"]["versions"] if v["name"] == version)["schema"]["openAPIV3Schema"]
 
 

@@ -9,28 +9,123 @@ server on 127.0.0.1. It speaks the REST paths and JSON the client uses for
   PATCH  .../inferenceservices/{name}   application/merge-patch+json (RFC 7386: null deletes)
   PUT    .../inferenceservices/{name}   replace
 
-and plays the KServe controller the tests script: every change of the predictor spec (other than
-``canaryTrafficPercent``) becomes a new revision ``{name}-predictor-0000N`` whose fate is taken from
-``revision_script`` ("ready", "never_ready" = progressing forever, "fail" = RevisionFailed); a revision
-turns Ready after ``polls_until_ready`` GETs. ``status`` carries conditions, latestCreated/ReadyRevision
-and the traffic split (canary percent to the latest revision, the rest to the previously rolled-out one)
-with a tagged URL per revision; those URLs are served here too, answering V1 predict calls as
-``smoke_script`` says ("ok" or "bad"). ``forbid`` makes a verb answer 403 as RBAC would. Every request
-is logged in ``requests``.
+and validates like the real API server:
+
+- every written object (create, replace, and the result of a merge patch) is checked against the
+  vendored CRD's OpenAPI v3 schema (third_party/kserve): a wrong type, a missing required field or a
+  bad enum value is ``422 Invalid`` with the field path in ``details.causes``; a field the schema does
+  not know is dropped with a ``Warning: 299 - "unknown field ..."`` header (the server's default
+  field validation, which prunes);
+- ``metadata.resourceVersion`` changes on every write; a replace or patch carrying a stale one is
+  ``409 Conflict`` (optimistic concurrency); ``metadata.generation`` counts spec changes;
+- ``status.observedGeneration`` lags: after a write, the next GET still shows the status from
+  before it (the controller has not reconciled yet); only later GETs show the new state.
+
+It plays the KServe controller (Knative mode) the tests script: every change of the predictor spec
+(other than ``canaryTrafficPercent``) becomes a new revision ``{name}-predictor-0000N`` whose fate is
+taken from ``revision_script`` ("ready", "never_ready" = progressing forever, "fail" =
+RevisionFailed); a revision turns Ready after ``polls_until_ready`` GETs. ``status`` carries
+conditions, latestCreated/ReadyRevision and the traffic split (canary percent to the latest revision,
+the rest to the previously rolled-out one) with tags ``latest``/``prev``. As on a cluster,
+``status.url`` and the tags' URLs are external names (``*.example.com``, unreachable from here), and
+the reachable addresses are cluster-local: ``status.address.url`` and each tag's service
+``<tag>-<name>-predictor.<ns>.svc.cluster.local``. This server answers those when a request's Host
+header names them (how the cluster-local gateway routes; ``CREDIT_RISK_CLUSTER_GATEWAY`` points the
+smoke client here), with the **served model's own PDs**: the revision's ``STORAGE_URI`` is loaded
+(a local model directory, or a published gs:// version) and scores the instances; ``serve_instead``
+maps a storage URI to another model (a revision serving the wrong model), and a URI with no model
+behind it answers a fixed PD of 0.25. ``smoke_script`` makes a revision answer 500 ("bad").
+``forbid`` makes a verb answer 403 as RBAC would. Every request is logged in ``requests``.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import re
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from credit_risk.errors import CreditRiskError
+from tests.helpers import crd_schema
+
 PREFIX = "/apis/serving.kserve.io/v1beta1/namespaces/"
 _COLLECTION = re.compile(r"^/apis/serving\.kserve\.io/v1beta1/namespaces/([^/]+)/inferenceservices/?$")
 _ITEM = re.compile(r"^/apis/serving\.kserve\.io/v1beta1/namespaces/([^/]+)/inferenceservices/([^/]+)$")
-_PREDICT = re.compile(r"^/rev/([^/]+)/v1/models/([^/:]+):predict$")
+_PREDICT = re.compile(r"^/v1/models/([^/:]+):predict$")
+CLUSTER_DOMAIN = "svc.cluster.local"
+EXTERNAL_DOMAIN = "example.com"
+FIXED_PD = 0.25  # the answer of a revision whose storage URI holds no model (policy-only tests)
+
+
+class InvalidError(Exception):
+    """A 422 from schema validation: (field path, message) causes."""
+
+    def __init__(self, causes: list[tuple[str, str]]):
+        super().__init__("; ".join(f"{f}: {m}" for f, m in causes))
+        self.causes = causes
+
+
+def _path(parts: Any) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def prune(obj: Any, schema: dict[str, Any], where: str = "") -> list[str]:
+    """Drop (in place) the fields a structural schema does not declare; returns their paths."""
+    dropped: list[str] = []
+    if isinstance(obj, dict) and schema.get("type") == "object":
+        props = schema.get("properties")
+        if props is not None and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            for key in [k for k in obj if k not in props]:
+                del obj[key]
+                dropped.append(f"{where}.{key}" if where else key)
+        for key, value in obj.items():
+            sub = (props or {}).get(key) or schema.get("additionalProperties")
+            if isinstance(sub, dict):
+                dropped += prune(value, sub, f"{where}.{key}" if where else key)
+    elif isinstance(obj, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(obj):
+            dropped += prune(item, schema["items"], f"{where}[{i}]")
+    return dropped
+
+
+class SchemaValidator:
+    """The API server's checks of a custom object against its CRD's openAPIV3Schema."""
+
+    def __init__(self) -> None:
+        import jsonschema
+
+        self.schema = crd_schema()
+        self.schema_without_metadata = {
+            **self.schema,
+            "properties": {k: v for k, v in self.schema["properties"].items() if k != "metadata"},
+        }
+        self.validator = jsonschema.Draft7Validator(self.schema_without_metadata)
+
+    def admit(self, obj: dict[str, Any]) -> list[str]:
+        """Prune unknown fields (returned as warnings), then validate; raises InvalidError."""
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
+            raise InvalidError([("metadata.name", "Required value: name or generateName is required")])
+        if not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", meta["name"]) or len(meta["name"]) > 63:
+            raise InvalidError(
+                [("metadata.name", f'Invalid value: "{meta["name"]}": a lowercase RFC 1123 label')]
+            )
+        meta = obj.pop("metadata")  # ObjectMeta is the server's own, not the CRD schema's
+        try:
+            dropped = prune(obj, self.schema_without_metadata)
+            errors = sorted(self.validator.iter_errors(obj), key=lambda e: list(e.absolute_path))
+        finally:
+            obj["metadata"] = meta
+        if errors:
+            raise InvalidError([(_path(e.absolute_path) or "<root>", e.message) for e in errors])
+        return dropped
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -51,6 +146,8 @@ class _Service:
         self.obj = obj
         self.revisions: list[dict[str, Any]] = []  # {"name", "spec", "fate", "polls"}
         self.rolled_out = ""  # the revision that last had 100 % of traffic
+        self.observed = 0  # the generation the controller has reconciled
+        self.last_status: dict[str, Any] = {}  # what GET shows until it has
 
 
 class FakeKubeApi:
@@ -62,6 +159,10 @@ class FakeKubeApi:
         self.revision_script: list[str] = []  # fate of each new revision, in order; default "ready"
         self.smoke_script: dict[str, str] = {}  # revision -> "ok" | "bad"; default "ok"
         self.polls_until_ready = 2
+        self.serve_instead: dict[str, str] = {}  # storage URI -> the model a revision really loads
+        self.resource_version = 0
+        self.validator = SchemaValidator()
+        self._models: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -82,7 +183,8 @@ class FakeKubeApi:
         return [(verbs[m], body) for m, path, body in self.requests if path.startswith(PREFIX)]
 
     def smoke_queries(self) -> list[str]:
-        return [path for m, path, _ in self.requests if path.startswith("/rev/")]
+        """The Host of each predict call (which cluster-local address was queried)."""
+        return [path.split(" ", 1)[1] for m, path, _ in self.requests if path.startswith("predict ")]
 
     def traffic(self, namespace: str, name: str) -> dict[str, int]:
         status = self._status(self.services[(namespace, name)])
@@ -91,7 +193,9 @@ class FakeKubeApi:
     def seed(self, manifest: dict[str, Any]) -> None:
         """An InferenceService already rolled out (revision 1 at 100 %)."""
         svc = _Service(json.loads(json.dumps(manifest)))
-        svc.obj["metadata"]["generation"] = 1
+        self.validator.admit(svc.obj)
+        svc.obj["metadata"]["generation"] = svc.observed = 1
+        svc.obj["metadata"]["resourceVersion"] = self._next_version()
         svc.revisions.append(
             {"name": self._rev_name(svc, 1), "spec": _model_spec(manifest), "fate": "ready", "polls": 99}
         )
@@ -99,19 +203,55 @@ class FakeKubeApi:
         self.services[(manifest["metadata"]["namespace"], manifest["metadata"]["name"])] = svc
 
     # --- the controller -----------------------------------------------------------------------
+    def _next_version(self) -> str:
+        self.resource_version += 1
+        return str(self.resource_version)
+
     @staticmethod
     def _rev_name(svc: _Service, n: int) -> str:
         return f"{svc.obj['metadata']['name']}-predictor-{n:05d}"
 
-    def _reconcile(self, svc: _Service) -> None:
+    def _reconcile(self, svc: _Service, spec_before: Any = None) -> None:
+        """Record a write: a new revision for a new model spec, generation +1 when the spec
+        changed, a new resourceVersion always. The status catches up on a later GET."""
         spec = _model_spec(svc.obj)
         if not svc.revisions or svc.revisions[-1]["spec"] != spec:
             fate = self.revision_script.pop(0) if self.revision_script else "ready"
             svc.revisions.append(
                 {"name": self._rev_name(svc, len(svc.revisions) + 1), "spec": spec, "fate": fate, "polls": 0}
             )
-        generation = svc.obj["metadata"].get("generation", 0) + 1
-        svc.obj["metadata"]["generation"] = generation
+        if spec_before is None or spec_before != svc.obj.get("spec"):
+            svc.obj["metadata"]["generation"] = svc.obj["metadata"].get("generation", 0) + 1
+        svc.obj["metadata"]["resourceVersion"] = self._next_version()
+
+    def _observe(self, svc: _Service) -> dict[str, Any]:
+        """The status a GET shows: from before the last write until the controller has seen it."""
+        generation = svc.obj["metadata"]["generation"]
+        if svc.observed < generation:
+            shown = svc.last_status
+            svc.observed = generation  # reconciled by the next GET
+            return shown
+        svc.revisions[-1]["polls"] += 1
+        svc.last_status = self._status(svc)
+        return svc.last_status
+
+    def _served_model(self, svc: _Service, revision: str) -> str:
+        rev = next(r for r in svc.revisions if r["name"] == revision)
+        env = {e["name"]: e.get("value") for c in rev["spec"].get("containers", []) for e in c.get("env", [])}
+        uri = env.get("STORAGE_URI") or rev["spec"].get("model", {}).get("storageUri", "")
+        return self.serve_instead.get(uri, uri)
+
+    def _score(self, uri: str, instances: list[dict[str, Any]]) -> list[float]:
+        """The PDs the model at ``uri`` gives ``instances`` (FIXED_PD when no model is there)."""
+        if uri not in self._models:
+            self._models[uri] = _load_model(uri)
+        model = self._models[uri]
+        if model is None:
+            return [FIXED_PD] * len(instances)
+        from credit_risk import contract
+
+        columns = {f.name: [i.get(f.name) for i in instances] for f in model.spec.model_features}
+        return [float(p) for p in model.predict_arrays(contract.columns_to_arrays(columns, model.spec))]
 
     def _ready(self, rev: dict[str, Any]) -> bool:
         return rev["fate"] == "ready" and rev["polls"] >= self.polls_until_ready
@@ -134,7 +274,8 @@ class FakeKubeApi:
                 "percent": pct,
                 "tag": tag,
                 "latestRevision": rev == latest["name"],
-                "url": f"{self.url}/rev/{rev}",
+                "url": f"http://{tag}-{svc.obj['metadata']['name']}-predictor-{svc.obj['metadata']['namespace']}"
+                f".{EXTERNAL_DOMAIN}",
             }
             for rev, pct, tag in split
         ]
@@ -149,11 +290,11 @@ class FakeKubeApi:
             }
         else:
             ready = {"type": "Ready", "status": "Unknown", "reason": "RevisionProgressing"}
-        name = svc.obj["metadata"]["name"]
+        name, ns = svc.obj["metadata"]["name"], svc.obj["metadata"]["namespace"]
         return {
             "observedGeneration": svc.obj["metadata"]["generation"],
-            "url": f"{self.url}/rev/{svc.rolled_out}" if svc.rolled_out else "",
-            "address": {"url": f"http://{name}.{svc.obj['metadata']['namespace']}.svc.cluster.local"},
+            "url": f"http://{name}-{ns}.{EXTERNAL_DOMAIN}" if svc.rolled_out else "",
+            "address": {"url": f"http://{name}.{ns}.{CLUSTER_DOMAIN}"} if svc.rolled_out else {},
             "conditions": [{"type": "PredictorReady", "status": ready["status"]}, ready],
             "components": {
                 "predictor": {
@@ -164,8 +305,20 @@ class FakeKubeApi:
             },
         }
 
-    def _view(self, svc: _Service) -> dict[str, Any]:
-        return {**svc.obj, "status": self._status(svc)}
+    def _view(self, svc: _Service, status: dict[str, Any] | None = None) -> dict[str, Any]:
+        return copy.deepcopy({**svc.obj, "status": svc.last_status if status is None else status})
+
+    def _route_host(self, host: str) -> tuple[_Service, str] | None:
+        """The (service, revision) a cluster-local host name reaches, or None."""
+        for (ns, name), svc in self.services.items():
+            status = self._status(svc)
+            traffic = status["components"]["predictor"]["traffic"]
+            if host == f"{name}.{ns}.{CLUSTER_DOMAIN}" and traffic:
+                return svc, max(traffic, key=lambda t: t["percent"])["revisionName"]
+            for t in traffic:
+                if host == f"{t['tag']}-{name}-predictor.{ns}.{CLUSTER_DOMAIN}":
+                    return svc, t["revisionName"]
+        return None
 
     # --- HTTP ---------------------------------------------------------------------------------
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -179,11 +332,15 @@ class FakeKubeApi:
                 length = int(self.headers.get("Content-Length") or 0)
                 return json.loads(self.rfile.read(length)) if length else None
 
+            warnings: list[str] = []  # noqa: RUF012 - reset per request in _handle
+
             def _send(self, code: int, payload: Any) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                for field in self.warnings:
+                    self.send_header("Warning", f'299 - "unknown field \\"{field}\\""')
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -203,18 +360,44 @@ class FakeKubeApi:
 
             def _handle(self, method: str) -> None:
                 body = self._body()
+                host = (self.headers.get("Host") or "").split(":")[0]
+                self.warnings = []
                 with fake._lock:
+                    if host.endswith(CLUSTER_DOMAIN):
+                        fake.requests.append((method, f"predict {host}", body))
+                        return self._predict(method, host, body)
                     fake.requests.append((method, self.path, body))
-                    self._dispatch(method, body)
+                    try:
+                        self._dispatch(method, body)
+                    except InvalidError as e:
+                        name = ((body or {}).get("metadata") or {}).get("name", "")
+                        self._send(422, {
+                            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                            "message": f'InferenceService.serving.kserve.io "{name}" is invalid: {e}',
+                            "reason": "Invalid", "code": 422,
+                            "details": {
+                                "name": name, "group": "serving.kserve.io", "kind": "InferenceService",
+                                "causes": [{"reason": "FieldValueInvalid", "message": m, "field": f}
+                                           for f, m in e.causes],
+                            },
+                        })  # fmt: skip
 
-            def _dispatch(self, method: str, body: Any) -> None:  # noqa: PLR0911, PLR0912 - one router
-                predict = _PREDICT.match(self.path)
-                if predict and method == "POST":
-                    revision = predict.group(1)
-                    if fake.smoke_script.get(revision, "ok") != "ok":
-                        return self._send(500, {"error": "model failed to load: simulated"})
-                    rows = len((body or {}).get("instances", []))
-                    return self._send(200, {"predictions": [{"pd": 0.25, "decision": "approve"}] * rows})
+            def _predict(self, method: str, host: str, body: Any) -> None:
+                routed = fake._route_host(host)
+                match = _PREDICT.match(self.path)
+                if routed is None or not match or method != "POST":
+                    return self._send(404, {"error": f"no route to {host}{self.path}"})
+                svc, revision = routed
+                if fake.smoke_script.get(revision, "ok") != "ok":
+                    return self._send(500, {"error": "model failed to load: simulated"})
+                instances = (body or {}).get("instances", [])
+                pds = fake._score(fake._served_model(svc, revision), instances)
+                return self._send(200, {"predictions": [{"pd": p} for p in pds]})
+
+            def _admit(self, obj: dict[str, Any]) -> None:
+                self.warnings = fake.validator.admit(obj)
+
+            def _dispatch(self, method: str, body: Any) -> None:  # noqa: PLR0911 - one router
                 verb = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update"}[method]
                 item, collection = (
                     _ITEM.match(self.path.split("?")[0]),
@@ -242,10 +425,14 @@ class FakeKubeApi:
                             "AlreadyExists",
                             f'inferenceservices.serving.kserve.io "{key[1]}" already exists',
                         )
-                    svc = _Service({**body, "metadata": {**body["metadata"], "namespace": namespace}})
+                    obj = copy.deepcopy({**body, "metadata": {**body["metadata"], "namespace": namespace}})
+                    obj["metadata"].pop("resourceVersion", None)
+                    obj.pop("status", None)
+                    self._admit(obj)
+                    svc = _Service(obj)
                     fake.services[key] = svc
                     fake._reconcile(svc)
-                    return self._send(201, fake._view(svc))
+                    return self._send(201, fake._view(svc, {}))
                 if not item:
                     return self._status(
                         405, "MethodNotAllowed", f"{method} on the collection is not supported here"
@@ -260,9 +447,17 @@ class FakeKubeApi:
                         404, "NotFound", f'inferenceservices.serving.kserve.io "{key[1]}" not found'
                     )
                 if method == "GET":
-                    latest = svc.revisions[-1]
-                    latest["polls"] += 1
-                    return self._send(200, fake._view(svc))
+                    return self._send(200, fake._view(svc, fake._observe(svc)))
+                sent_version = ((body or {}).get("metadata") or {}).get("resourceVersion")
+                if sent_version is not None and sent_version != svc.obj["metadata"]["resourceVersion"]:
+                    return self._status(
+                        409,
+                        "Conflict",
+                        f'Operation cannot be fulfilled on inferenceservices.serving.kserve.io "{key[1]}": '
+                        "the object has been modified; please apply your changes to the latest version "
+                        "and try again",
+                    )
+                before = copy.deepcopy(svc.obj.get("spec"))
                 if method == "PATCH":
                     if self.headers.get("Content-Type") != "application/merge-patch+json":
                         return self._status(
@@ -270,13 +465,21 @@ class FakeKubeApi:
                             "UnsupportedMediaType",
                             f"unsupported patch type {self.headers.get('Content-Type')}",
                         )
-                    svc.obj = merge_patch(svc.obj, {k: v for k, v in body.items() if k != "status"})
-                elif method == "PUT":
-                    svc.obj = {
-                        **body,
-                        "metadata": {**body["metadata"], "generation": svc.obj["metadata"]["generation"]},
-                    }
-                fake._reconcile(svc)
+                    candidate = merge_patch(
+                        copy.deepcopy(svc.obj), {k: v for k, v in body.items() if k != "status"}
+                    )
+                else:
+                    candidate = copy.deepcopy({k: v for k, v in body.items() if k != "status"})
+                candidate["metadata"] = {
+                    **candidate.get("metadata", {}),
+                    "name": key[1],
+                    "namespace": namespace,
+                    "generation": svc.obj["metadata"]["generation"],
+                    "resourceVersion": svc.obj["metadata"]["resourceVersion"],
+                }
+                self._admit(candidate)
+                svc.obj = candidate
+                fake._reconcile(svc, before)
                 return self._send(200, fake._view(svc))
 
             def do_GET(self) -> None:
@@ -292,6 +495,24 @@ class FakeKubeApi:
                 self._handle("PUT")
 
         return Handler
+
+
+def _load_model(uri: str) -> Any:
+    """An ExportedModel for a local model directory or a published gs:// version, else None."""
+    from pathlib import Path
+
+    from credit_risk import storage
+    from credit_risk.scoring import ExportedModel
+
+    if storage.is_gcs(uri):
+        if not os.environ.get("STORAGE_EMULATOR_HOST"):
+            return None  # no GCS here: a policy-only test's made-up URI
+        try:
+            local = storage.download_published(uri, tempfile.mkdtemp(prefix="fake-kserve-"))
+        except (FileNotFoundError, CreditRiskError):
+            return None
+        return ExportedModel(local)
+    return ExportedModel(uri) if (Path(uri) / "saved_model.pb").exists() else None
 
 
 def _model_spec(obj: dict[str, Any]) -> dict[str, Any]:

@@ -191,13 +191,15 @@ def test_model_that_fails_to_load_is_never_deployed(german_model_dir, tmp_path):
     assert "# Deployment: FAILED" in (tmp_path / "status.md").read_text()
 
 
-def test_approved_model_rolls_out_through_the_kubernetes_api(german_model_dir, tmp_path):
-    """The whole deploy step: real infra validation, publish, real kubernetes client -> the fake."""
+def test_approved_model_rolls_out_through_the_kubernetes_api(german_model_dir, tmp_path, monkeypatch):
+    """The whole deploy step: real infra validation, publish, real kubernetes client -> the fake,
+    whose revision answers the smoke query with the published model's own PDs."""
     from credit_risk import evaluation
     from tests.kube_api_fake import FakeKubeApi
 
     approval = _approval(tmp_path, fingerprint=evaluation.model_fingerprint(german_model_dir))
     with FakeKubeApi() as fake:
+        monkeypatch.setenv("CREDIT_RISK_CLUSTER_GATEWAY", fake.url)
         config = deploy.DeployConfig(
             name="pd",
             apply=True,
@@ -214,6 +216,22 @@ def test_approved_model_rolls_out_through_the_kubernetes_api(german_model_dir, t
     markdown = deploy.status_markdown(record)
     assert "# Deployment: DEPLOYED" in markdown and "| pd-predictor-00001 | 100 | latest |" in markdown
     assert record.traffic_to_new_model() == 100
+
+
+def test_a_revision_serving_another_model_is_not_deployed(german_model_dir, tmp_path, monkeypatch):
+    """The cluster serves a different model under the approved model's URI (a stale copy, a
+    wrong bucket): its smoke answers differ from the infra-validated PDs, so it fails."""
+    from credit_risk import evaluation
+    from tests.kube_api_fake import FakeKubeApi
+
+    approval = _approval(tmp_path, fingerprint=evaluation.model_fingerprint(german_model_dir))
+    with FakeKubeApi() as fake:
+        monkeypatch.setenv("CREDIT_RISK_CLUSTER_GATEWAY", fake.url)
+        config = deploy.DeployConfig(name="pd", apply=True, kube_host=fake.url, poll_seconds=0.05)
+        fake.serve_instead = {str(german_model_dir): "gs://nowhere/stale"}  # answers a fixed PD of 0.25
+        record = deploy.deploy(approval, str(german_model_dir), config, tmp_path / "isvc.yaml")
+    assert not record.deployed and record.state == deploy.FAILED
+    assert "this revision serves another model" in record.reason and "PD 0.250000" in record.reason
 
 
 @pytest.mark.parametrize(

@@ -167,6 +167,8 @@ def test_pipeline_on_gcs_rolls_out_through_the_kubernetes_api(tmp_path, monkeypa
         (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
         monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        # cluster-local names (the smoke queries) reach the fake as through the cluster-local gateway
+        monkeypatch.setenv("CREDIT_RISK_CLUSTER_GATEWAY", fake.url)
         s = run_local(
             f"gs://{bucket}/data/german_credit.csv",
             f"gs://{bucket}/specs/german_credit.spec.yaml",
@@ -178,7 +180,12 @@ def test_pipeline_on_gcs_rolls_out_through_the_kubernetes_api(tmp_path, monkeypa
             champion_model_uri="isvc://credit-risk/credit-risk",
         )
         calls = fake.api_calls()
+        smoked = fake.smoke_queries()
     assert s.succeeded, s.error
+    # the smoke query reached the new revision's cluster-local address and got the served model's
+    # own PDs (the fake loads the published version), equal to the infra-validated ones
+    assert smoked == ["latest-credit-risk-predictor.credit-risk.svc.cluster.local"]
+    assert len(s.deployment.infra_validation["pds"]) == 3
     # evaluate looked for the serving champion (none yet: a first model), then deploy created it
     assert [verb for verb, _ in calls][:3] == ["get", "get", "create"]
     assert s.decision.champion is None

@@ -37,9 +37,15 @@ def fake():
         yield api
 
 
-def _roll(fake, manifest, config=FAST):
+def _roll(fake, manifest, config=FAST, expected_pds=None):
+    """The rollout as the deploy step runs it; cluster-local names reach the fake through its
+    gateway address (the Host header says which service)."""
     api = InferenceServiceApi(NS, host=fake.url)
-    return rollout(api, manifest, http_smoke("credit-risk", BODY, timeout=5), config)
+    smoke = http_smoke("credit-risk", BODY, timeout=5, expected_pds=expected_pds, gateway=fake.url)
+    return rollout(api, manifest, smoke, config)
+
+
+LATEST = "latest-credit-risk-predictor.credit-risk.svc.cluster.local"  # the newest revision's tag service
 
 
 def test_first_deployment_is_created_at_full_traffic_after_ready_and_smoke(fake):
@@ -52,7 +58,7 @@ def test_first_deployment_is_created_at_full_traffic_after_ready_and_smoke(fake)
     assert "canaryTrafficPercent" not in created["spec"]["predictor"]
     assert created["metadata"]["labels"]["credit-risk/model-version"] == "m-1"
     assert created["metadata"]["labels"]["credit-risk/approval-id"] == "a1b2c3"
-    assert fake.smoke_queries() == ["/rev/credit-risk-predictor-00001/v1/models/credit-risk:predict"]
+    assert fake.smoke_queries() == [LATEST]  # cluster-local: status.url is external, unreachable from a pod
 
 
 def test_update_goes_out_as_a_canary_then_is_promoted(fake):
@@ -73,7 +79,7 @@ def test_update_goes_out_as_a_canary_then_is_promoted(fake):
         "metadata": {"annotations": {SERVING_URI_ANNOTATION: "gs://bucket/models/credit-risk/m-2"}},
     }
     # the smoke query went to the canary revision alone, before promotion
-    assert fake.smoke_queries() == ["/rev/credit-risk-predictor-00002/v1/models/credit-risk:predict"]
+    assert fake.smoke_queries() == [LATEST]
     assert fake.traffic(NS, "credit-risk") == {"credit-risk-predictor-00002": 100}
 
 
@@ -174,3 +180,74 @@ def test_the_serving_model_is_the_promoted_one_and_stays_put_on_a_rollback(fake)
         resolve_cluster_uri(f"isvc://{NS}/hand-made", fake.url)
     with pytest.raises(KubeApiError, match="is not isvc://<namespace>/<name>"):
         resolve_cluster_uri("isvc://credit-risk", fake.url)
+
+
+def test_smoke_goes_to_cluster_local_addresses_never_the_external_url(fake):
+    """As on a cluster, status.url and the tags' URLs are external names: a smoke query there
+    fails (no such host from a pipeline pod). The rollout queries the cluster-local tag service."""
+    _roll(fake, _manifest("m-1"))
+    isvc = InferenceServiceApi(NS, host=fake.url).get("credit-risk")
+    assert isvc["status"]["url"].endswith(".example.com")
+    assert isvc["status"]["address"]["url"] == "http://credit-risk.credit-risk.svc.cluster.local"
+    with pytest.raises(Exception, match="failed"):
+        http_smoke("credit-risk", BODY, timeout=2, gateway="")(isvc["status"]["url"])
+    assert http_smoke("credit-risk", BODY, gateway=fake.url)(isvc["status"]["address"]["url"]) == [0.25, 0.25]
+
+
+def test_a_canary_serving_another_model_fails_its_smoke_and_is_rolled_back(fake):
+    """The smoke answers are compared with the PDs infra validation computed for the same
+    instances: a revision whose storage initializer fetched another model is caught."""
+    fake.seed(_manifest("m-1"))
+    with pytest.raises(
+        RolloutError, match=r"rolled back.*instance 0 scored PD 0.250000.*approved model gives 0.310000"
+    ):
+        _roll(fake, _manifest("m-2"), expected_pds=[0.31, 0.12])
+    assert fake.traffic(NS, "credit-risk") == {
+        "credit-risk-predictor-00002": 0,
+        "credit-risk-predictor-00001": 100,
+    }
+
+
+def test_every_wait_reads_a_status_the_controller_has_observed(fake):
+    """After each write the fake shows the pre-write status once (observedGeneration behind
+    metadata.generation); the rollout waits past it on every write - create, canary, promote."""
+    fake.seed(_manifest("m-1"))
+    _roll(fake, _manifest("m-2"))
+    gets = [b for v, b in fake.api_calls() if v == "get"]
+    assert len(gets) >= 3
+    isvc = InferenceServiceApi(NS, host=fake.url).get("credit-risk")
+    assert (
+        isvc["status"]["observedGeneration"] == isvc["metadata"]["generation"] == 3
+    )  # seed, canary, promote
+
+
+def test_the_fake_api_server_validates_like_the_real_one(fake):
+    """Schema (422 naming the field), pruning of unknown fields (with a Warning header), optimistic
+    concurrency (409 on a stale resourceVersion) - what a real API server does with a CRD."""
+    import json
+    import urllib.request
+
+    api = InferenceServiceApi(NS, host=fake.url)
+    bad = _manifest("m-1")
+    bad["spec"]["predictor"]["minReplicas"] = "two"
+    with pytest.raises(
+        KubeApiError, match=r"spec\.predictor\.minReplicas.*'two' is not of type 'integer'"
+    ) as e:
+        api.create(bad)
+    assert e.value.status == 422
+    typo = _manifest("m-1")
+    typo["spec"]["predictor"]["minReplica"] = 1  # unknown: dropped, with a warning, as the server does
+    request = urllib.request.Request(
+        f"{fake.url}/apis/serving.kserve.io/v1beta1/namespaces/{NS}/inferenceservices",
+        data=json.dumps(typo).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as resp:
+        created, warning = json.loads(resp.read()), resp.headers.get("Warning", "")
+    assert "minReplica" not in created["spec"]["predictor"]
+    assert 'unknown field \\"spec.predictor.minReplica\\"' in warning
+    stale = {"metadata": {"resourceVersion": "0"}, "spec": {"predictor": {"minReplicas": 2}}}
+    with pytest.raises(KubeApiError, match="the object has been modified") as e:
+        api.patch("credit-risk", stale)
+    assert e.value.status == 409
