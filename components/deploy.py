@@ -17,6 +17,7 @@ def deploy(
     min_replicas: int,
     max_replicas: int,
     logger_url: str,
+    deployment_mode: str,
     deployment: Output[Artifact],
     inference_service: Output[Artifact],
     status: Output[Markdown],
@@ -29,7 +30,8 @@ def deploy(
     under ``serving_root`` (immutable), render the InferenceService, and with ``apply_to_cluster``
     create/patch it with a ``canary_traffic_percent`` canary, promote or roll back.
     ``fail_on_rejection`` (set by CI submits) makes a rejection fail the run; a failed deployment
-    always fails it.
+    always fails it. ``deployment_mode``: KServe's Knative (canary rollout, concurrency autoscaling)
+    or Standard (Deployment + HPA on CPU; rendered only, not applied).
 
     Outputs:
       deployment: JSON record: state (refused, failed, rendered, created, promoted), deployed
@@ -40,9 +42,10 @@ def deploy(
     import logging
 
     from credit_risk import steps
-    from credit_risk.deploy import RENDERED, DeployConfig
+    from credit_risk.deploy import RENDERED, STANDARD, DeployConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    standard = deployment_mode == STANDARD  # the HPA scales on CPU there, not on concurrency
     config = DeployConfig(
         name=service_name,
         namespace=namespace,
@@ -54,6 +57,9 @@ def deploy(
         min_replicas=min_replicas,
         max_replicas=max_replicas,
         logger_url=logger_url,
+        deployment_mode=deployment_mode,
+        scale_metric="cpu" if standard else DeployConfig.scale_metric,
+        scale_target=70 if standard else DeployConfig.scale_target,
     )
     record = steps.deploy_step(
         approval.path,

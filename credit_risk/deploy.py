@@ -58,6 +58,10 @@ class DeployConfig:
     canary_traffic_percent: int = 10
     rollout_timeout_seconds: float = 600.0
     poll_seconds: float = 5.0
+    # KServe's deployment mode (annotation serving.kserve.io/deploymentMode; older names Serverless /
+    # RawDeployment). Knative: revisions, traffic split, tag routing, concurrency autoscaling;
+    # Standard: a Deployment + HPA (cpu/memory), no revisions to split traffic between.
+    deployment_mode: str = "Knative"
 
     def __post_init__(self) -> None:
         for key in ("name", "namespace"):
@@ -81,6 +85,21 @@ class DeployConfig:
                 f"autoscaling must be concurrency|rps|cpu|memory with a target >= 1, got "
                 f"{self.scale_metric}={self.scale_target}"
             )
+        if self.deployment_mode not in DEPLOYMENT_MODES:
+            raise ConfigError(
+                f"deployment_mode must be one of {DEPLOYMENT_MODES}, got {self.deployment_mode!r}"
+            )
+        if self.deployment_mode == STANDARD and self.scale_metric in ("concurrency", "rps"):
+            raise ConfigError(
+                f"scale_metric {self.scale_metric!r} is a Knative autoscaler metric; in Standard mode the "
+                "HPA scales on cpu or memory"
+            )
+        if self.deployment_mode == STANDARD and self.apply:
+            raise ConfigError(
+                "apply_to_cluster in Standard mode is not supported yet: the canary rollout (revisions, "
+                "traffic split, tag URLs) is implemented for Knative mode; render the InferenceService "
+                "(apply_to_cluster=false) and apply it with kubectl, or deploy in Knative mode"
+            )
         if self.logger_url and not re.match(r"^https?://", self.logger_url):
             raise ConfigError(f"logger_url {self.logger_url!r} must be an http(s) URL")
         self.rollout_config()  # validates the canary settings now, not after the upload
@@ -89,6 +108,23 @@ class DeployConfig:
         from credit_risk.rollout import RolloutConfig
 
         return RolloutConfig(self.canary_traffic_percent, self.rollout_timeout_seconds, self.poll_seconds)
+
+
+KNATIVE, STANDARD = "Knative", "Standard"
+DEPLOYMENT_MODES = (KNATIVE, STANDARD)
+# what KServe's storage initializer downloads from (a KFP artifact URI such as minio://... is not)
+STORAGE_SCHEMES = ("gs://", "s3://", "pvc://", "hdfs://", "webhdfs://", "https://", "http://")
+
+
+def check_storage_uri(uri: str) -> None:
+    """A STORAGE_URI KServe can fetch: one of ``STORAGE_SCHEMES``, or a path (tests, a local
+    cluster with the model on a mounted volume); anything else fails naming the fix."""
+    if "://" in uri and not uri.startswith(STORAGE_SCHEMES):
+        raise DeployError(
+            f"the model is at {uri!r}, which KServe's storage initializer cannot download "
+            f"(it reads {', '.join(STORAGE_SCHEMES)}); a stock Kubeflow keeps KFP artifacts in MinIO "
+            "(minio://): set serving_root to a gs:// or s3:// location so deploy publishes the model there"
+        )
 
 
 # What the deploy step did, in the record, the KFP metadata and the status page: exactly one of
@@ -208,6 +244,7 @@ def render_inference_service(
         },
         "minReplicas": config.min_replicas,
         "maxReplicas": config.max_replicas,
+        # Knative: the autoscaler's metric (concurrency/rps); Standard: the HPA's (cpu/memory)
         "scaleMetric": config.scale_metric,
         "scaleTarget": config.scale_target,
         "containers": [
@@ -275,9 +312,11 @@ def render_inference_service(
         "credit-risk/model-version": model_version,
         "credit-risk/storage-uri": storage_uri,
         SERVING_URI_ANNOTATION: storage_uri,  # kept at the previous model by a canary update
-        # a URL per revision (latest/prev tags): the canary is smoke-queried directly
-        "serving.kserve.io/enable-tag-routing": "true",
+        "serving.kserve.io/deploymentMode": config.deployment_mode,
     }
+    if config.deployment_mode == KNATIVE:
+        # a URL per revision (latest/prev tags): the canary is smoke-queried directly
+        annotations["serving.kserve.io/enable-tag-routing"] = "true"
     if approval_id:
         labels["credit-risk/approval-id"] = annotations["credit-risk/approval-id"] = approval_id
     return {
@@ -343,6 +382,7 @@ def deploy(
             log.info("%s model version %s", "published" if fresh else "reusing published", record.storage_uri)
         else:
             record.storage_uri = model_uri or str(model_dir)
+        check_storage_uri(record.storage_uri)
 
         manifest = render_inference_service(record.storage_uri, config, version, record.approval_id or "")
         Path(manifest_path).parent.mkdir(parents=True, exist_ok=True)

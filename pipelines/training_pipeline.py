@@ -83,6 +83,7 @@ def build_training_pipeline(
         min_replicas: int = _DEPLOY.min_replicas,
         max_replicas: int = _DEPLOY.max_replicas,
         logger_url: str = "",
+        deployment_mode: str = _DEPLOY.deployment_mode,
     ):
         """Ingest: ``sql_query`` (PostgreSQL, ``:name`` placeholders from ``sql_params``; credentials
         from the environment / database secret) or, when empty, the files at ``data_uri``.
@@ -173,6 +174,7 @@ def build_training_pipeline(
             min_replicas=min_replicas,
             max_replicas=max_replicas,
             logger_url=logger_url,
+            deployment_mode=deployment_mode,
         ).set_display_name("deploy (approved only)")
         policy.apply(deployed, "deploy", policies)
 

@@ -291,3 +291,39 @@ def test_approved_model_is_published_to_gcs_and_served_from_there(gcs, tmp_path)
     isvc = yaml.safe_load((tmp_path / "isvc.yaml").read_text())
     assert isvc["spec"]["predictor"]["containers"][0]["env"][0]["value"] == record.storage_uri
     assert client.bucket(bucket).blob("serving/pd/m-0123456789abcdef/_PUBLISHED.json").exists()
+
+
+def test_deployment_mode_is_explicit_and_standard_mode_is_rendered_not_applied():
+    knative = deploy.render_inference_service("gs://b/m", deploy.DeployConfig(name="pd"), "v1")
+    annotations = knative["metadata"]["annotations"]
+    assert annotations["serving.kserve.io/deploymentMode"] == "Knative"
+    assert annotations["serving.kserve.io/enable-tag-routing"] == "true"
+    standard = deploy.render_inference_service(
+        "gs://b/m",
+        deploy.DeployConfig(name="pd", deployment_mode="Standard", scale_metric="cpu", scale_target=70),
+        "v1",
+    )
+    assert standard["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    assert "serving.kserve.io/enable-tag-routing" not in standard["metadata"]["annotations"]
+    assert standard["spec"]["predictor"]["scaleMetric"] == "cpu"
+    with pytest.raises(ConfigError, match="Knative autoscaler metric"):
+        deploy.DeployConfig(name="pd", deployment_mode="Standard")
+    with pytest.raises(ConfigError, match="not supported yet"):
+        deploy.DeployConfig(name="pd", deployment_mode="Standard", scale_metric="cpu", apply=True)
+    with pytest.raises(ConfigError, match="deployment_mode must be one of"):
+        deploy.DeployConfig(name="pd", deployment_mode="Serverless")
+
+
+def test_a_minio_artifact_uri_is_refused_as_storage_uri_naming_the_fix(german_model_dir, tmp_path):
+    """On a stock Kubeflow the model artifact is minio://...: KServe's storage initializer cannot
+    read it, so without serving_root deploy fails clearly instead of rendering a dead service."""
+    from credit_risk import evaluation
+
+    approval = _approval(tmp_path, fingerprint=evaluation.model_fingerprint(german_model_dir))
+    ok = {"instances": 3, "seconds": 0.1, "pds": [0.1, 0.2, 0.3]}
+    record = deploy.deploy(
+        approval, str(german_model_dir), deploy.DeployConfig(name="pd"), tmp_path / "isvc.yaml",
+        "minio://mlpipeline/v2/artifacts/run/train/model", lambda *a: ok,
+    )  # fmt: skip
+    assert record.state == deploy.FAILED and not (tmp_path / "isvc.yaml").exists()
+    assert "minio://mlpipeline" in record.reason and "set serving_root to a gs:// or s3://" in record.reason

@@ -46,7 +46,7 @@ def test_dockerfile_builds_from_its_lock_pinned_and_non_root(side):
 KUBECTL = REPO / ".venvs" / "quality" / "bin" / "kubectl"
 
 
-@pytest.mark.parametrize("overlay, replicas", [("dev", (1, 1)), ("prod", (2, 10))])
+@pytest.mark.parametrize("overlay, replicas", [("dev", (1, 1)), ("prod", (2, 10)), ("standard", (2, 3))])
 def test_overlays_render_and_validate_against_crd(overlay, replicas):
     import subprocess
 
@@ -65,13 +65,54 @@ def test_overlays_render_and_validate_against_crd(overlay, replicas):
         "NetworkPolicy",
         "Role",
         "RoleBinding",
-        "ServiceAccount",
-        "ServiceAccount",
+        "ServiceAccount",  # the predictor's; the runner's lives in the profile namespace
     ]
     isvc = next(d for d in docs if d["kind"] == "InferenceService")
     predictor = isvc["spec"]["predictor"]
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == replicas
     jsonschema.validate(isvc, crd_schema())
+    # the network policy admits exactly the ports the deployment mode serves on
+    mode = isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"]
+    policy = next(d for d in docs if d["kind"] == "NetworkPolicy")
+    ports = sorted(p["port"] for p in policy["spec"]["ingress"][0]["ports"])
+    if mode == "Knative":  # queue-proxy (the only way in) and the autoscaler's metrics scrape
+        assert ports == [8012, 9090] and predictor["scaleMetric"] == "concurrency"
+    else:
+        assert mode == "Standard" and ports == [8080]
+        assert predictor["scaleMetric"] == "cpu" and "canaryTrafficPercent" not in predictor
+        assert "serving.kserve.io/enable-tag-routing" not in isvc["metadata"]["annotations"]
+
+
+def test_the_pipeline_namespace_gets_the_runner_and_the_serving_namespace_binds_it():
+    """Runs execute in the profile namespace: the runner account is created there, with only what
+    Argo and KFP's launcher need, and the serving namespace's RoleBinding names it across namespaces."""
+    import subprocess
+
+    rendered = subprocess.run(
+        [str(KUBECTL), "kustomize", str(REPO / "manifests" / "pipeline-namespace")],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    docs = {d["kind"]: d for d in yaml.safe_load_all(rendered)}
+    runner = docs["ServiceAccount"]["metadata"]
+    assert (
+        runner["name"] == "credit-risk-pipeline-runner" and runner["namespace"] == "kubeflow-user-example-com"
+    )
+    assert {r["resources"][0] for r in docs["Role"]["rules"]} == {
+        "workflowtaskresults",
+        "pods",
+        "configmaps",
+        "secrets",
+    }
+    assert all(r.get("resourceNames") for r in docs["Role"]["rules"] if r["resources"] == ["secrets"])
+    serving = subprocess.run(
+        [str(KUBECTL), "kustomize", str(REPO / "manifests" / "overlays" / "prod")],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    binding = next(d for d in yaml.safe_load_all(serving) if d["kind"] == "RoleBinding")
+    assert binding["metadata"]["namespace"] == "credit-risk"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "credit-risk-pipeline-runner", "namespace": runner["namespace"]}
+    ]
 
 
 def test_predictor_workload_equivalent_carries_the_pod_spec():
