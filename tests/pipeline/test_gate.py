@@ -86,19 +86,7 @@ def test_nan_metric_fails_closed():
 
 
 def test_no_thresholds_rejects():
-    off = {
-        k: None
-        for k in (
-            "min_auc",
-            "min_ks",
-            "max_brier",
-            "max_ece",
-            "min_disparate_impact",
-            "max_auc_gap",
-            "max_auc_drop",
-            "max_brier_increase",
-        )
-    }
+    off = {k: None for k in gate.CHECK_NAMES}  # every check the gate knows, disabled
     d = gate.decide(GOOD, CFG.with_overrides(off))
     assert not d.approved and "no thresholds" in d.reasons[0]
 
