@@ -9,7 +9,8 @@ mounted at /tmp: the executor's program and output file live in the image's own 
 
 The data and its feature spec are read from a bucket on the real fake-gcs-server (``gs://`` URIs, as
 a user on GKE stages them; the container reaches the emulator over the host network). The last step,
-deploy with ``apply_to_cluster=false``, smoke-tests the model with the image's serving environment.
+deploy with ``apply_to_cluster=false``, smoke-tests the model with the image's serving environment and
+publishes it under a ``gs://`` serving_root (the minio:// artifact URI is not a STORAGE_URI KServe reads).
 The decision must equal the local runner's on the same data and parameters."""
 
 import json
@@ -168,8 +169,11 @@ def test_every_training_component_runs_in_the_pipeline_image_as_kfp_runs_it(imag
         bucket = storage.Client().create_bucket(BUCKET)
         for path in (GERMAN_CSV, GERMAN_SPEC, GERMAN_SPEC.with_name("german_credit.schema.pbtxt")):
             bucket.blob(f"german_credit/{path.name}").upload_from_filename(str(path))
+        # serving_root: on a stock Kubeflow the model artifact is minio://..., which KServe cannot
+        # fetch - deploy refuses it (a test of its own) and publishes the approved model here instead
         params |= {"data_uri": f"gs://{BUCKET}/german_credit/{GERMAN_CSV.name}",
-                   "feature_spec_uri": f"gs://{BUCKET}/german_credit/{GERMAN_SPEC.name}"}  # fmt: skip
+                   "feature_spec_uri": f"gs://{BUCKET}/german_credit/{GERMAN_SPEC.name}",
+                   "serving_root": f"gs://{BUCKET}/serving"}  # fmt: skip
         assert set(params) == set(root_params), "every pipeline parameter has a value"
         env = {"STORAGE_EMULATOR_HOST": url, "GCLOUD_PROJECT": "test"}
         done: dict[str, dict] = {}
@@ -180,11 +184,14 @@ def test_every_training_component_runs_in_the_pipeline_image_as_kfp_runs_it(imag
             doc = executor_input(pipeline, name, task, params, done, run_id="conformance")
             done[name], seconds[name] = run_task(image, container, doc, store, env, name)
             print(f"[pipeline image] {name}: {seconds[name]:.0f} s", flush=True)
+        record = json.loads(local_path(done["deploy"]["artifacts"]["deployment"], store).read_text())
+        published = [b.name for b in bucket.list_blobs(prefix="serving/")]
+        assert record["state"] == "rendered" and record["storage_uri"].startswith(f"gs://{BUCKET}/serving/")
+        assert any(name.endswith("_PUBLISHED.json") for name in published), published  # marker last, complete
 
     decision = json.loads(local_path(done["evaluate"]["artifacts"]["approval"], store).read_text())
     model_dir = local_path(done["train"]["artifacts"]["model"], store)
     assert (model_dir / "saved_model.pb").is_file() or any(model_dir.rglob("saved_model.pb"))
-    record = json.loads(local_path(done["deploy"]["artifacts"]["deployment"], store).read_text())
     isvc = yaml.safe_load(local_path(done["deploy"]["artifacts"]["inference_service"], store).read_text())
     assert isvc["kind"] == "InferenceService"
     # KFP UI metrics came back through the executor output file, as the launcher reads them
