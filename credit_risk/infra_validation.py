@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from credit_risk import contract, feature_spec
-from credit_risk.rollout import SmokeTestError
+from credit_risk.rollout import CLUSTER_DOMAIN, SmokeTestError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ SERVING_PYTHON_ENV = "CREDIT_RISK_SERVING_PYTHON"  # the serving environment's i
 # server): the request goes to this base URL with the cluster-local name as its Host header, which
 # is how Istio's cluster-local gateway routes it. Unset inside the cluster: DNS resolves them.
 CLUSTER_GATEWAY_ENV = "CREDIT_RISK_CLUSTER_GATEWAY"
-CLUSTER_DOMAIN = ".svc.cluster.local"
 PD_TOLERANCE = 1e-4  # served vs infra-validated PD of the same instance (the same model: ~1e-7 apart)
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -95,7 +94,7 @@ def http_smoke(
             raise SmokeTestError(f"refusing to smoke-query a non-HTTP URL: {url!r}")
         target, headers = url, {"Content-Type": "application/json"}
         host = urllib.parse.urlsplit(url).netloc
-        if gateway and host.split(":")[0].endswith(CLUSTER_DOMAIN):
+        if gateway and host.split(":")[0].endswith(f".{CLUSTER_DOMAIN}"):
             target = gateway.rstrip("/") + url.split(host, 1)[1]
             headers["Host"] = host
         request = urllib.request.Request(  # noqa: S310 - scheme checked above

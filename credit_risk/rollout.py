@@ -34,6 +34,7 @@ RESOURCE = f"{PLURAL}.{GROUP}"
 # The model that takes all of the traffic: set on create and on promotion, left alone by a canary
 # and by a rollback - unlike the predictor spec, which holds the newest model either way.
 SERVING_URI_ANNOTATION = "credit-risk/serving-storage-uri"
+CLUSTER_DOMAIN = "svc.cluster.local"  # Kubernetes' cluster-local DNS suffix
 
 
 class KubeApiError(CreditRiskError):
@@ -194,7 +195,7 @@ class ServiceStatus:
         service's cluster-local address (the only revision then takes all traffic)."""
         for t in self.traffic:
             if t.get("revisionName") == revision and t.get("tag") and self.name and self.namespace:
-                return f"http://{t['tag']}-{self.name}-predictor.{self.namespace}.svc.cluster.local"
+                return f"http://{t['tag']}-{self.name}-predictor.{self.namespace}.{CLUSTER_DOMAIN}"
         if not self.address:
             raise RolloutError(
                 f"InferenceService {self.name!r} reports no status.address.url: no cluster-local address "
