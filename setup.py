@@ -33,6 +33,7 @@ PIPELINE = [
     "pandas>=1.5,<2",
     "pyarrow>=10,<11",
     "google-cloud-storage>=2.19,<3",
+    "boto3>=1.36,<2",  # s3:// (AWS, MinIO): CRC32 request checksums, standard retries; docs/storage.md
     "kubernetes>=30,<31",
     "scikit-learn>=1.4",
     "matplotlib>=3.8",  # evaluation report plots (PNG embedded in the HTML artifact)
@@ -42,6 +43,7 @@ SERVING = [
     "tensorflow-cpu>=2.21,<2.22",
     "keras>=3.10,<4",
     "google-cloud-storage>=3",
+    "boto3>=1.36,<2",  # --storage_uri s3://: the predictor downloads a published version itself
     "orjson>=3.10",
 ]
 DEV = ["pytest>=8", "pytest-timeout>=2.3", "requests>=2.32", "jsonschema>=4.20"]

@@ -11,7 +11,7 @@ def batch_score(
     chunk_rows: int,
     scores: Output[Dataset],
 ):
-    """Score every row at ``data_uri`` (CSV/Parquet file, directory or glob; local or gs://)
+    """Score every row at ``data_uri`` (CSV/Parquet file, directory or glob; local, gs:// or s3://)
     with the exported model, chunk by chunk in bounded memory; logs rows/s and ETA.
 
     ``threshold``: decline when PD >= threshold. ``id_columns``: input columns copied beside

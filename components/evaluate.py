@@ -23,7 +23,7 @@ def evaluate(
 
     Gate settings come from ``gate_config_uri`` (empty: the packaged defaults) with
     ``gate_overrides`` on top. ``champion_model_uri`` (optional) is the deployed model to beat: a
-    model directory, a published ``gs://.../m-<version>``, or ``isvc://<namespace>/<name>`` for the
+    model directory, a published ``gs://`` or ``s3://.../m-<version>``, or ``isvc://<ns>/<name>`` for the
     model that InferenceService serves to all traffic (needs ``get`` on inferenceservices, granted
     by manifests/base/rbac.yaml; none yet = a first model).
     A human override (approver + rationale) approves a rejected model only if ``allow_override``.

@@ -13,7 +13,7 @@ def ingest(
 ):
     """Take the training snapshot every later step reads: from PostgreSQL when ``sql_query`` is
     set (read-only transaction, server-side cursor, ``:name`` placeholders bound from
-    ``sql_params``), else from the CSV/Parquet file(s) at ``data_uri`` (local or gs://).
+    ``sql_params``), else from the CSV/Parquet file(s) at ``data_uri`` (local, gs:// or s3://).
 
     Database credentials are never parameters: they come from libpq's variables (PGHOST, PGPORT,
     PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE), which a pipeline compiled with

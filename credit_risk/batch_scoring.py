@@ -1,13 +1,13 @@
 """Score a dataset of any size with an exported model, in bounded memory.
 
-Reads CSV/Parquet (local or gs://) chunk by chunk (``data_stats.raw_batches``: one chunk in
+Reads CSV/Parquet (local, gs:// or s3://) chunk by chunk (``data_stats.raw_batches``: one chunk in
 memory), types each chunk by the model's own feature spec (``training_data.typed_chunk``: a bad
 value fails with its column, row and value), calls the SavedModel's serving signature (the same
 graph KServe serves), and writes ``part-NNNNN.parquet`` with the pass-through id columns plus
 ``pd``, ``decision`` and ``model_version`` per row. Each part goes to the output as soon as it is
-written (``storage.DirectoryWriter``: uploaded to gs://, or moved into a staging directory beside
+written (``storage.DirectoryWriter``: uploaded to gs:// or s3://, or moved into a staging directory beside
 a local output) and the publish marker is written last: a failed run publishes nothing, and for a
-gs:// output local disk holds one part at a time. Logs rows/s and ETA.
+object-store output local disk holds one part at a time. Logs rows/s and ETA.
 """
 
 from __future__ import annotations
@@ -116,8 +116,8 @@ def model_version_of(model_dir: str | Path) -> str:
 def score(
     model_dir: str | Path, data_uri: str, output_uri: str, config: ScoringConfig | None = None
 ) -> ScoringResult:
-    """Score every row of ``data_uri`` (file, directory, glob; CSV/Parquet; local or gs://) and
-    publish the scores at ``output_uri`` (a directory; local or gs://)."""
+    """Score every row of ``data_uri`` (file, directory, glob; CSV/Parquet; local, gs:// or s3://) and
+    publish the scores at ``output_uri`` (a directory; local, gs:// or s3://)."""
     from credit_risk.scoring import ExportedModel
 
     config = config or ScoringConfig()

@@ -374,7 +374,9 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
 
     def add_data_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--dataset", help=f"bundled dataset (default german_credit): {bundled_datasets()}")
-        p.add_argument("--data", help="data URI (CSV, local path or gs://); default: the spec's data_file")
+        p.add_argument(
+            "--data", help="data URI (CSV, local path, gs:// or s3://); default: the spec's data_file"
+        )
         p.add_argument("--spec", help="feature spec URI (YAML)")
 
     p = sub.add_parser("run-local", help="run the whole pipeline on this machine (KFP local runner)")
@@ -391,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     p.add_argument("--max-brier", type=float, help="gate override: maximum Brier score")
     p.add_argument(
         "--champion",
-        help="model to beat: a model dir, a published gs://…/m-<version>, or isvc://<namespace>/<name> "
+        help="model to beat: a model dir, a published gs:// or s3://…/m-<version>, or isvc://<ns>/<name> "
         "(the model that InferenceService serves)",
     )
     p.add_argument("--service-name", help="InferenceService name (default credit-risk)")
@@ -421,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     p.add_argument("--run-name", default=None, help="run display name")
     p.add_argument(
         "--pipeline-root",
-        help="where the run's artifacts are stored, e.g. gs://bucket/kfp-root (default: KFP's own)",
+        help="where the run's artifacts are stored: gs://, s3:// or minio://bucket/root (default: KFP's)",
     )
     p.add_argument(
         "--param",
@@ -448,8 +450,8 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
 
     p = sub.add_parser("score", help="batch-score a dataset of any size with an exported model (chunked)")
     p.add_argument("--model", required=True, help="exported model directory (SavedModel + feature_spec.yaml)")
-    p.add_argument("--data", required=True, help="CSV/Parquet file, directory or glob; local or gs://")
-    p.add_argument("--output", required=True, help="output directory (Parquet parts), local or gs://")
+    p.add_argument("--data", required=True, help="CSV/Parquet file, directory or glob; local, gs:// or s3://")
+    p.add_argument("--output", required=True, help="output directory (Parquet parts), local, gs:// or s3://")
     p.add_argument(
         "--threshold", type=float, default=DEFAULT_OPERATING_THRESHOLD, help="decline when PD >= this"
     )
@@ -507,7 +509,9 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     p = sub.add_parser("serve", help="serve an exported model with our KServe predictor (serving env)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model-dir", help="exported model directory")
-    source.add_argument("--storage-uri", help="published model version to download first (gs://… or path)")
+    source.add_argument(
+        "--storage-uri", help="published model version to download first (gs://…, s3://… or path)"
+    )
     p.add_argument("--name", default="credit-risk", help="model name in the URL (default credit-risk)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
@@ -522,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
 
     p = sub.add_parser(
         "train",
-        help="train and export the model, streaming CSV/Parquet files (local or gs://, sharded); "
+        help="train and export the model, streaming CSV/Parquet files (local, gs:// or s3://, sharded); "
         "runs multi-worker when TF_CONFIG names several workers",
         description="Streams the data in bounded chunks (never whole), splits validation rows by a "
         "seeded hash, trains with early stopping and exports a raw-feature SavedModel with its "

@@ -406,7 +406,7 @@ def beam_statistics(uri: str, spec: FeatureSpec, beam_args: Sequence[str], batch
     ``beam_args`` are Beam pipeline options, e.g. ``["--runner=DataflowRunner", "--project=p",
     "--region=europe-west1", "--temp_location=gs://b/tmp", "--sdk_container_image=<pipeline image>"]``
     or ``["--runner=DirectRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"]``.
-    On a remote runner the workers read the files themselves, so ``uri`` must be gs://.
+    On a remote runner the workers read the files themselves, so ``uri`` must be on an object store (gs:// or s3://).
     """
     import apache_beam as beam
     import tensorflow_data_validation as tfdv

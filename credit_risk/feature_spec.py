@@ -400,7 +400,7 @@ def from_dict(raw: Any, source_uri: str | None = None) -> FeatureSpec:  # noqa: 
 
 
 def load(uri: str | Path) -> FeatureSpec:
-    """Load a spec from a local path or ``gs://`` URI."""
+    """Load a spec from a local path, ``gs://`` or ``s3://`` URI."""
     uri = str(uri)
     try:
         text = storage.read_text(uri)

@@ -4,8 +4,8 @@ A snapshot is a directory of Parquet parts (``part-00000.parquet`` ...) holding 
 feature spec's columns, typed by it (numerics float64, categoricals string, label int64), plus
 ``snapshot.json`` (rows, content hash, source, columns) - the only data validation and training
 read. Each part goes to the target as soon as it is written (``storage.DirectoryWriter``:
-uploaded to gs://, or moved into a staging directory beside a local target) and the publish
-marker is written last: for a gs:// target local disk holds one part at a time, and a failed
+uploaded to gs:// or s3://, or moved into a staging directory beside a local target) and the publish
+marker is written last: for an object-store target local disk holds one part at a time, and a failed
 ingest publishes nothing a later step could pick up.
 
 PostgreSQL: a read-only transaction, a server-side cursor (``DECLARE ... NO SCROLL CURSOR``)

@@ -158,7 +158,7 @@ def evaluate_step(
 ) -> EvaluationResult:
     """Evaluate, decide (with any human override recorded), and write the approval record, the
     Markdown model card and the HTML report. ``champion_dir``: a model directory; a published
-    version on gs:// (``<serving_root>/<service>/m-<fingerprint>``, as deploy publishes it), which
+    version on gs:// or s3:// (``<serving_root>/<service>/m-<fingerprint>``, as deploy publishes it), which
     is downloaded and checked against its manifest first; or ``isvc://<namespace>/<name>``: the
     model that InferenceService serves to all traffic (none if it does not exist yet; the API
     server from in-cluster config, ~/.kube/config, or ``$CREDIT_RISK_KUBE_HOST``)."""
@@ -171,7 +171,7 @@ def evaluate_step(
             log.info("champion: %s serves %s", champion_uri, serving or "nothing yet (a first model)")
             champion_uri = serving or ""
         champion = champion_uri or None
-        if champion and storage.is_gcs(champion):
+        if champion and storage.is_remote(champion):
             champion = str(storage.download_published(champion, scratch))  # never a half-published one
         result = evaluate(model_dir, frame, spec, config, champion, champion_uri=champion_uri)
     gate.apply_override(result.decision, override_approver, override_rationale, allow_override)

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from credit_risk import storage
 from credit_risk.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class SubmitConfig:
     timeout_s: int = 3600
     upload: bool = False  # register the pipeline (and a version) in KFP, then run that version
     pipeline_name: str = "credit-risk-training"
-    pipeline_root: str | None = None  # e.g. gs://bucket/kfp-root: where the run's artifacts go
+    pipeline_root: str | None = None  # gs://, s3:// or minio://bucket/kfp-root: where the run's artifacts go
     service_account: str = RUNNER_SERVICE_ACCOUNT  # "" = the namespace's default (default-editor)
     no_cache: bool = False  # disable every step's cache for this run; else the compiled settings
 
@@ -66,6 +67,11 @@ class SubmitConfig:
             raise ConfigError(f"--timeout must be > 0 seconds, got {self.timeout_s}")
         if self.no_cache and self.upload:
             raise ConfigError(NO_CACHE_WITH_UPLOAD)
+        if self.pipeline_root:
+            try:
+                storage.check_pipeline_root(self.pipeline_root)
+            except ValueError as e:
+                raise ConfigError(f"--pipeline-root: {e}") from None
 
 
 def pipeline_inputs(pipeline_file: str | Path) -> dict[str, dict[str, Any]]:

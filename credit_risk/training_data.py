@@ -1,4 +1,4 @@
-"""Training data as a stream of typed chunks: files (CSV/Parquet, local or gs://, sharded) or a frame.
+"""Training data as a stream of typed chunks: files (CSV/Parquet, local, gs:// or s3://, sharded) or a frame.
 
 Training never needs the whole dataset in memory:
 - ``analyze`` makes one bounded-memory pass that checks the data against the feature spec (before
@@ -119,7 +119,7 @@ ROW_KEY_FILE_STRIDE = 1 << 40  # row key = file index * stride + row number in t
 
 @dataclass(frozen=True)
 class FileSource:
-    """Sharded data files (CSV or Parquet, local or gs://): a file, a directory/prefix or a glob."""
+    """Sharded data files (CSV or Parquet, local, gs:// or s3://): a file, a directory/prefix or a glob."""
 
     uri: str
     chunk_rows: int = CHUNK_ROWS

@@ -33,7 +33,7 @@ def build_monitoring_pipeline(policies: dict[str, policy.StepPolicy] | None = No
     ):
         """``model_uri``: a published model version (``serving_root``/m-...) or a model artifact
         directory; ``baseline_data_uri``: its training snapshot; ``current_data_uri``: the recent
-        applications (file, directory or glob; CSV/Parquet; local or gs://)."""
+        applications (file, directory or glob; CSV/Parquet; local, gs:// or s3://)."""
         model = dsl.importer(artifact_uri=model_uri, artifact_class=dsl.Model, reimport=False)
         model.set_display_name("deployed model")
         scored = batch_score(

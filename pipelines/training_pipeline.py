@@ -92,9 +92,9 @@ def build_training_pipeline(
         that do not fail), ``beam_args`` (statistics on a Beam runner). Training parameters are
         ``credit_risk.training.TrainingConfig``'s (``wide_learning_rate`` 0 = ``learning_rate``);
         ``stream_training_data`` splits and trains from the snapshot in bounded chunks.
-        ``champion_model_uri``: the model to beat (a model dir, a published gs:// version, or
+        ``champion_model_uri``: the model to beat (a model dir, a published gs:// or s3:// version, or
         ``isvc://<namespace>/<name>`` for what that InferenceService serves).
-        ``serving_root`` (e.g. gs://bucket/models): where approved versions are published, immutable;
+        ``serving_root`` (e.g. gs:// or s3://bucket/models): where approved versions are published, immutable;
         empty = serve the pipeline's model artifact. ``apply_to_cluster``: create/patch the
         InferenceService through the Kubernetes API with a canary (else only render and smoke-test it)."""
         snapshot = ingest(

@@ -2,7 +2,7 @@
 
 Wiring only. Takes kserve's own server flags (``--http_port``, ``--model_name``, ``--workers``)
 plus ours. In an InferenceService KServe's storage initializer has already put ``STORAGE_URI`` in
-``--model_dir``; outside KServe ``--storage_uri gs://…/m-<version>`` downloads a published version
+``--model_dir``; outside KServe ``--storage_uri gs://…/m-<version>`` (or s3://…) downloads a published version
 (checked against its ``_PUBLISHED.json`` manifest) before the workers start.
 """
 
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model_dir", help="exported model directory on local disk")
     source.add_argument(
-        "--storage_uri", help="published model version (gs://… or a local path) to download first"
+        "--storage_uri", help="published model version (gs://…, s3://… or a local path) to download first"
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 in a pod)")
     parser.add_argument(

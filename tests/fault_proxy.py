@@ -1,6 +1,7 @@
-"""A fault-injecting HTTP proxy on 127.0.0.1 in front of the GCS emulator (a test tool, not a fake).
+"""A fault-injecting HTTP proxy on 127.0.0.1 in front of an object-store emulator (a test tool, not
+a fake): fake-gcs-server for gs://, moto's S3 server for s3://.
 
-Requests pass through to the real fake-gcs-server unchanged, except that a bounded number of
+Requests pass through to the real server unchanged, except that a bounded number of
 requests matching a rule get a fault: a 503 answer, a connection dropped before the answer, a
 connection dropped half-way through the answer's body, one flipped byte in the answer's body
 (``corrupt``: the stored object stays intact, so only checksums can notice), or one flipped byte
@@ -73,10 +74,14 @@ class FaultProxy:
                 if rule and rule.kind == "corrupt" and data:
                     data = bytes([data[0] ^ 0xFF]) + data[1:]
                 self.send_response(status)
+                head = self.command == "HEAD"  # no body; Content-Length is the object's size
                 for key, value in headers:
-                    if key.lower() not in ("transfer-encoding", "content-length", "connection"):
+                    if key.lower() not in ("transfer-encoding", "connection") and (
+                        head or key.lower() != "content-length"
+                    ):
                         self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
+                if not head:
+                    self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if rule and rule.kind == "truncate":
                     self.wfile.write(data[: len(data) // 2])
@@ -86,7 +91,7 @@ class FaultProxy:
                     return
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle  # noqa: N815 - http.server's names
+            do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _handle  # noqa: N815 - http.server's names
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

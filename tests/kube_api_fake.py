@@ -498,15 +498,15 @@ class FakeKubeApi:
 
 
 def _load_model(uri: str) -> Any:
-    """An ExportedModel for a local model directory or a published gs:// version, else None."""
+    """An ExportedModel for a local model directory or a published gs:// or s3:// version, else None."""
     from pathlib import Path
 
     from credit_risk import storage
     from credit_risk.scoring import ExportedModel
 
-    if storage.is_gcs(uri):
-        if not os.environ.get("STORAGE_EMULATOR_HOST"):
-            return None  # no GCS here: a policy-only test's made-up URI
+    if storage.is_remote(uri):
+        if not (os.environ.get("STORAGE_EMULATOR_HOST") or os.environ.get("AWS_ENDPOINT_URL_S3")):
+            return None  # no object store here: a policy-only test's made-up URI
         try:
             local = storage.download_published(uri, tempfile.mkdtemp(prefix="fake-kserve-"))
         except (FileNotFoundError, CreditRiskError):

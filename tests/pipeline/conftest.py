@@ -48,8 +48,20 @@ def gcs():
     from tests.gcs_emulator import gcs_emulator
 
     with gcs_emulator():
-        client = storage._client()
+        client = storage.gcs.client()
         client.create_bucket("credit-risk-test")
+        yield client, "credit-risk-test"
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A bucket on moto's S3 API server on 127.0.0.1: yields (boto3 client, bucket name)."""
+    from credit_risk import storage
+    from tests.s3_server import s3_server
+
+    with s3_server():
+        client = storage.s3.client()
+        client.create_bucket(Bucket="credit-risk-test")
         yield client, "credit-risk-test"
 
 

@@ -143,17 +143,39 @@ def test_pipeline_on_gcs_rolls_out_through_the_kubernetes_api(tmp_path, monkeypa
     local paths), and the approved model rolled out by the compiled deploy component with
     apply_to_cluster: kubeconfig -> the real kubernetes client -> tests/kube_api_fake.py (a
     protocol-level fake API server; no cluster runs here)."""
+    client, bucket = gcs
+    _rolls_out_from_an_object_store(
+        tmp_path,
+        monkeypatch,
+        f"gs://{bucket}",
+        lambda local, name: client.bucket(bucket).blob(name).upload_from_filename(str(local)),
+    )
+
+
+def test_pipeline_on_s3_rolls_out_through_the_kubernetes_api(tmp_path, monkeypatch, s3):
+    """The AWS twin: the same run with every URI on s3:// (moto's S3 server on 127.0.0.1, reached
+    like MinIO through AWS_ENDPOINT_URL_S3); KServe's storage initializer is played by the fake,
+    which loads the published s3:// version to answer the smoke queries."""
+    client, bucket = s3
+    _rolls_out_from_an_object_store(
+        tmp_path,
+        monkeypatch,
+        f"s3://{bucket}",
+        lambda local, name: client.upload_file(str(local), bucket, name),
+    )
+
+
+def _rolls_out_from_an_object_store(tmp_path, monkeypatch, root, put):
     from credit_risk import storage
     from tests.kube_api_fake import FakeKubeApi
 
-    client, bucket = gcs
     schema = GERMAN_SPEC.with_name("german_credit.schema.pbtxt")
     for local, name in (
         (GERMAN_CSV, "data/german_credit.csv"),
         (GERMAN_SPEC, "specs/german_credit.spec.yaml"),
         (schema, "specs/german_credit.schema.pbtxt"),
     ):
-        client.bucket(bucket).blob(name).upload_from_filename(str(local))
+        put(local, name)
 
     with FakeKubeApi() as fake:
         kubeconfig = {
@@ -170,12 +192,12 @@ def test_pipeline_on_gcs_rolls_out_through_the_kubernetes_api(tmp_path, monkeypa
         # cluster-local names (the smoke queries) reach the fake as through the cluster-local gateway
         monkeypatch.setenv("CREDIT_RISK_CLUSTER_GATEWAY", fake.url)
         s = run_local(
-            f"gs://{bucket}/data/german_credit.csv",
-            f"gs://{bucket}/specs/german_credit.spec.yaml",
+            f"{root}/data/german_credit.csv",
+            f"{root}/specs/german_credit.spec.yaml",
             tmp_path / "root",
-            schema_uri=f"gs://{bucket}/specs/german_credit.schema.pbtxt",
+            schema_uri=f"{root}/specs/german_credit.schema.pbtxt",
             apply_to_cluster=True,
-            serving_root=f"gs://{bucket}/serving",
+            serving_root=f"{root}/serving",
             ensemble_size=1,
             champion_model_uri="isvc://credit-risk/credit-risk",
         )
@@ -193,7 +215,7 @@ def test_pipeline_on_gcs_rolls_out_through_the_kubernetes_api(tmp_path, monkeypa
     created = next(body for verb, body in calls if verb == "create")
     assert created["metadata"]["namespace"] == "credit-risk"
     storage_uri = created["spec"]["predictor"]["containers"][0]["env"][0]["value"]
-    assert storage_uri == s.deployment.storage_uri and storage_uri.startswith(f"gs://{bucket}/serving/")
+    assert storage_uri == s.deployment.storage_uri and storage_uri.startswith(f"{root}/serving/")
     assert storage.is_published(storage_uri)  # the version the InferenceService points at is complete
     status = (Path(s.run_dir) / "deploy" / "status").read_text()
     assert "# Deployment: DEPLOYED" in status and "| credit-risk-predictor-00001 | 100 |" in status

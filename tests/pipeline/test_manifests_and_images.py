@@ -83,6 +83,47 @@ def test_overlays_render_and_validate_against_crd(overlay, replicas):
         assert "serving.kserve.io/enable-tag-routing" not in isvc["metadata"]["annotations"]
 
 
+def _render(overlay):
+    import subprocess
+
+    out = subprocess.run(
+        [str(KUBECTL), "kustomize", str(REPO / "manifests" / "overlays" / overlay)],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return {d["kind"]: d for d in yaml.safe_load_all(out)}
+
+
+def test_aws_overlay_reads_the_model_from_s3_by_irsa_and_minio_overlay_by_kserve_s3_secret():
+    """KServe's two S3 conventions: on EKS the predictor's service account carries an IAM role
+    (IRSA; no key anywhere); for MinIO the account lists a Secret whose serving.kserve.io/s3-*
+    annotations tell the storage initializer the endpoint - the keys are the operator's to add."""
+    import jsonschema
+
+    aws = _render("aws")
+    isvc = aws["InferenceService"]
+    jsonschema.validate(isvc, crd_schema())
+    assert isvc["spec"]["predictor"]["containers"][0]["env"][0] == {
+        "name": "STORAGE_URI", "value": "s3://MODEL_BUCKET/credit-risk/models/VERSION"
+    }  # fmt: skip
+    assert aws["ServiceAccount"]["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::ACCOUNT_ID:role/credit-risk-predictor"
+    }  # no GKE Workload Identity left over
+    assert "Secret" not in aws
+
+    minio = _render("minio")
+    jsonschema.validate(minio["InferenceService"], crd_schema())
+    assert minio["InferenceService"]["spec"]["predictor"]["containers"][0]["env"][0]["value"].startswith(
+        "s3://"
+    )
+    secret = minio["Secret"]
+    assert minio["ServiceAccount"]["secrets"] == [{"name": secret["metadata"]["name"]}]
+    assert secret["metadata"]["namespace"] == minio["InferenceService"]["metadata"]["namespace"]
+    notes = secret["metadata"]["annotations"]
+    assert notes["serving.kserve.io/s3-endpoint"] == "minio-service.kubeflow:9000"
+    assert notes["serving.kserve.io/s3-usehttps"] == "0"
+    assert "data" not in secret and "stringData" not in secret  # no credential in the repo
+
+
 def test_the_pipeline_namespace_gets_the_runner_and_the_serving_namespace_binds_it():
     """Runs execute in the profile namespace: the runner account is created there, with only what
     Argo and KFP's launcher need, and the serving namespace's RoleBinding names it across namespaces."""

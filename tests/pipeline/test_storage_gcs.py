@@ -65,7 +65,7 @@ def faulty_gcs(gcs, monkeypatch):
     client, bucket = gcs
     with fault_proxy(os.environ["STORAGE_EMULATOR_HOST"]) as proxy:
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
-        monkeypatch.setattr(storage, "RETRY_DEADLINE_SECONDS", 20.0)
+        monkeypatch.setattr(storage.gcs, "RETRY_DEADLINE_SECONDS", 20.0)
         yield client, bucket, proxy
 
 
@@ -99,7 +99,7 @@ def test_downloads_survive_injected_faults(faulty_gcs, tmp_path, kind):
 @pytest.mark.parametrize("kind", ["503", "reset"])
 def test_uploads_survive_faults_including_mid_resumable_upload(faulty_gcs, tmp_path, monkeypatch, kind):
     client, bucket, proxy = faulty_gcs
-    monkeypatch.setattr(storage, "UPLOAD_CHUNK_BYTES", 1024 * 1024)
+    monkeypatch.setattr(storage.gcs, "UPLOAD_CHUNK_BYTES", 1024 * 1024)
     small = _random_file(tmp_path / "small.bin", 1000, seed=1)  # multipart: one request
     big = _random_file(tmp_path / "big.bin", 9 * 1024 * 1024 + 5, seed=2)  # resumable: 10 chunk PUTs
     rule = proxy.inject(kind, count=2, path_contains="/upload/")
@@ -122,7 +122,7 @@ def test_publish_survives_faults_and_a_failed_publish_is_never_accepted(faulty_g
     storage.download_published(f"gs://{bucket}/pub/ok", tmp_path / "ok")
 
     # after the first file, uploads keep failing past the retry deadline: the publish fails part-way
-    monkeypatch.setattr(storage, "RETRY_DEADLINE_SECONDS", 1.0)
+    monkeypatch.setattr(storage.gcs, "RETRY_DEADLINE_SECONDS", 1.0)
     proxy.inject("503", count=10_000, path_contains="/upload/", skip=1)
     with pytest.raises(Exception, match="503"):
         storage.publish_dir(_model(tmp_path, b"v2"), f"gs://{bucket}/pub/broken")
@@ -168,7 +168,7 @@ def test_directory_writer_streams_files_and_publishes_only_on_commit(faulty_gcs,
     accepts, and the next writer of that target replaces it."""
     client, bucket, proxy = faulty_gcs
     target = f"gs://{bucket}/stream/run-1"
-    monkeypatch.setattr(storage, "RETRY_DEADLINE_SECONDS", 1.0)
+    monkeypatch.setattr(storage.gcs, "RETRY_DEADLINE_SECONDS", 1.0)
     proxy.inject("503", count=10_000, path_contains="/upload/", skip=1)
     with pytest.raises(Exception, match="503"), storage.DirectoryWriter(target) as writer:
         for i in range(3):

@@ -171,13 +171,22 @@ def test_schedule_checks_parameters_against_the_monitoring_pipeline():
         )
 
 
-def test_pipeline_root_on_gcs_reaches_the_run():
+@pytest.mark.parametrize("root", ["gs://bank-kfp/root", "s3://bank-kfp/root"])
+def test_an_object_store_pipeline_root_reaches_the_run(root):
+    """The local runner's root is a local directory, so the cluster's (gs:// on GCP, s3:// on AWS)
+    is checked here, at submit time, and handed to the run as KFP expects."""
     with FakeKfpApi() as api:
-        args = ["submit", "--host", api.url, "--pipeline-root", "gs://bank-kfp/root"]
-        args += ["--param=data_uri=gs://b/d.csv", "--param=feature_spec_uri=gs://b/s.yaml"]
+        args = ["submit", "--host", api.url, "--pipeline-root", root]
+        args += ["--param=data_uri=s3://b/d.csv", "--param=feature_spec_uri=s3://b/s.yaml"]
         assert cli.main(args) == cli.EXIT_OK
     run = next(r for r in api.requests if r["path"] == "/apis/v2beta1/runs")
-    assert run["body"]["runtime_config"]["pipeline_root"] == "gs://bank-kfp/root"
+    assert run["body"]["runtime_config"]["pipeline_root"] == root
+
+
+@pytest.mark.parametrize("root", ["/tmp/kfp-root", "s3://", "file:///tmp/x"])
+def test_a_pipeline_root_no_cluster_can_write_is_refused_before_submitting(root):
+    with pytest.raises(ConfigError, match=r"--pipeline-root: .*object store"):
+        SubmitConfig(host="http://127.0.0.1:1", pipeline_root=root)
 
 
 def _caching(spec):

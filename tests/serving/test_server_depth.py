@@ -113,12 +113,40 @@ def test_the_debug_flag_lets_values_into_the_log(model_dir, expected, tmp_path):
     assert SECRET in log.read_text()
 
 
+def test_serves_a_published_version_from_s3_and_refuses_a_tampered_one(model_dir, tmp_path):
+    """--storage_uri s3://: the predictor downloads the version itself (boto3, the standard AWS
+    chain: endpoint and keys from the environment, as on MinIO) and checks every file's sha256."""
+    from credit_risk import storage
+    from tests.s3_server import ENV, s3_server
+
+    with s3_server() as url:
+        client = storage.s3.client()
+        client.create_bucket(Bucket="models")
+        uri = "s3://models/credit-risk/m-0001"
+        storage.publish_dir(model_dir, uri)
+        env = {**ENV, "AWS_ENDPOINT_URL_S3": url}
+        with running_server(tmp_path / "s3.log", "--storage_uri", uri, env=env) as (base, _):
+            instance = json.loads((model_dir.parent / "expected.json").read_text())["instances"][0]
+            status, answer = _predict(base, {"instances": [instance]})
+            assert status == 200 and 0 <= answer["predictions"][0]["pd"] <= 1
+        client.put_object(Bucket="models", Key="credit-risk/m-0001/saved_model.pb", Body=b"tampered")
+        with (
+            pytest.raises(RuntimeError, match="exited early"),
+            running_server(tmp_path / "tampered.log", "--storage_uri", uri, env=env),
+        ):
+            pass
+        assert (
+            "checksum mismatch after download for ['saved_model.pb']"
+            in (tmp_path / "tampered.log").read_text()
+        )
+
+
 def test_serves_a_published_version_from_gcs_and_refuses_a_tampered_one(model_dir, tmp_path):
     from credit_risk import storage
     from tests.gcs_emulator import gcs_emulator
 
     with gcs_emulator() as url:
-        client = storage._client()
+        client = storage.gcs.client()
         client.create_bucket("models")
         uri = "gs://models/credit-risk/m-0001"
         storage.publish_dir(model_dir, uri)
