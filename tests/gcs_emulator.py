@@ -7,14 +7,11 @@ hangs after a few hundred requests (docs/stack.md). google-cloud-storage reaches
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.helpers import free_port
+from tests.helpers import free_port, server_process
 
 
 def binary() -> Path:
@@ -30,34 +27,9 @@ def binary() -> Path:
 def gcs_emulator() -> Iterator[str]:
     """Run the emulator; yields its URL and sets STORAGE_EMULATOR_HOST while it runs."""
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     cmd = [str(binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
            "-backend", "memory", "-log-level", "warn"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    previous = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "GCLOUD_PROJECT")}
-    try:
-        deadline = time.monotonic() + 30
-        import urllib.request
-
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"fake-gcs-server did not start on {url}") from None
-                time.sleep(0.1)
-        os.environ["STORAGE_EMULATOR_HOST"] = url
-        os.environ["GCLOUD_PROJECT"] = "test"
+    env = {"STORAGE_EMULATOR_HOST": url, "GCLOUD_PROJECT": "test"}
+    with server_process(cmd, f"{url}/storage/v1/b", env, "fake-gcs-server"):
         yield url
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()

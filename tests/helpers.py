@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import os
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -125,3 +128,34 @@ def local_run_key() -> str:
     for path in (GERMAN_CSV, GERMAN_SPEC):
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+@contextmanager
+def server_process(cmd: list[str], ready_url: str, env: dict[str, str], name: str) -> Iterator[None]:
+    """Run an emulator process until ``ready_url`` answers (60 s at most), set ``env`` in this
+    process while it runs, then restore the environment and stop the process."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    previous = {k: os.environ.get(k) for k in env}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(ready_url, timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not start ({ready_url})") from None
+                time.sleep(0.1)
+        os.environ.update(env)
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

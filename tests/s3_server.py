@@ -10,14 +10,11 @@ tests/pipeline/test_storage_s3.py and written up in docs/storage.md.
 from __future__ import annotations
 
 import os
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.helpers import REPO, free_port
+from tests.helpers import REPO, free_port, server_process
 
 ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -40,34 +37,6 @@ def s3_server() -> Iterator[str]:
     """Run the server; yields its URL and sets AWS_ENDPOINT_URL_S3 (and test keys) while it runs."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [str(binary()), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    names = [*ENV, "AWS_ENDPOINT_URL_S3"]
-    previous = {k: os.environ.get(k) for k in names}
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start on {url}") from None
-                time.sleep(0.1)
-        os.environ.update(ENV)
-        os.environ["AWS_ENDPOINT_URL_S3"] = url
+    cmd = [str(binary()), "-H", "127.0.0.1", "-p", str(port)]
+    with server_process(cmd, f"{url}/moto-api/", {**ENV, "AWS_ENDPOINT_URL_S3": url}, "moto_server"):
         yield url
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
