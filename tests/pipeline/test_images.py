@@ -4,7 +4,10 @@ names; the build command passes the same hash as the image's label."""
 
 import json
 import shutil
+import subprocess
+import sys
 import types
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -127,3 +130,39 @@ def test_build_and_push_record_what_was_built(tmp_path, monkeypatch):
     failing = lambda cmd: types.SimpleNamespace(returncode=1, stdout="")  # noqa: E731
     with pytest.raises(ImageBuildError, match=r"building .*credit-risk-pipeline.* failed"):
         image_build.build_images("podman", run=failing)
+
+
+def test_the_wheel_an_image_installs_holds_every_module_of_the_tree(tmp_path):
+    """The images install this package as a wheel built from what the Dockerfile COPYs; a module
+    the packaging leaves out (credit_risk/storage/ once did) breaks every component in its pod,
+    which only the image stage would otherwise see. Built here with the same PEP 517 backend."""
+    dockerfile = (REPO / images.DOCKERFILES[images.PIPELINE_IMAGE_NAME]).read_text()
+    context = tmp_path / "context"
+    context.mkdir()
+    for name in images.copied_sources(dockerfile):
+        if name.startswith("locks"):
+            continue
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, context / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, context / name)
+    out = tmp_path / "wheels"
+    out.mkdir()
+    build = "import sys; from setuptools import build_meta; print(build_meta.build_wheel(sys.argv[1]))"
+    proc = subprocess.run([sys.executable, "-c", build, str(out)], cwd=context, check=False,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    wheel = out / proc.stdout.strip().splitlines()[-1]
+    with zipfile.ZipFile(wheel) as zf:
+        installed = {n for n in zf.namelist() if n.endswith(".py")}
+    installs_as = {"credit_risk": "credit_risk", "components": "credit_risk/components",
+                   "pipelines": "credit_risk/pipelines", "serving": "credit_risk/serving"}  # fmt: skip
+    expected = {
+        f"{installs_as[top]}/{path.relative_to(REPO / top).as_posix()}"
+        for top in installs_as
+        for path in (REPO / top).rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    assert "credit_risk/storage/s3.py" in expected
+    assert expected - installed == set(), f"modules the wheel leaves out: {sorted(expected - installed)}"
