@@ -95,10 +95,12 @@ def _pipeline_params(args: argparse.Namespace) -> dict[str, Any]:
 # --- commands ----------------------------------------------------------------------------------
 def cmd_compile(args: argparse.Namespace) -> int:
     from credit_risk.pipelines.compile import COMPILED_FILE, MONITORING_COMPILED_FILE, compile_pipeline
+    from credit_risk.pipelines.policy import S3Access
 
     committed = {"training": COMPILED_FILE, "monitoring": MONITORING_COMPILED_FILE}
     if args.output and not args.pipeline:
         raise CreditRiskError("--output needs --pipeline (training or monitoring)")
+    s3 = S3Access(args.s3_secret, args.s3_endpoint, args.s3_region)
     for which in [args.pipeline] if args.pipeline else list(committed):
         out = compile_pipeline(
             args.output or committed[which],
@@ -107,12 +109,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
             database_secret=args.database_secret if which == "training" else None,
             which=which,
             step_resources=args.step_resources,
+            s3=s3 or None,
         )
         print(
             f"compiled {which} pipeline -> {out}  (images: {images.pipeline_image(args.registry, args.tag)}, "
             f"{images.serving_image(args.registry, args.tag)})"
         )
-    if not (args.output or args.registry or args.tag or args.step_resources):  # the committed files:
+    if not (args.output or args.registry or args.tag or args.step_resources or s3):  # the committed files:
         print(f"base InferenceService -> {images.pin_base_manifest()}")  # the base manifest too
     return EXIT_OK
 
@@ -363,6 +366,18 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
         help="Kubernetes secret (keys host, port, user, password, database) mounted as PGHOST ... "
         "PGDATABASE on the ingest step, for sql_query runs (default: none mounted)",
     )
+    p.add_argument(
+        "--s3-secret",
+        default="",
+        help="Kubernetes secret (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) mounted on every step, for "
+        "S3-compatible storage such as MinIO (default: none; on AWS the runner's IRSA role is used)",
+    )
+    p.add_argument(
+        "--s3-endpoint",
+        default="",
+        help="S3 API URL set as AWS_ENDPOINT_URL_S3 on every step, e.g. http://minio-service.kubeflow:9000",
+    )
+    p.add_argument("--s3-region", default="", help="AWS_REGION on every step (default: the pod's own)")
     p.add_argument(
         "--step-resources",
         nargs="+",

@@ -14,18 +14,20 @@ MONITORING_COMPILED_FILE = Path(__file__).with_name("monitoring_pipeline.yaml")
 PIPELINES = ("training", "monitoring")
 
 
-def _pipeline(which: str, database_secret: str | None, step_resources: list[str] | None) -> Any:
+def _pipeline(
+    which: str, database_secret: str | None, step_resources: list[str] | None, s3: Any | None
+) -> Any:
     from credit_risk.pipelines import policy
 
     policies = policy.parse_overrides(step_resources)
     if which == "training":
         from credit_risk.pipelines.training_pipeline import build_training_pipeline
 
-        return build_training_pipeline(database_secret, policies)
+        return build_training_pipeline(database_secret, policies, s3)
     if which == "monitoring":
         from credit_risk.pipelines.monitoring_pipeline import build_monitoring_pipeline
 
-        return build_monitoring_pipeline(policies)
+        return build_monitoring_pipeline(policies, s3)
     raise ValueError(f"unknown pipeline {which!r}; one of {PIPELINES}")
 
 
@@ -36,17 +38,19 @@ def compile_pipeline(
     database_secret: str | None = None,
     which: str = "training",
     step_resources: list[str] | None = None,
+    s3: Any | None = None,
 ) -> Path:
     """Compile pipeline ``which`` to ``output``; ``registry``/``tag`` replace the default image of
     every component and the default serving image (users push our images to their own
     registry); ``database_secret`` mounts that Kubernetes secret on the training pipeline's ingest
     step (PostgreSQL credentials); ``step_resources``: ``<step>.<key>=<value>`` overrides of
-    ``policy.POLICIES`` (cpu, memory, cpu_limit, retries)."""
+    ``policy.POLICIES`` (cpu, memory, cpu_limit, retries); ``s3``: a ``policy.S3Access`` for
+    S3-compatible storage (MinIO) on every step."""
     from kfp import compiler
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(_pipeline(which, database_secret, step_resources), str(output))
+    compiler.Compiler().compile(_pipeline(which, database_secret, step_resources, s3), str(output))
     docs = list(yaml.safe_load_all(output.read_text()))
     spec = docs[0]
     pipeline_image = images.pipeline_image(registry, tag)

@@ -17,7 +17,9 @@ MONITORING_PIPELINE_NAME = "credit-risk-monitoring"
 _DEFAULTS = MonitoringConfig()
 
 
-def build_monitoring_pipeline(policies: dict[str, policy.StepPolicy] | None = None) -> Any:
+def build_monitoring_pipeline(
+    policies: dict[str, policy.StepPolicy] | None = None, s3: policy.S3Access | None = None
+) -> Any:
     """The monitoring pipeline with each step's caching, resources and retries from ``policies``."""
 
     def monitoring_pipeline(
@@ -43,7 +45,7 @@ def build_monitoring_pipeline(policies: dict[str, policy.StepPolicy] | None = No
             id_columns=id_columns,
             chunk_rows=chunk_rows,
         ).set_display_name("batch score")
-        policy.apply(scored, "batch_score", policies)
+        policy.apply(scored, "batch_score", policies, s3)
         monitored = monitor(
             model=model.output,
             scores=scored.outputs["scores"],
@@ -53,7 +55,7 @@ def build_monitoring_pipeline(policies: dict[str, policy.StepPolicy] | None = No
             drift_threshold=drift_threshold,
             fail_on_act=fail_on_act,
         ).set_display_name("population stability (PSI + TFDV drift)")
-        policy.apply(monitored, "monitor", policies)
+        policy.apply(monitored, "monitor", policies, s3)
 
     return dsl.pipeline(
         name=MONITORING_PIPELINE_NAME,

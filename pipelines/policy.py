@@ -13,6 +13,13 @@ otherwise leave these settings alone.
 limit, not slowed: the same figure both ways keeps scheduling honest), CPU limit 2x the request.
 Override at compile time: ``credit-risk compile --step-resources train.cpu=8 train.memory=32Gi``.
 
+**Object storage off AWS.** On AWS every pod reaches ``s3://`` through the runner's IRSA role
+(the EKS webhook injects the web identity; nothing to compile). S3-compatible storage such as
+Kubeflow's MinIO needs an endpoint and keys in every pod: ``credit-risk compile --s3-secret NAME
+--s3-endpoint URL`` (``S3Access``) mounts that Kubernetes secret's ``AWS_ACCESS_KEY_ID`` /
+``AWS_SECRET_ACCESS_KEY`` and sets ``AWS_ENDPOINT_URL_S3`` on every step, where boto3's standard
+chain reads them. Keys are never parameters.
+
 **Retries.** Steps that call remote services (PostgreSQL, object storage, a Beam runner) retry
 with exponential backoff; ``deploy`` does not (a rollout that rolled back must not roll out again
 on its own: its own calls to the Kubernetes API are retried where that is safe), nor ``train``
@@ -21,6 +28,7 @@ on its own: its own calls to the Kubernetes API are retried where that is safe),
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -74,8 +82,43 @@ def parse_overrides(items: list[str] | None) -> dict[str, StepPolicy]:
     return out
 
 
-def apply(task: Any, step: str, policies: dict[str, StepPolicy] | None = None) -> Any:
-    """Set ``step``'s caching, resources and retries on a pipeline task; returns the task."""
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")  # secret key = env var (boto3's)
+
+
+@dataclass(frozen=True)
+class S3Access:
+    """What every pod of a run needs for S3-compatible storage that is not AWS's own (MinIO):
+    ``secret``, a Kubernetes secret in the run's namespace with keys ``S3_SECRET_KEYS`` (the same
+    keys KServe's S3 secret uses, manifests/overlays/minio); ``endpoint``, the S3 API URL
+    (``AWS_ENDPOINT_URL_S3``); ``region`` (``AWS_REGION``), optional."""
+
+    secret: str = ""
+    endpoint: str = ""
+    region: str = ""
+
+    def __post_init__(self) -> None:
+        if self.secret and not _DNS1123_SUBDOMAIN.match(self.secret):
+            raise ConfigError(
+                f"--s3-secret {self.secret!r} is not a Kubernetes secret name (DNS-1123 subdomain)"
+            )
+        if self.endpoint and not re.match(r"^https?://[^/\s]+/?$", self.endpoint):
+            raise ConfigError(
+                f"--s3-endpoint {self.endpoint!r}: expected the S3 API's base URL, e.g. "
+                "http://minio-service.kubeflow:9000"
+            )
+        if self.region and not re.match(r"^[a-z0-9-]+$", self.region):
+            raise ConfigError(f"--s3-region {self.region!r} is not a region name, e.g. us-east-1")
+
+    def __bool__(self) -> bool:
+        return bool(self.secret or self.endpoint or self.region)
+
+
+def apply(
+    task: Any, step: str, policies: dict[str, StepPolicy] | None = None, s3: S3Access | None = None
+) -> Any:
+    """Set ``step``'s caching, resources and retries (and ``s3``'s access, when given) on a
+    pipeline task; returns the task."""
     policy = (policies or POLICIES)[step]
     task.set_caching_options(policy.cache)
     task.set_cpu_request(policy.cpu).set_cpu_limit(policy.cpu_limit)
@@ -87,4 +130,12 @@ def apply(task: Any, step: str, policies: dict[str, StepPolicy] | None = None) -
             backoff_factor=BACKOFF_FACTOR,
             backoff_max_duration=BACKOFF_MAX,
         )
+    if s3 and s3.secret:
+        from kfp import kubernetes
+
+        kubernetes.use_secret_as_env(task, s3.secret, {key: key for key in S3_SECRET_KEYS})
+    if s3 and s3.endpoint:
+        task.set_env_variable("AWS_ENDPOINT_URL_S3", s3.endpoint.rstrip("/"))
+    if s3 and s3.region:
+        task.set_env_variable("AWS_REGION", s3.region)
     return task

@@ -31,12 +31,14 @@ DATABASE_SECRET_KEYS = {
 
 
 def build_training_pipeline(
-    database_secret: str | None = None, policies: dict[str, policy.StepPolicy] | None = None
+    database_secret: str | None = None,
+    policies: dict[str, policy.StepPolicy] | None = None,
+    s3: policy.S3Access | None = None,
 ) -> Any:
     """The pipeline (a kfp GraphComponent); ``database_secret``: name of the Kubernetes secret
     holding the database connection (keys host, port, user, password, database), mounted on the
     ingest step as PGHOST ... PGDATABASE; ``policies``: each step's caching, resources and
-    retries (default ``policy.POLICIES``)."""
+    retries (default ``policy.POLICIES``); ``s3``: S3-compatible storage access on every step."""
 
     def training_pipeline(
         data_uri: str,
@@ -104,7 +106,7 @@ def build_training_pipeline(
             sql_params=sql_params,
             chunk_rows=ingest_chunk_rows,
         ).set_display_name("ingest snapshot")
-        policy.apply(snapshot, "ingest", policies)
+        policy.apply(snapshot, "ingest", policies, s3)
         if database_secret:
             from kfp import kubernetes
 
@@ -118,7 +120,7 @@ def build_training_pipeline(
             warn_only_anomalies=warn_only_anomalies,
             beam_args=beam_args,
         ).set_display_name("validate data (TFDV)")
-        policy.apply(validated, "validate", policies)
+        policy.apply(validated, "validate", policies, s3)
         splits = split(
             validated_data=validated.outputs["validated_data"],
             feature_spec_uri=feature_spec_uri,
@@ -126,7 +128,7 @@ def build_training_pipeline(
             seed=seed,
             stream_data=stream_training_data,
         ).set_display_name("train / held-out split")
-        policy.apply(splits, "split", policies)
+        policy.apply(splits, "split", policies, s3)
         trained = train(
             train_data=splits.outputs["train_data"],
             feature_spec_uri=feature_spec_uri,
@@ -147,7 +149,7 @@ def build_training_pipeline(
             ensemble_size=ensemble_size,
             stream_data=stream_training_data,
         ).set_display_name("train wide-and-deep")
-        policy.apply(trained, "train", policies)
+        policy.apply(trained, "train", policies, s3)
         evaluated = evaluate(
             model=trained.outputs["model"],
             eval_data=splits.outputs["eval_data"],
@@ -159,7 +161,7 @@ def build_training_pipeline(
             override_rationale=override_rationale,
             allow_override=allow_override,
         ).set_display_name("evaluate + approval gate")
-        policy.apply(evaluated, "evaluate", policies)
+        policy.apply(evaluated, "evaluate", policies, s3)
         deployed = deploy(
             model=trained.outputs["model"],
             approval=evaluated.outputs["approval"],
@@ -176,7 +178,7 @@ def build_training_pipeline(
             logger_url=logger_url,
             deployment_mode=deployment_mode,
         ).set_display_name("deploy (approved only)")
-        policy.apply(deployed, "deploy", policies)
+        policy.apply(deployed, "deploy", policies, s3)
 
     return dsl.pipeline(
         name=PIPELINE_NAME,

@@ -213,9 +213,11 @@ def _stream_errors() -> tuple[type[BaseException], ...]:
 
 
 class _RangedReader(io.RawIOBase):
-    """A sequential read of one S3 object as ranged GETs of ``READ_CHUNK_BYTES``, pinned to its
-    ETag; a chunk whose body breaks off is re-issued (``STREAM_ATTEMPTS``, with backoff) from the
-    byte where it stopped. The bytes are verified when the stream reaches the end."""
+    """A read of one S3 object as ranged GETs of ``READ_CHUNK_BYTES``, pinned to its ETag; a chunk
+    whose body breaks off is re-issued (``STREAM_ATTEMPTS``, with backoff) from the byte where it
+    stopped. A sequential read is verified when it reaches the end. Seekable (pyarrow reads a
+    Parquet footer first; a CSV's size is its end): a seek away from the current position stops
+    the whole-object check, as on gs://, and each later GET still fails on a changed ETag."""
 
     def __init__(self, uri: str, head: dict[str, Any]) -> None:
         self._uri, self._head = uri, head
@@ -231,6 +233,22 @@ class _RangedReader(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position - len(self._buffer)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.tell(), io.SEEK_END: self._size}[whence]
+        target = base + offset
+        if target < 0:
+            raise ValueError(f"{self._uri}: negative seek position {target}")
+        if target != self.tell():
+            self._digests = None  # out-of-order reads: the whole-object sum no longer applies
+            self._buffer, self._position = b"", min(target, self._size)
+        return target
 
     def _fetch(self) -> bytes:
         start = self._position

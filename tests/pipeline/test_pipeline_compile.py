@@ -1,3 +1,6 @@
+import re
+
+import pytest
 import yaml
 from credit_risk.pipelines.compile import COMPILED_FILE, MONITORING_COMPILED_FILE, compile_pipeline
 
@@ -65,6 +68,53 @@ def test_database_secret_is_mounted_on_the_ingest_step_only_when_asked(tmp_path)
     assert not any("password" in name for name in params)  # credentials are never parameters
     default = list(yaml.safe_load_all(COMPILED_FILE.read_text()))
     assert len(default) == 1  # the committed YAML mounts no secret
+
+
+@pytest.mark.parametrize("which", ["training", "monitoring"])
+def test_s3_access_puts_the_minio_endpoint_and_keys_on_every_step_and_only_when_asked(tmp_path, which):
+    """Kubeflow's MinIO (or any S3 API off AWS): every step reaches s3:// through boto3's standard
+    chain, so each gets the secret's keys as env vars and the endpoint; keys are never parameters."""
+    from credit_risk.pipelines.policy import S3_SECRET_KEYS, S3Access
+
+    access = S3Access("credit-risk-s3", "http://minio-service.kubeflow:9000/", "us-east-1")
+    path = compile_pipeline(tmp_path / "p.yaml", which=which, s3=access)
+    spec, platform = yaml.safe_load_all(path.read_text())
+    # every step that runs our code (an importer only records its URI: KFP's driver, no download)
+    executors = {k: v for k, v in spec["deploymentSpec"]["executors"].items() if "container" in v}
+    mounted = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(mounted) == set(executors) and len(executors) >= 2
+    for name, executor in executors.items():
+        (secret,) = mounted[name]["secretAsEnv"]
+        assert secret["secretName"] == "credit-risk-s3"
+        assert {m["secretKey"]: m["envVar"] for m in secret["keyToEnv"]} == {k: k for k in S3_SECRET_KEYS}
+        env = {e["name"]: e["value"] for e in executor["container"]["env"]}
+        assert env == {"AWS_ENDPOINT_URL_S3": "http://minio-service.kubeflow:9000", "AWS_REGION": "us-east-1"}
+    assert not any(
+        "secret" in p or "aws" in p.lower() for p in spec["root"]["inputDefinitions"]["parameters"]
+    )
+    committed = COMPILED_FILE if which == "training" else MONITORING_COMPILED_FILE
+    assert "AWS_" not in committed.read_text()  # the committed YAML assumes no MinIO
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"secret": "Credit_S3"}, "--s3-secret 'Credit_S3' is not a Kubernetes secret name"),
+        (
+            {"endpoint": "minio-service:9000"},
+            "--s3-endpoint 'minio-service:9000': expected the S3 API's base URL",
+        ),
+        ({"endpoint": "http://minio/path"}, "expected the S3 API's base URL"),
+        ({"region": "US East"}, "--s3-region 'US East' is not a region name"),
+    ],
+)
+def test_s3_access_names_what_is_wrong(kwargs, message):
+    from credit_risk.pipelines.policy import S3Access
+
+    from credit_risk.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        S3Access(**kwargs)
 
 
 def _executor_of(spec, task):
