@@ -30,8 +30,8 @@ def deploy(
     under ``serving_root`` (immutable), render the InferenceService, and with ``apply_to_cluster``
     create/patch it with a ``canary_traffic_percent`` canary, promote or roll back.
     ``fail_on_rejection`` (set by CI submits) makes a rejection fail the run; a failed deployment
-    always fails it. ``deployment_mode``: KServe's Knative (canary rollout, concurrency autoscaling)
-    or Standard (Deployment + HPA on CPU; rendered only, not applied).
+    always fails it. ``deployment_mode``: KServe's Knative (revision canary, concurrency autoscaling)
+    or Standard (Deployment + HPA on CPU; the canary is a second Deployment via ``spec.canary``).
 
     Outputs:
       deployment: JSON record: state (refused, failed, rendered, created, promoted), deployed

@@ -60,7 +60,7 @@ class DeployConfig:
     poll_seconds: float = 5.0
     # KServe's deployment mode (annotation serving.kserve.io/deploymentMode; older names Serverless /
     # RawDeployment). Knative: revisions, traffic split, tag routing, concurrency autoscaling;
-    # Standard: a Deployment + HPA (cpu/memory), no revisions to split traffic between.
+    # Standard: a Deployment + HPA (cpu/memory); the canary is a second Deployment (spec.canary).
     deployment_mode: str = "Knative"
 
     def __post_init__(self) -> None:
@@ -93,12 +93,6 @@ class DeployConfig:
             raise ConfigError(
                 f"scale_metric {self.scale_metric!r} is a Knative autoscaler metric; in Standard mode the "
                 "HPA scales on cpu or memory"
-            )
-        if self.deployment_mode == STANDARD and self.apply:
-            raise ConfigError(
-                "apply_to_cluster in Standard mode is not supported yet: the canary rollout (revisions, "
-                "traffic split, tag URLs) is implemented for Knative mode; render the InferenceService "
-                "(apply_to_cluster=false) and apply it with kubectl, or deploy in Knative mode"
             )
         if self.logger_url and not re.match(r"^https?://", self.logger_url):
             raise ConfigError(f"logger_url {self.logger_url!r} must be an http(s) URL")

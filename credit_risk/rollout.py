@@ -12,12 +12,22 @@ while ``status.url`` and the traffic tags' URLs are external host names behind t
 (and, on Kubeflow, its login): the whole service at ``status.address.url``, one revision at its
 traffic tag's cluster-local service ``<tag>-<name>-predictor.<namespace>.svc.cluster.local``.
 
+In **Standard** mode (annotation ``serving.kserve.io/deploymentMode: Standard``: a Deployment per
+predictor, no Knative revisions) the canary is KServe's ``spec.canary`` list (kserve >= 0.20): the
+new predictor goes out under its own name as a second Deployment and Service
+``<name>-<canary>-predictor`` with ``trafficPercent`` of the traffic, is smoke-queried at that
+Service, then promoted by retargeting the stable predictor to it (``spec.predictor.name`` = the
+canary's name, ``spec.canary: []``: no pod restarts) or rolled back by removing the canary entry.
+The canary predictor carries no autoscaling fields (KServe's validation refuses them there).
+
 ``InferenceServiceApi`` is the only place that touches the ``kubernetes`` client; ``rollout`` takes
 any object with its four methods, so the policy is tested without a cluster.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import time
@@ -35,6 +45,11 @@ RESOURCE = f"{PLURAL}.{GROUP}"
 # and by a rollback - unlike the predictor spec, which holds the newest model either way.
 SERVING_URI_ANNOTATION = "credit-risk/serving-storage-uri"
 CLUSTER_DOMAIN = "svc.cluster.local"  # Kubernetes' cluster-local DNS suffix
+MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+STANDARD = "Standard"  # KServe's name (older: RawDeployment); anything else rolls out as Knative
+MODEL_VERSION_ANNOTATION = "credit-risk/model-version"
+# a canary predictor may not carry these (KServe's webhook: the stable predictor's HPA scales both)
+CANARY_FORBIDDEN_FIELDS = ("maxReplicas", "scaleMetric", "scaleTarget", "autoScaling")
 
 
 class KubeApiError(CreditRiskError):
@@ -161,6 +176,7 @@ class ServiceStatus:
     address: str = ""  # cluster-local (status.address.url): what a pipeline pod can reach
     name: str = ""
     namespace: str = ""
+    canaries: tuple[dict[str, Any], ...] = ()  # Standard mode: status.canaryStatuses
 
     @classmethod
     def of(cls, isvc: dict[str, Any]) -> ServiceStatus:
@@ -185,6 +201,14 @@ class ServiceStatus:
             address=address,
             name=str((isvc.get("metadata") or {}).get("name", "")),
             namespace=str((isvc.get("metadata") or {}).get("namespace", "")),
+            canaries=tuple(status.get("canaryStatuses") or ()),
+        )
+
+    def canary_ready(self, name: str, percent: int) -> bool:
+        """Standard mode: the canary ``name`` is Ready and takes ``percent`` of the traffic."""
+        return any(
+            c.get("name") == name and c.get("ready") is True and int(c.get("trafficPercent", -1)) == percent
+            for c in self.canaries
         )
 
     def percent_to(self, revision: str) -> int:
@@ -269,9 +293,15 @@ def wait_until(
         if current and status.failure:
             raise RolloutError(f"{what} failed: {status.failure}")
         if clock() >= deadline:
+            canaries = [
+                f"canary {c.get('name')} ready={c.get('ready')} at {c.get('trafficPercent')}%"
+                for c in status.canaries
+            ]
+            seen = ", ".join(canaries) or (
+                f"latest created {status.latest_created or '-'}, ready {status.latest_ready or '-'}"
+            )
             raise RolloutError(
-                f"timed out after {config.timeout_seconds:g}s waiting for {what} "
-                f"(latest created {status.latest_created or '-'}, ready {status.latest_ready or '-'}, "
+                f"timed out after {config.timeout_seconds:g}s waiting for {what} ({seen}, "
                 f"Ready={status.ready}, observed generation {status.observed_generation} of {generation})"
             )
         sleep(config.poll_seconds)
@@ -292,6 +322,7 @@ def rollout(
         generation = int((written.get("metadata") or {}).get("generation", 0) or 0)
         return wait_until(api, name, done, what, config, sleep, clock, generation)
 
+    standard = (manifest["metadata"].get("annotations") or {}).get(MODE_ANNOTATION) == STANDARD
     existing = api.get(name)
     if existing is None:
         try:
@@ -305,18 +336,10 @@ def rollout(
                 raise
         else:
             log.info("created InferenceService %s/%s; waiting for Ready", api.namespace, name)
-            status = wait(
-                lambda s: s.ready and bool(s.latest_ready), "the first revision to become Ready", created
-            )
-            try:
-                smoke(status.url_of(status.latest_ready))
-            except SmokeTestError as e:
-                raise RolloutError(
-                    f"first deployment {status.latest_ready} is Ready but failed its smoke query: {e}. "
-                    "There is no previous revision to roll back to; delete or fix the InferenceService."
-                ) from e
-            return RolloutResult("created", status.url, status.latest_ready, "", status.traffic)
+            return _first_deployment(manifest, created, smoke, wait, standard)
 
+    if standard:
+        return _rollout_standard(api, manifest, existing, smoke, config, wait)
     previous = ServiceStatus.of(existing)
     old_revision = previous.latest_ready
     canary = config.canary_traffic_percent
@@ -362,6 +385,108 @@ def rollout(
     )
     log.info("promoted %s: %s now serves 100%% (was %s)", name, new_revision, old_revision)
     return RolloutResult("promoted", status.url, new_revision, old_revision, status.traffic)
+
+
+Wait = Callable[[Callable[[ServiceStatus], bool], str, dict[str, Any]], ServiceStatus]
+
+
+def _first_deployment(
+    manifest: dict[str, Any], created: dict[str, Any], smoke: Smoke, wait: Wait, standard: bool
+) -> RolloutResult:
+    """A new InferenceService: wait until Ready, smoke-query it; no previous model to fall back on."""
+    if standard:
+        first = deployment_name(manifest["metadata"]["name"], manifest["spec"]["predictor"].get("name", ""))
+        status = wait(lambda s: s.ready, f"the predictor Deployment {first} to become Ready", created)
+        target, revision, traffic = status.address, first, _standard_traffic(first, 100)
+    else:
+        status = wait(
+            lambda s: s.ready and bool(s.latest_ready), "the first revision to become Ready", created
+        )
+        revision, traffic = status.latest_ready, status.traffic
+        target = status.url_of(revision)
+    try:
+        if not target:
+            raise SmokeTestError("the InferenceService reports no cluster-local status.address.url")
+        smoke(target)
+    except SmokeTestError as e:
+        raise RolloutError(
+            f"first deployment {revision} is Ready but failed its smoke query: {e}. "
+            "There is no previous revision to roll back to; delete or fix the InferenceService."
+        ) from e
+    return RolloutResult("created", status.url, revision, "", traffic)
+
+
+def deployment_name(service: str, predictor_name: str = "") -> str:
+    """The Deployment (and Service) KServe's Standard mode runs a predictor as."""
+    return f"{service}-{predictor_name}-predictor" if predictor_name else f"{service}-predictor"
+
+
+def canary_name(manifest: dict[str, Any]) -> str:
+    """The new predictor's name in Standard mode: ``v`` + 6 hex digits of the model version, so
+    ``<service>-<canary>-predictor`` stays a 63-character DNS label for any valid service name."""
+    version = str((manifest["metadata"].get("annotations") or {}).get(MODEL_VERSION_ANNOTATION, ""))
+    digest = version[2:] if version.startswith("m-") else hashlib.sha256(version.encode()).hexdigest()
+    if len(digest) < 6:
+        digest = hashlib.sha256(
+            json.dumps(manifest["spec"]["predictor"], sort_keys=True).encode()
+        ).hexdigest()
+    return f"v{digest[:6]}"
+
+
+def _standard_traffic(stable: str, stable_percent: int, canary: str = "") -> list[dict[str, Any]]:
+    split = [{"revisionName": stable, "percent": stable_percent, "tag": "stable"}]
+    if canary:
+        split.append({"revisionName": canary, "percent": 100 - stable_percent, "tag": "canary"})
+    return split
+
+
+def _rollout_standard(
+    api: InferenceServiceStore,
+    manifest: dict[str, Any],
+    existing: dict[str, Any],
+    smoke: Smoke,
+    config: RolloutConfig,
+    wait: Wait,
+) -> RolloutResult:
+    """Standard mode: the new predictor as a ``spec.canary`` entry, smoke-queried at its own
+    Service, then promoted (the stable predictor retargeted to it) or removed again."""
+    name, namespace = manifest["metadata"]["name"], api.namespace
+    stable_name = str(((existing.get("spec") or {}).get("predictor") or {}).get("name") or "")
+    old, new_name = deployment_name(name, stable_name), canary_name(manifest)
+    new = deployment_name(name, new_name)
+    if new_name == stable_name:
+        raise RolloutError(f"{new} already serves this model version; nothing to roll out")
+    percent = config.canary_traffic_percent
+    predictor = {k: v for k, v in manifest["spec"]["predictor"].items() if k not in CANARY_FORBIDDEN_FIELDS}
+    entry = {"trafficPercent": percent, "predictor": {**predictor, "name": new_name}}
+    patched = api.patch(name, {"metadata": _meta_patch(manifest), "spec": {"canary": [entry]}})
+    log.info("added canary %s to %s at %d%% (stable %s)", new, name, percent, old)
+    try:
+        wait(
+            lambda s: s.ready and s.canary_ready(new_name, percent),
+            f"the canary Deployment {new} to become Ready with {percent}% of traffic",
+            patched,
+        )
+        smoke(f"http://{new}.{namespace}.{CLUSTER_DOMAIN}")
+    except (RolloutError, SmokeTestError) as e:
+        back = api.patch(name, {"spec": {"canary": []}})
+        log.error("removed canary %s from %s: %s", new, name, e)
+        returned = f"the canary was removed and {old} serves all traffic"
+        try:
+            wait(lambda s: s.ready and not s.canaries, f"{old} to take all traffic back", back)
+        except RolloutError as stuck:
+            returned = f"the rollback was sent but not confirmed ({stuck})"
+        raise RolloutError(f"rolled back: {returned}; the new model was not promoted because {e}") from e
+    promote: dict[str, Any] = {
+        "spec": {"predictor": {**manifest["spec"]["predictor"], "name": new_name}, "canary": []}
+    }
+    serving = manifest["metadata"].get("annotations", {}).get(SERVING_URI_ANNOTATION)
+    if serving:
+        promote["metadata"] = {"annotations": {SERVING_URI_ANNOTATION: serving}}
+    promoted = api.patch(name, promote)
+    status = wait(lambda s: s.ready and not s.canaries, f"{new} to receive 100% of traffic", promoted)
+    log.info("promoted %s: %s now serves 100%% (was %s)", name, new, old)
+    return RolloutResult("promoted", status.url, new, old, _standard_traffic(new, 100))
 
 
 def _meta_patch(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,18 @@ smoke client here), with the **served model's own PDs**: the revision's ``STORAG
 (a local model directory, or a published gs:// version) and scores the instances; ``serve_instead``
 maps a storage URI to another model (a revision serving the wrong model), and a URI with no model
 behind it answers a fixed PD of 0.25. ``smoke_script`` makes a revision answer 500 ("bad").
+
+In **Standard** mode (annotation ``serving.kserve.io/deploymentMode: Standard``) it plays KServe's
+raw-deployment controller instead: one Deployment + Service per predictor, ``<name>-predictor``
+or ``<name>-<predictor.name>-predictor``, and one per ``spec.canary`` entry (kserve >= 0.20); a
+changed pod spec restarts that Deployment (its fate again from ``revision_script``), retargeting
+the stable predictor to an existing canary's name does not; ``status.canaryStatuses`` (name, ready,
+trafficPercent) and a ``CanaryPredictorReady`` condition while canaries exist. KServe's validating
+webhook is played too (403 ``denied the request``, as controller-runtime denies): canaries only in
+Standard mode, each with a unique DNS-label ``predictor.name`` other than the stable one, traffic
+summing to at most 100, and no autoscaling fields on a canary. Each Deployment's Service is
+reachable at ``<deployment>.<ns>.svc.cluster.local``, the whole service at ``status.address.url``
+(``<name>-predictor.<ns>...``, routed to the stable predictor).
 ``forbid`` makes a verb answer 403 as RBAC would. Every request is logged in ``requests``.
 """
 
@@ -59,6 +71,15 @@ _PREDICT = re.compile(r"^/v1/models/([^/:]+):predict$")
 CLUSTER_DOMAIN = "svc.cluster.local"
 EXTERNAL_DOMAIN = "example.com"
 FIXED_PD = 0.25  # the answer of a revision whose storage URI holds no model (policy-only tests)
+MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+# KServe's webhook refuses these on a canary predictor: the fake's own copy, not the code's
+_CANARY_AUTOSCALING = ("maxReplicas", "scaleMetric", "scaleTarget", "autoScaling")
+_NOT_POD_SPEC = ("name", "canaryTrafficPercent", "minReplicas", *_CANARY_AUTOSCALING)  # restart no pod
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class DeniedError(Exception):
+    """A validating admission webhook's refusal (403)."""
 
 
 class InvalidError(Exception):
@@ -148,6 +169,31 @@ class _Service:
         self.rolled_out = ""  # the revision that last had 100 % of traffic
         self.observed = 0  # the generation the controller has reconciled
         self.last_status: dict[str, Any] = {}  # what GET shows until it has
+        self.deployments: dict[str, dict[str, Any]] = {}  # Standard mode: name -> {"spec", "fate", "polls"}
+
+    @property
+    def standard(self) -> bool:
+        return (self.obj["metadata"].get("annotations") or {}).get(MODE_ANNOTATION) in (
+            "Standard",
+            "RawDeployment",
+        )
+
+    @property
+    def name(self) -> str:
+        return str(self.obj["metadata"]["name"])
+
+    def deployment_of(self, predictor_name: str | None) -> str:
+        return f"{self.name}-{predictor_name}-predictor" if predictor_name else f"{self.name}-predictor"
+
+    @property
+    def stable(self) -> str:
+        return self.deployment_of(self.obj["spec"]["predictor"].get("name"))
+
+    def canaries(self) -> list[tuple[str, dict[str, Any]]]:
+        """(Deployment name, canary entry) for each ``spec.canary`` entry."""
+        return [
+            (self.deployment_of(c["predictor"].get("name")), c) for c in self.obj["spec"].get("canary") or []
+        ]
 
 
 class FakeKubeApi:
@@ -187,7 +233,11 @@ class FakeKubeApi:
         return [path.split(" ", 1)[1] for m, path, _ in self.requests if path.startswith("predict ")]
 
     def traffic(self, namespace: str, name: str) -> dict[str, int]:
-        status = self._status(self.services[(namespace, name)])
+        svc = self.services[(namespace, name)]
+        if svc.standard:
+            canaries = {dep: int(c["trafficPercent"]) for dep, c in svc.canaries()}
+            return {svc.stable: 100 - sum(canaries.values()), **canaries}
+        status = self._status(svc)
         return {t["revisionName"]: t["percent"] for t in status["components"]["predictor"]["traffic"]}
 
     def seed(self, manifest: dict[str, Any]) -> None:
@@ -200,6 +250,11 @@ class FakeKubeApi:
             {"name": self._rev_name(svc, 1), "spec": _model_spec(manifest), "fate": "ready", "polls": 99}
         )
         svc.rolled_out = svc.revisions[0]["name"]
+        if svc.standard:
+            self._validate_standard(svc.obj)
+            for dep, spec in self._wanted_deployments(svc).items():
+                svc.deployments[dep] = {"spec": spec, "fate": "ready", "polls": 99}
+        svc.last_status = self._status(svc)
         self.services[(manifest["metadata"]["namespace"], manifest["metadata"]["name"])] = svc
 
     # --- the controller -----------------------------------------------------------------------
@@ -214,8 +269,12 @@ class FakeKubeApi:
     def _reconcile(self, svc: _Service, spec_before: Any = None) -> None:
         """Record a write: a new revision for a new model spec, generation +1 when the spec
         changed, a new resourceVersion always. The status catches up on a later GET."""
+        if svc.standard:
+            self._reconcile_deployments(svc)
         spec = _model_spec(svc.obj)
-        if not svc.revisions or svc.revisions[-1]["spec"] != spec:
+        if svc.standard:
+            pass  # no Knative revisions in Standard mode
+        elif not svc.revisions or svc.revisions[-1]["spec"] != spec:
             fate = self.revision_script.pop(0) if self.revision_script else "ready"
             svc.revisions.append(
                 {"name": self._rev_name(svc, len(svc.revisions) + 1), "spec": spec, "fate": fate, "polls": 0}
@@ -224,6 +283,53 @@ class FakeKubeApi:
             svc.obj["metadata"]["generation"] = svc.obj["metadata"].get("generation", 0) + 1
         svc.obj["metadata"]["resourceVersion"] = self._next_version()
 
+    @staticmethod
+    def _pod_spec(predictor: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in predictor.items() if k not in _NOT_POD_SPEC}
+
+    def _wanted_deployments(self, svc: _Service) -> dict[str, dict[str, Any]]:
+        wanted = {svc.stable: self._pod_spec(svc.obj["spec"]["predictor"])}
+        for dep, entry in svc.canaries():
+            wanted[dep] = self._pod_spec(entry["predictor"])
+        return wanted
+
+    def _reconcile_deployments(self, svc: _Service) -> None:
+        """Standard mode: a Deployment per predictor; a new pod spec starts it (again), a name
+        retargeted to an existing Deployment with the same pod spec keeps its pods."""
+        wanted = self._wanted_deployments(svc)
+        for dep, spec in wanted.items():
+            current = svc.deployments.get(dep)
+            if current is None or current["spec"] != spec:
+                fate = self.revision_script.pop(0) if self.revision_script else "ready"
+                svc.deployments[dep] = {"spec": spec, "fate": fate, "polls": 0}
+        for dep in set(svc.deployments) - set(wanted):
+            del svc.deployments[dep]  # an orphan: removed canary, or the stable one after promotion
+
+    @staticmethod
+    def _validate_standard(obj: dict[str, Any]) -> None:
+        """KServe's validating webhook on ``spec.canary`` (what a write must satisfy)."""
+        canaries = obj["spec"].get("canary") or []
+        if not canaries:
+            return
+        mode = (obj["metadata"].get("annotations") or {}).get(MODE_ANNOTATION)
+        if mode not in ("Standard", "RawDeployment"):
+            raise DeniedError(
+                f"spec.canary is only supported in Standard deployment mode, not {mode or 'Knative'}"
+            )
+        stable = obj["spec"]["predictor"].get("name") or ""
+        names = [str(c["predictor"].get("name") or "") for c in canaries]
+        for n in names:
+            if not n or not _DNS_LABEL.match(n):
+                raise DeniedError(f"spec.canary[].predictor.name {n!r} must be a DNS-1123 label")
+        if len(set(names)) != len(names) or stable in names:
+            raise DeniedError(f"canary names must be unique and differ from the stable predictor's: {names}")
+        if sum(int(c["trafficPercent"]) for c in canaries) > 100:
+            raise DeniedError("the canaries' trafficPercent must sum to at most 100")
+        for c in canaries:
+            bad = sorted(set(c["predictor"]) & set(_CANARY_AUTOSCALING))
+            if bad:
+                raise DeniedError(f"canary {c['predictor']['name']!r} may not set autoscaling fields {bad}")
+
     def _observe(self, svc: _Service) -> dict[str, Any]:
         """The status a GET shows: from before the last write until the controller has seen it."""
         generation = svc.obj["metadata"]["generation"]
@@ -231,14 +337,18 @@ class FakeKubeApi:
             shown = svc.last_status
             svc.observed = generation  # reconciled by the next GET
             return shown
-        svc.revisions[-1]["polls"] += 1
+        for counted in [*svc.revisions[-1:], *svc.deployments.values()]:
+            counted["polls"] += 1
         svc.last_status = self._status(svc)
         return svc.last_status
 
     def _served_model(self, svc: _Service, revision: str) -> str:
-        rev = next(r for r in svc.revisions if r["name"] == revision)
-        env = {e["name"]: e.get("value") for c in rev["spec"].get("containers", []) for e in c.get("env", [])}
-        uri = env.get("STORAGE_URI") or rev["spec"].get("model", {}).get("storageUri", "")
+        if svc.standard:
+            spec = svc.deployments[revision]["spec"]
+        else:
+            spec = next(r for r in svc.revisions if r["name"] == revision)["spec"]
+        env = {e["name"]: e.get("value") for c in spec.get("containers", []) for e in c.get("env", [])}
+        uri = env.get("STORAGE_URI") or spec.get("model", {}).get("storageUri", "")
         return self.serve_instead.get(uri, uri)
 
     def _score(self, uri: str, instances: list[dict[str, Any]]) -> list[float]:
@@ -256,7 +366,41 @@ class FakeKubeApi:
     def _ready(self, rev: dict[str, Any]) -> bool:
         return rev["fate"] == "ready" and rev["polls"] >= self.polls_until_ready
 
+    def _condition(self, dep: dict[str, Any], what: str) -> dict[str, Any]:
+        if self._ready(dep):
+            return {"type": "Ready", "status": "True"}
+        if dep["fate"] == "fail":
+            return {"type": "Ready", "status": "False", "reason": "ExitCode",
+                    "message": f"{what}: container exited with code 1"}  # fmt: skip
+        return {"type": "Ready", "status": "Unknown", "reason": "Progressing"}
+
+    def _standard_status(self, svc: _Service) -> dict[str, Any]:
+        name, ns = svc.name, svc.obj["metadata"]["namespace"]
+        ready = self._condition(svc.deployments[svc.stable], f"Deployment {svc.stable}")
+        conditions = [{"type": "PredictorReady", "status": ready["status"]}, ready]
+        statuses = [
+            {"name": c["predictor"]["name"], "ready": self._ready(svc.deployments[dep]),
+             "trafficPercent": int(c["trafficPercent"])}
+            for dep, c in svc.canaries()
+        ]  # fmt: skip
+        if statuses:
+            every = all(c["ready"] for c in statuses)
+            conditions.append({"type": "CanaryPredictorReady", "status": "True" if every else "False",
+                               "reason": "AllCanariesReady" if every else "CanariesNotReady"})  # fmt: skip
+        status: dict[str, Any] = {
+            "observedGeneration": svc.obj["metadata"]["generation"],
+            "url": f"http://{name}-{ns}.{EXTERNAL_DOMAIN}",
+            "address": {"url": f"http://{name}-predictor.{ns}.{CLUSTER_DOMAIN}"},
+            "conditions": conditions,
+            "components": {"predictor": {"url": f"http://{name}-predictor-{ns}.{EXTERNAL_DOMAIN}"}},
+        }
+        if statuses:
+            status["canaryStatuses"] = statuses
+        return status
+
     def _status(self, svc: _Service) -> dict[str, Any]:
+        if svc.standard:
+            return self._standard_status(svc)
         latest = svc.revisions[-1]
         latest_ready = next((r["name"] for r in reversed(svc.revisions) if self._ready(r)), "")
         canary = svc.obj["spec"]["predictor"].get("canaryTrafficPercent")
@@ -311,6 +455,13 @@ class FakeKubeApi:
     def _route_host(self, host: str) -> tuple[_Service, str] | None:
         """The (service, revision) a cluster-local host name reaches, or None."""
         for (ns, name), svc in self.services.items():
+            if svc.standard:
+                if host == f"{name}-predictor.{ns}.{CLUSTER_DOMAIN}":
+                    return svc, svc.stable
+                for dep in svc.deployments:
+                    if host == f"{dep}.{ns}.{CLUSTER_DOMAIN}":
+                        return svc, dep
+                continue
             status = self._status(svc)
             traffic = status["components"]["predictor"]["traffic"]
             if host == f"{name}.{ns}.{CLUSTER_DOMAIN}" and traffic:
@@ -369,6 +520,11 @@ class FakeKubeApi:
                     fake.requests.append((method, self.path, body))
                     try:
                         self._dispatch(method, body)
+                    except DeniedError as e:
+                        webhook = "inferenceservice.kserve-webhook-server.validator"
+                        self._status(
+                            403, "Forbidden", f'admission webhook "{webhook}" denied the request: {e}'
+                        )
                     except InvalidError as e:
                         name = ((body or {}).get("metadata") or {}).get("name", "")
                         self._send(422, {
@@ -396,6 +552,7 @@ class FakeKubeApi:
 
             def _admit(self, obj: dict[str, Any]) -> None:
                 self.warnings = fake.validator.admit(obj)
+                fake._validate_standard(obj)
 
             def _dispatch(self, method: str, body: Any) -> None:  # noqa: PLR0911 - one router
                 verb = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update"}[method]

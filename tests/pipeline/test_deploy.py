@@ -293,7 +293,7 @@ def test_approved_model_is_published_to_gcs_and_served_from_there(gcs, tmp_path)
     assert client.bucket(bucket).blob("serving/pd/m-0123456789abcdef/_PUBLISHED.json").exists()
 
 
-def test_deployment_mode_is_explicit_and_standard_mode_is_rendered_not_applied():
+def test_deployment_mode_is_explicit_in_the_manifest():
     knative = deploy.render_inference_service("gs://b/m", deploy.DeployConfig(name="pd"), "v1")
     annotations = knative["metadata"]["annotations"]
     assert annotations["serving.kserve.io/deploymentMode"] == "Knative"
@@ -308,8 +308,6 @@ def test_deployment_mode_is_explicit_and_standard_mode_is_rendered_not_applied()
     assert standard["spec"]["predictor"]["scaleMetric"] == "cpu"
     with pytest.raises(ConfigError, match="Knative autoscaler metric"):
         deploy.DeployConfig(name="pd", deployment_mode="Standard")
-    with pytest.raises(ConfigError, match="not supported yet"):
-        deploy.DeployConfig(name="pd", deployment_mode="Standard", scale_metric="cpu", apply=True)
     with pytest.raises(ConfigError, match="deployment_mode must be one of"):
         deploy.DeployConfig(name="pd", deployment_mode="Serverless")
 

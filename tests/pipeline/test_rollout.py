@@ -251,3 +251,108 @@ def test_the_fake_api_server_validates_like_the_real_one(fake):
     with pytest.raises(KubeApiError, match="the object has been modified") as e:
         api.patch("credit-risk", stale)
     assert e.value.status == 409
+
+
+# --- Standard mode: spec.canary (a second Deployment), promotion retargets the stable predictor ---
+M1, M2, M3 = "m-111111aaaaaaaaaa", "m-222222bbbbbbbbbb", "m-333333cccccccccc"
+
+
+def _standard(version):
+    config = deploy.DeployConfig(
+        name="credit-risk", deployment_mode="Standard", scale_metric="cpu", scale_target=70
+    )
+    return deploy.render_inference_service(
+        f"gs://bucket/models/credit-risk/{version}", config, version, "a1b2c3"
+    )
+
+
+def test_standard_mode_first_deployment_is_smoked_at_the_services_cluster_local_address(fake):
+    result = _roll(fake, _standard(M1))
+    assert result.action == "created" and result.revision == "credit-risk-predictor"
+    assert fake.smoke_queries() == ["credit-risk-predictor.credit-risk.svc.cluster.local"]
+    assert fake.traffic(NS, "credit-risk") == {"credit-risk-predictor": 100}
+
+
+def test_standard_mode_update_is_a_spec_canary_then_the_stable_predictor_is_retargeted(fake):
+    fake.seed(_standard(M1))
+    result = _roll(fake, _standard(M2))
+    assert (result.action, result.revision, result.previous_revision) == (
+        "promoted", "credit-risk-v222222-predictor", "credit-risk-predictor",
+    )  # fmt: skip
+    canary, promote = [body for verb, body in fake.api_calls() if verb == "patch"]
+    (entry,) = canary["spec"]["canary"]
+    assert entry["trafficPercent"] == 10 and entry["predictor"]["name"] == "v222222"
+    assert not {"maxReplicas", "scaleMetric", "scaleTarget"} & set(entry["predictor"])  # the webhook's rule
+    assert entry["predictor"]["containers"][0]["env"][0]["value"].endswith(M2)
+    assert "predictor" not in canary["spec"]  # the stable predictor keeps serving the old model
+    assert SERVING_URI_ANNOTATION not in canary["metadata"]["annotations"]
+    # smoke-queried at the canary's own Service, before promotion
+    assert fake.smoke_queries() == ["credit-risk-v222222-predictor.credit-risk.svc.cluster.local"]
+    assert promote["spec"]["canary"] == [] and promote["spec"]["predictor"]["name"] == "v222222"
+    assert promote["metadata"]["annotations"][SERVING_URI_ANNOTATION].endswith(M2)
+    svc = fake.services[(NS, "credit-risk")]
+    assert set(svc.deployments) == {"credit-risk-v222222-predictor"}  # the old one is an orphan, removed
+    assert svc.deployments["credit-risk-v222222-predictor"]["polls"] > fake.polls_until_ready  # not restarted
+    assert fake.traffic(NS, "credit-risk") == {"credit-risk-v222222-predictor": 100}
+    # the next model goes out under its own name beside the retargeted stable one
+    again = _roll(fake, _standard(M3))
+    assert (again.revision, again.previous_revision) == (
+        "credit-risk-v333333-predictor",
+        "credit-risk-v222222-predictor",
+    )
+    assert set(svc.deployments) == {"credit-risk-v333333-predictor"}
+
+
+def test_standard_mode_canary_failing_its_smoke_is_removed_and_the_stable_one_untouched(fake):
+    fake.seed(_standard(M1))
+    fake.smoke_script = {"credit-risk-v222222-predictor": "bad"}
+    with pytest.raises(RolloutError, match=r"rolled back: the canary was removed.*HTTP 500"):
+        _roll(fake, _standard(M2))
+    assert [b for v, b in fake.api_calls() if v == "patch"][-1] == {"spec": {"canary": []}}
+    svc = fake.services[(NS, "credit-risk")]
+    assert set(svc.deployments) == {"credit-risk-predictor"} and not svc.obj["spec"].get("canary")
+    assert svc.obj["spec"]["predictor"]["containers"][0]["env"][0]["value"].endswith(M1)
+
+
+def test_standard_mode_canary_that_never_becomes_ready_is_removed_after_the_timeout(fake):
+    fake.seed(_standard(M1))
+    fake.revision_script = ["never_ready"]
+    with pytest.raises(
+        RolloutError,
+        match=r"removed.*timed out after 1.5s waiting for the canary Deployment "
+        r"credit-risk-v222222-predictor to become Ready with 10% of traffic "
+        r"\(canary v222222 ready=False at 10%",
+    ):
+        _roll(fake, _standard(M2))
+    assert fake.traffic(NS, "credit-risk") == {"credit-risk-predictor": 100}
+    assert fake.smoke_queries() == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m["metadata"]["annotations"].update({"serving.kserve.io/deploymentMode": "Knative"}),
+         "only supported in Standard deployment mode"),
+        (lambda m: m["spec"]["canary"][0]["predictor"].update({"maxReplicas": 3}),
+         "may not set autoscaling fields"),
+        (lambda m: m["spec"]["canary"].append(m["spec"]["canary"][0]), "must be unique"),
+        (lambda m: m["spec"]["canary"].append({**m["spec"]["canary"][0], "trafficPercent": 95,
+                   "predictor": {**m["spec"]["canary"][0]["predictor"], "name": "v2"}}),
+         "sum to at most 100"),
+        (lambda m: m["spec"]["canary"][0]["predictor"].pop("name"), "must be a DNS-1123 label"),
+    ],
+)  # fmt: skip
+def test_the_fake_plays_kserves_canary_webhook(fake, change, message):
+    """What KServe's validating webhook refuses on spec.canary is refused here too (403, as
+    controller-runtime denies), so a rollout that would be refused on a cluster fails here."""
+    manifest = _standard(M1)
+    predictor = {
+        k: v
+        for k, v in manifest["spec"]["predictor"].items()
+        if k not in ("maxReplicas", "scaleMetric", "scaleTarget")
+    }
+    manifest["spec"]["canary"] = [{"trafficPercent": 10, "predictor": {**predictor, "name": "v1"}}]
+    change(manifest)
+    with pytest.raises(KubeApiError, match=f"denied the request: .*{message}") as e:
+        InferenceServiceApi(NS, host=fake.url).create(manifest)
+    assert e.value.status == 403
