@@ -244,3 +244,29 @@ def test_no_module_outside_storage_tests_a_uri_scheme(tmp_path):
             if not relative.startswith(SCHEME_OWNERS) and (hits := _scheme_tests(path)):
                 offenders[relative] = hits
     assert offenders == {}, "ask credit_risk.storage (is_remote, scheme, ...) instead"
+
+
+def test_xdist_groups_keep_tests_sharing_a_run_on_one_worker(tmp_path):
+    """bin/test runs this suite with ``-n auto --dist loadgroup`` so the tests sharing the one
+    german_credit run (GERMAN_RUN_GROUP) compute it once. pytest 9.2 made that grouping a silent
+    no-op (pytest-xdist#1386) and the run was computed twice, 2 minutes lost; this catches it."""
+    import sys
+
+    (tmp_path / "conftest.py").write_text(
+        "import os, pytest\n"
+        "@pytest.fixture(scope='session')\n"
+        "def shared():\n"
+        "    with open(os.path.join(os.path.dirname(__file__), 'runs.txt'), 'a') as f:\n"
+        "        f.write(os.environ.get('PYTEST_XDIST_WORKER', '-') + '\\n')\n"
+    )
+    for name in "abcdefgh":  # grouped tests in eight modules, with ungrouped ones around them
+        (tmp_path / f"test_{name}.py").write_text(
+            "import pytest\n"
+            "def test_free(): pass\n"
+            f"@pytest.mark.xdist_group('run')\ndef test_{name}(shared): pass\n"
+            "def test_free2(): pass\n"
+        )
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
+    rc, out = _run(sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-q", cwd=tmp_path)
+    assert rc == 0, out
+    assert len((tmp_path / "runs.txt").read_text().split()) == 1, "the shared fixture ran on several workers"
