@@ -4,7 +4,7 @@ The repo keeps the required top-level folders ``components/``, ``pipelines/`` an
 ``serving/`` but installs them as sub-packages of ``credit_risk`` so nothing generic
 (``serving``, ``components``) lands at the top of site-packages.
 
-Two sides never share one environment (see README, "Two environments"):
+Two sides never share one environment (see docs/development.md, "Two environments"):
   pip install .[pipeline]   KFP 2.13 + TF 2.16 + TFDV 1.16 (components, pipeline, CLI)
   pip install .[serving]    kserve 0.21 + TF 2.21 (the KServe predictor)
 Exact versions live in ``locks/*.txt``; these ranges only say what the code needs.

@@ -36,7 +36,7 @@ WIDE_PREFIX = "wide_"  # variables of the wide (linear) part; the rest is the de
 
 @dataclass(frozen=True)
 class ModelConfig:
-    # Defaults chosen by 5x3 cross-validation on both bundled datasets (README, Measured):
+    # Defaults chosen by 5x3 cross-validation on both bundled datasets (docs/measured.md):
     # a small model, heavily regularised, is what 1,000-4,500 rows support.
     hidden_units: tuple[int, ...] = (16,)
     embedding_dim: int = 4

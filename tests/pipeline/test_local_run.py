@@ -101,6 +101,7 @@ def test_unreachable_threshold_is_rejected_and_not_deployed(tmp_path):
         tmp_path,
         gate_overrides={"min_auc": 0.999},
         epochs=3,
+        ensemble_size=1,  # the rejection and the streamed path need one member, not three
         stream_training_data=True,
     )
     assert s.succeeded and s.verdict == gate.REJECTED
