@@ -184,3 +184,42 @@ def score(
         rows, seconds, result.rows_per_second, result.mean_pd, result.decline_rate, output_uri,
     )  # fmt: skip
     return result
+
+
+def backtest(
+    model_dir: str | Path,
+    data_uri: str,
+    date_column: str,
+    period: str = "quarter",
+    alpha: float = 0.05,
+    chunk_rows: int = 131_072,
+) -> Any:
+    """Score the labelled rows of ``data_uri`` with the model and tabulate how its PDs held up by
+    origination cohort of ``date_column`` (``vintage.VintageReport``), one chunk in memory."""
+    from credit_risk import vintage
+    from credit_risk.scoring import ExportedModel
+
+    model = ExportedModel(model_dir)
+    spec = model.spec
+    files = storage.list_files(data_uri)
+    inputs = [f.name for f in spec.model_features]
+    if date_column in (*inputs, spec.label):
+        raise ConfigError(
+            f"date column {date_column!r} is a model input or the label, not an origination date"
+        )
+    wanted = list(dict.fromkeys([*spec.columns, date_column]))
+    acc = vintage.VintageAccumulator(date_column, period)
+    progress = _Progress(_estimated_rows(files), 10.0)
+    rows = 0
+    for chunk in data_stats.file_chunks(files, wanted, chunk_rows, "the back-test needs"):
+        raw = chunk.frame
+        typed = training_data.typed_chunk(raw, spec, chunk.uri, chunk.first_row, chunk.line_offset)
+        dates = vintage.parse_dates(raw[date_column], chunk.first_row, chunk.uri)
+        pds = model.predict_frame(typed)
+        acc.add(vintage.cohort_labels(dates, period), typed[spec.label].to_numpy(), pds)
+        rows += len(raw)
+        progress.update(rows)
+    if rows == 0:
+        raise DataError(f"{data_uri}: no rows to back-test")
+    progress.update(rows, final=True)
+    return acc.report(alpha, model_version_of(model_dir))

@@ -180,6 +180,17 @@ def cmd_score(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from credit_risk import vintage
+    from credit_risk.batch_scoring import backtest
+
+    report = backtest(args.model, args.data, args.date_column, args.period, args.alpha, args.chunk_rows)
+    written = vintage.write(report, args.output)
+    print(report.markdown())
+    print(f"written: {', '.join(str(p) for p in written.values())}")
+    return EXIT_REJECTED if args.fail_on_flag and report.flagged else EXIT_OK
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
     from credit_risk.local_run import format_monitoring_summary, run_monitoring_local
 
@@ -475,6 +486,25 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     )
     p.add_argument("--chunk-rows", type=int, default=131_072, help="rows in memory at a time")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser(
+        "backtest",
+        help="vintage back-test: how a model's PDs held up per origination cohort (Jeffreys test; "
+        "exit 3 with --fail-on-flag when a cohort is under-estimated)",
+    )
+    p.add_argument("--model", required=True, help="exported model directory (SavedModel + feature_spec.yaml)")
+    p.add_argument(
+        "--data", required=True, help="labelled CSV/Parquet file, directory or glob; local, gs:// or s3://"
+    )
+    p.add_argument("--date-column", required=True, help="each loan's origination date (YYYY-MM-DD)")
+    p.add_argument("--period", choices=["month", "quarter", "year"], default="quarter", help="cohort width")
+    p.add_argument(
+        "--alpha", type=float, default=0.05, help="Jeffreys test level: a cohort below it is flagged"
+    )
+    p.add_argument("--output", "-o", required=True, help="local directory for vintage.json / .md / .png")
+    p.add_argument("--fail-on-flag", action="store_true", help="exit 3 when any cohort is flagged")
+    p.add_argument("--chunk-rows", type=int, default=131_072, help="rows in memory at a time")
+    p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser(
         "monitor",
