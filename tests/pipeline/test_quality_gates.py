@@ -139,6 +139,26 @@ def test_manifest_scan_catches_a_privileged_root_container(tmp_path):
         assert check_id in detail, detail
 
 
+def test_core_objects_are_validated_against_the_kubernetes_schemas(tmp_path):
+    """What the API server would refuse on apply: a wrong type, an unknown field (strict)."""
+    (tmp_path / "ok.yaml").write_text(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: fine, namespace: credit-risk}\n"
+    )
+    ok, detail = check.validate_core_objects(tmp_path)
+    assert ok, detail
+    (tmp_path / "bad.yaml").write_text(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: bad}\n"
+        "spec:\n  podSelector: {matchLabels: {app: x}}\n"
+        "  ingress:\n    - ports: [{port: 8080, protocl: TCP}]\n"
+        "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: bad}\n"
+        "rules:\n  - apiGroups: ['']\n    resources: pods\n    verbs: [get]\n"
+    )
+    ok, detail = check.validate_core_objects(tmp_path)
+    assert not ok
+    assert "protocl" in detail and "networkpolicy/bad" in detail.lower(), detail
+    assert "role/bad" in detail.lower() and "is not of type 'array'" in detail, detail
+
+
 def test_offline_audit_matches_the_vendored_snapshot():
     date, advisories = check.load_advisories()
     assert date == "2024-10-10" and len(advisories) > 400
