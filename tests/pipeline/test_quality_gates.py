@@ -290,3 +290,16 @@ def test_xdist_groups_keep_tests_sharing_a_run_on_one_worker(tmp_path):
     rc, out = _run(sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-q", cwd=tmp_path)
     assert rc == 0, out
     assert len((tmp_path / "runs.txt").read_text().split()) == 1, "the shared fixture ran on several workers"
+
+
+def test_ci_runs_exactly_the_readmes_test_command():
+    """Non-negotiable: `.ci/run` calls the README's one test command, nothing else."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"Run every test[^\n]*\n\n```bash\n(.*?)```", readme, re.S)
+    assert block, "README has no 'Run every test' command block"
+    (command,) = [ln.split("#")[0].strip() for ln in block.group(1).splitlines() if ln.strip()]
+    ci = [ln.strip() for ln in (REPO / ".ci" / "run").read_text().splitlines()]
+    steps = [ln for ln in ci if ln and not ln.startswith(("#", "set ", "cd "))]
+    assert steps == [f"exec {command}"], steps
