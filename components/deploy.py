@@ -42,7 +42,8 @@ def deploy(
     import logging
 
     from credit_risk import steps
-    from credit_risk.deploy import RENDERED, STANDARD, DeployConfig
+    from credit_risk.deploy import RENDERED, DeployConfig
+    from credit_risk.rollout import STANDARD
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     standard = deployment_mode == STANDARD  # the HPA scales on CPU there, not on concurrency

@@ -27,7 +27,7 @@ import yaml
 from credit_risk import __version__, images, storage
 from credit_risk.errors import ConfigError, CreditRiskError, DeployError
 from credit_risk.gate import Decision
-from credit_risk.rollout import SERVING_URI_ANNOTATION
+from credit_risk.rollout import MODE_ANNOTATION, MODEL_VERSION_KEY, SERVING_URI_ANNOTATION, STANDARD
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class DeployConfig:
         return RolloutConfig(self.canary_traffic_percent, self.rollout_timeout_seconds, self.poll_seconds)
 
 
-KNATIVE, STANDARD = "Knative", "Standard"
+KNATIVE = "Knative"  # STANDARD comes from rollout, which rolls each mode out its own way
 DEPLOYMENT_MODES = (KNATIVE, STANDARD)
 # what KServe's storage initializer downloads from (a KFP artifact URI such as minio://... is not)
 STORAGE_SCHEMES = ("gs://", "s3://", "pvc://", "hdfs://", "webhdfs://", "https://", "http://")
@@ -300,13 +300,13 @@ def render_inference_service(
         "app.kubernetes.io/name": config.name,
         "app.kubernetes.io/part-of": "credit-risk-kfp",
         "credit-risk/package-version": __version__,
-        "credit-risk/model-version": model_version,
+        MODEL_VERSION_KEY: model_version,
     }
     annotations = {
-        "credit-risk/model-version": model_version,
+        MODEL_VERSION_KEY: model_version,
         "credit-risk/storage-uri": storage_uri,
         SERVING_URI_ANNOTATION: storage_uri,  # kept at the previous model by a canary update
-        "serving.kserve.io/deploymentMode": config.deployment_mode,
+        MODE_ANNOTATION: config.deployment_mode,
     }
     if config.deployment_mode == KNATIVE:
         # a URL per revision (latest/prev tags): the canary is smoke-queried directly

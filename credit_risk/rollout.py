@@ -47,7 +47,7 @@ SERVING_URI_ANNOTATION = "credit-risk/serving-storage-uri"
 CLUSTER_DOMAIN = "svc.cluster.local"  # Kubernetes' cluster-local DNS suffix
 MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 STANDARD = "Standard"  # KServe's name (older: RawDeployment); anything else rolls out as Knative
-MODEL_VERSION_ANNOTATION = "credit-risk/model-version"
+MODEL_VERSION_KEY = "credit-risk/model-version"  # label and annotation of a rendered InferenceService
 # a canary predictor may not carry these (KServe's webhook: the stable predictor's HPA scales both)
 CANARY_FORBIDDEN_FIELDS = ("maxReplicas", "scaleMetric", "scaleTarget", "autoScaling")
 
@@ -424,7 +424,7 @@ def deployment_name(service: str, predictor_name: str = "") -> str:
 def canary_name(manifest: dict[str, Any]) -> str:
     """The new predictor's name in Standard mode: ``v`` + 6 hex digits of the model version, so
     ``<service>-<canary>-predictor`` stays a 63-character DNS label for any valid service name."""
-    version = str((manifest["metadata"].get("annotations") or {}).get(MODEL_VERSION_ANNOTATION, ""))
+    version = str((manifest["metadata"].get("annotations") or {}).get(MODEL_VERSION_KEY, ""))
     digest = version[2:] if version.startswith("m-") else hashlib.sha256(version.encode()).hexdigest()
     if len(digest) < 6:
         digest = hashlib.sha256(
