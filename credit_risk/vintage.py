@@ -20,6 +20,8 @@ Markdown and a picture (observed rate against mean PD per cohort).
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,13 +217,17 @@ def plot(report: VintageReport, path: str | Path) -> Path:
 
 
 def write(report: VintageReport, out_dir: str | Path) -> dict[str, Path]:
-    """``vintage.json``, ``vintage.md`` and ``vintage.png`` in ``out_dir``."""
+    """``vintage.json``, ``vintage.md`` and ``vintage.png`` in ``out_dir``: all three written to a
+    staging directory inside it first and moved in only when every one is complete, so a failure
+    (a full disk, a plotting error) leaves no partial or mismatched set behind."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "vintage.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    (out / "vintage.md").write_text(report.markdown())
-    return {
-        "json": out / "vintage.json",
-        "markdown": out / "vintage.md",
-        "plot": plot(report, out / "vintage.png"),
-    }
+    names = {"json": "vintage.json", "markdown": "vintage.md", "plot": "vintage.png"}
+    with tempfile.TemporaryDirectory(prefix=".vintage-", dir=out) as staging:
+        stage = Path(staging)
+        (stage / names["json"]).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        (stage / names["markdown"]).write_text(report.markdown())
+        plot(report, stage / names["plot"])
+        for name in names.values():
+            os.replace(stage / name, out / name)
+    return {kind: out / name for kind, name in names.items()}

@@ -91,3 +91,25 @@ def test_backtest_flags_the_seeded_under_estimated_cohort(german_model_dir, tmp_
     assert "| 2024Q4 |" in (out / "vintage.md").read_text()
     assert (out / "vintage.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert cli.main(argv) == cli.EXIT_OK  # without --fail-on-flag the table is a report
+
+
+def test_a_failed_write_leaves_no_partial_report(tmp_path, monkeypatch):
+    """The table and its picture land together or not at all."""
+    dates = pd.Series(["2024-01-15", "2024-04-01"], name="d")
+    report = vintage.vintage_report(dates, np.array([1, 0]), np.array([0.4, 0.2]))
+
+    def broken(*args):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(vintage, "plot", broken)
+    with pytest.raises(OSError, match="No space left"):
+        vintage.write(report, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []  # no json/md without its picture, no staging left
+    monkeypatch.undo()
+    written = vintage.write(report, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "vintage.json",
+        "vintage.md",
+        "vintage.png",
+    ]
+    assert all(p.exists() for p in written.values())
