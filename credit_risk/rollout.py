@@ -27,9 +27,9 @@ any object with its four methods, so the policy is tested without a cluster.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -397,7 +397,7 @@ def _first_deployment(
     if standard:
         first = deployment_name(manifest["metadata"]["name"], manifest["spec"]["predictor"].get("name", ""))
         status = wait(lambda s: s.ready, f"the predictor Deployment {first} to become Ready", created)
-        target, revision, traffic = status.address, first, _standard_traffic(first, 100)
+        target, revision, traffic = status.address, first, _standard_traffic(first)
     else:
         status = wait(
             lambda s: s.ready and bool(s.latest_ready), "the first revision to become Ready", created
@@ -422,22 +422,17 @@ def deployment_name(service: str, predictor_name: str = "") -> str:
 
 
 def canary_name(manifest: dict[str, Any]) -> str:
-    """The new predictor's name in Standard mode: ``v`` + 6 hex digits of the model version, so
-    ``<service>-<canary>-predictor`` stays a 63-character DNS label for any valid service name."""
+    """The new predictor's name in Standard mode: ``v`` + 6 hex digits of the model version
+    (``m-<fingerprint>``; any other version string is hashed), so ``<service>-<canary>-predictor``
+    stays a 63-character DNS label for any valid service name."""
     version = str((manifest["metadata"].get("annotations") or {}).get(MODEL_VERSION_KEY, ""))
-    digest = version[2:] if version.startswith("m-") else hashlib.sha256(version.encode()).hexdigest()
-    if len(digest) < 6:
-        digest = hashlib.sha256(
-            json.dumps(manifest["spec"]["predictor"], sort_keys=True).encode()
-        ).hexdigest()
-    return f"v{digest[:6]}"
+    match = re.fullmatch(r"m-([0-9a-f]{6,})", version)
+    return f"v{(match.group(1) if match else hashlib.sha256(version.encode()).hexdigest())[:6]}"
 
 
-def _standard_traffic(stable: str, stable_percent: int, canary: str = "") -> list[dict[str, Any]]:
-    split = [{"revisionName": stable, "percent": stable_percent, "tag": "stable"}]
-    if canary:
-        split.append({"revisionName": canary, "percent": 100 - stable_percent, "tag": "canary"})
-    return split
+def _standard_traffic(deployment: str) -> list[dict[str, Any]]:
+    """The record's traffic split once one Deployment serves everything (Standard mode)."""
+    return [{"revisionName": deployment, "percent": 100, "tag": "stable"}]
 
 
 def _rollout_standard(
@@ -486,7 +481,7 @@ def _rollout_standard(
     promoted = api.patch(name, promote)
     status = wait(lambda s: s.ready and not s.canaries, f"{new} to receive 100% of traffic", promoted)
     log.info("promoted %s: %s now serves 100%% (was %s)", name, new, old)
-    return RolloutResult("promoted", status.url, new, old, _standard_traffic(new, 100))
+    return RolloutResult("promoted", status.url, new, old, _standard_traffic(new))
 
 
 def _meta_patch(manifest: dict[str, Any]) -> dict[str, Any]:

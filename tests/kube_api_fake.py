@@ -269,11 +269,9 @@ class FakeKubeApi:
     def _reconcile(self, svc: _Service, spec_before: Any = None) -> None:
         """Record a write: a new revision for a new model spec, generation +1 when the spec
         changed, a new resourceVersion always. The status catches up on a later GET."""
-        if svc.standard:
-            self._reconcile_deployments(svc)
         spec = _model_spec(svc.obj)
         if svc.standard:
-            pass  # no Knative revisions in Standard mode
+            self._reconcile_deployments(svc)  # Deployments, no Knative revisions
         elif not svc.revisions or svc.revisions[-1]["spec"] != spec:
             fate = self.revision_script.pop(0) if self.revision_script else "ready"
             svc.revisions.append(
