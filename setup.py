@@ -37,6 +37,9 @@ PIPELINE = [
     "kubernetes>=30,<31",
     "scikit-learn>=1.4",
     "matplotlib>=3.8",  # evaluation report plots (PNG embedded in the HTML artifact)
+    # history features at scale (credit_risk/history): DataFrame API only; needs a Java 17+ runtime.
+    # Its only dependency is py4j, so it shares this environment's pins (docs/history.md)
+    "pyspark>=4.0,<5",
 ]
 SERVING = [
     "kserve>=0.21,<0.22",

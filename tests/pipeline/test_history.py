@@ -1,0 +1,355 @@
+"""Raw loan history to applicant features (credit_risk/history): a hand-computed fixture, the
+point-in-time boundary (a record on or after it never changes a feature; one just before it does),
+the PySpark job equal to the pandas reference, clear errors on bad raw data, and the ETL output
+consumed unchanged by validation."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from credit_risk import cli, feature_spec, validation
+from credit_risk.errors import DataError
+from credit_risk.history import etl, generate, reference, schema
+
+SPARK_GROUP = "spark-session"  # one worker under -n: the tests share one local Spark (JVM start ~10 s)
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+def _write_raw(root: Path, apps: pd.DataFrame, rep: pd.DataFrame, inq: pd.DataFrame) -> str:
+    """Write three frames as a raw directory (dates as Parquet date32, as the generator does)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for table, frame in ((schema.APPLICATIONS, apps), (schema.REPAYMENTS, rep), (schema.INQUIRIES, inq)):
+        (root / table).mkdir(parents=True)
+        columns = {}
+        for column, (kind, _) in schema.RAW_SCHEMA[table].items():
+            values = frame[column]
+            if kind == "date32":
+                columns[column] = pa.array(pd.to_datetime(values).dt.date, pa.date32())
+            else:
+                columns[column] = pa.array(values.to_numpy().astype(kind))
+        pq.write_table(pa.table(columns), root / table / "part-00000.parquet")
+    return str(root)
+
+
+def _hand_fixture() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    apps = pd.DataFrame({
+        "application_id": [10, 20, 30], "customer_id": [1, 2, 3],
+        "application_date": pd.to_datetime(["2024-12-01", "2024-11-30", "2024-05-31"]),
+        "income": [50_000.0, 40_000.0, 30_000.0], "loan_amount": [10_000.0, 8_000.0, 3_000.0],
+        "term_months": [36.0, 24.0, 12.0], "applicant_age": [40.0, 30.0, 50.0], "default": [1, 0, 0],
+    })  # fmt: skip
+    rep = pd.DataFrame({
+        "customer_id": [1, 1, 1, 1, 1, 2],
+        "account_id": [100, 100, 100, 100, 101, 200],
+        "month": pd.to_datetime(["2024-09-01", "2024-10-01", "2024-11-01", "2024-12-01", "2023-12-01",
+                                 "2024-11-01"]),
+        "balance": [50.0, 80.0, 90.0, 100.0, 10.0, 40.0],
+        "credit_limit": [100.0, 100.0, 100.0, 100.0, 200.0, 100.0],
+        "days_past_due": [0, 30, 0, 90, 60, 30],
+    })  # fmt: skip
+    inq = pd.DataFrame({
+        "customer_id": [1, 1, 1, 1, 1, 3, 3],
+        "inquiry_date": pd.to_datetime(["2024-11-30", "2024-09-01", "2024-08-31", "2024-12-01", "2023-12-01",
+                                        "2024-02-29", "2024-02-28"]),
+    })  # fmt: skip
+    return apps, rep, inq
+
+
+def _by_id(frame: pd.DataFrame) -> dict[int, dict]:
+    return {int(r["application_id"]): r for r in frame.to_dict("records")}
+
+
+# --- the feature definitions, by hand ------------------------------------------------------------
+def test_features_match_a_hand_computed_table():
+    out = _by_id(reference.features(*_hand_fixture(), lag_months=0))
+    a = out[10]  # 2024-12-01: Nov (age 0), Oct (1), Sep (2), Dec 2023 (11) count; Dec 2024 does not
+    assert (a["months_on_book"], a["active_accounts"]) == (12, 1)
+    assert (a["delinquent_months_3m"], a["delinquency_ratio_3m"]) == (1, pytest.approx(1 / 3))
+    assert (a["delinquent_months_6m"], a["delinquency_ratio_6m"]) == (1, pytest.approx(1 / 3))
+    assert (a["delinquent_months_12m"], a["delinquency_ratio_12m"]) == (2, 0.5)
+    assert (a["delinquent_months_24m"], a["worst_dpd_12m"], a["worst_dpd_24m"]) == (2, 60, 60)
+    assert a["months_since_delinquency"] == 1
+    assert a["utilisation_3m"] == pytest.approx(220 / 300) and a["utilisation_12m"] == pytest.approx(
+        230 / 500
+    )
+    assert a["utilisation_trend"] == pytest.approx(220 / 300 - 230 / 500)
+    # inquiries: 30 Nov and 1 Sep (= the 3-month window's start) in 3m; 31 Aug in 6m; 1 Dec 2023 in
+    # 12m; 1 Dec 2024 (the application day itself) never
+    assert (a["inquiries_3m"], a["inquiries_6m"], a["inquiries_12m"]) == (2, 3, 4)
+    assert a["debt_to_income"] == pytest.approx(0.2)
+    b = out[20]  # 2024-11-30: its November record is not closed yet -> no history at all
+    assert (b["months_on_book"], b["delinquent_months_24m"], b["utilisation_3m"]) == (0, 0, 0)
+    assert b["months_since_delinquency"] == schema.NEVER_DELINQUENT
+    c = out[30]  # 2024-05-31 minus 3 months is 2024-02-29 (clamped): counted; 28 Feb is not
+    assert (c["inquiries_3m"], c["inquiries_6m"]) == (1, 2)
+
+
+def test_a_reporting_lag_shifts_every_window_by_whole_months():
+    a = _by_id(reference.features(*_hand_fixture(), lag_months=1))[10]
+    # November is not reported yet: October is the newest countable month (age 0)
+    assert (a["months_on_book"], a["delinquent_months_3m"], a["delinquency_ratio_3m"]) == (11, 1, 0.5)
+    assert a["months_since_delinquency"] == 0 and a["utilisation_3m"] == pytest.approx(130 / 200)
+    assert a["inquiries_3m"] == 2  # inquiries are dated events: no reporting lag
+    b = _by_id(reference.features(*_hand_fixture(), lag_months=1))[20]
+    assert b["months_on_book"] == 0
+
+
+def test_the_snapshot_has_the_spec_columns_typed_and_sorted():
+    out = reference.features(*_hand_fixture(), lag_months=0)
+    assert list(out.columns) == ["application_id", "application_date", *schema.feature_columns(), "default"]
+    assert out["application_id"].tolist() == [10, 20, 30]
+    assert (
+        set(out[schema.feature_columns()].dtypes) == {np.dtype("float64")} and out["default"].dtype == "int64"
+    )
+    spec = feature_spec.from_dict(schema.feature_spec_dict())
+    assert spec.feature_names == schema.feature_columns() and spec.label == "default"
+    assert [f.name for f in spec.protected_features] == ["applicant_age"]
+
+
+# --- point in time --------------------------------------------------------------------------------
+def _boundary(apps: pd.DataFrame, lag: int) -> pd.DataFrame:
+    """Per customer: the month index and date of the first and of the last application."""
+    a = apps.assign(_a=schema.month_index(apps.application_date.dt.year, apps.application_date.dt.month))
+    return a.groupby("customer_id").agg(
+        first_a=("_a", "min"), first_date=("application_date", "min"),
+        last_a=("_a", "max"), last_date=("application_date", "max"),
+    ).reset_index()  # fmt: skip
+
+
+def _poison_after_boundary(apps, rep, inq, lag: int, rng: np.random.Generator):
+    """Raw data changed only on or after the boundary of every application of its customer (the
+    last one's): those records made as bad as possible, new records exactly at the boundary month
+    and on the application day added."""
+    b = _boundary(apps, lag)
+    rep = rep.merge(b, on="customer_id")
+    m = schema.month_index(rep.month.dt.year, rep.month.dt.month)
+    after = m + lag >= rep.last_a
+    assert after.any() and (~after).any()
+    rep.loc[after, "days_past_due"] = 180
+    rep.loc[after, "balance"] = rep.loc[after, "credit_limit"] * 3
+    at = b.sample(frac=0.5, random_state=int(rng.integers(1 << 30)))
+    month0 = at.last_a - lag  # the first month that must not count
+    extra = pd.DataFrame({
+        "customer_id": at.customer_id, "account_id": -at.customer_id,
+        "month": pd.to_datetime({"year": month0 // 12, "month": month0 % 12 + 1, "day": 1}),
+        "balance": 999.0, "credit_limit": 1000.0, "days_past_due": 120,
+    })  # fmt: skip
+    rep = pd.concat([rep[list(schema.RAW_SCHEMA[schema.REPAYMENTS])], extra], ignore_index=True)
+    more_inq = pd.DataFrame({"customer_id": np.repeat(b.customer_id, 2),
+                             "inquiry_date": np.repeat(b.last_date, 2).to_numpy()})  # fmt: skip
+    more_inq.loc[1::2, "inquiry_date"] += pd.Timedelta(days=40)
+    return apps, rep, pd.concat([inq, more_inq], ignore_index=True)
+
+
+def _just_before_boundary(apps, rep, inq, lag: int):
+    """One past-due month and one inquiry just before the first boundary of every customer."""
+    b = _boundary(apps, lag)
+    month = b.first_a - lag - 1
+    extra = pd.DataFrame({
+        "customer_id": b.customer_id, "account_id": -b.customer_id,
+        "month": pd.to_datetime({"year": month // 12, "month": month % 12 + 1, "day": 1}),
+        "balance": 10.0, "credit_limit": 1000.0, "days_past_due": 90,
+    })  # fmt: skip
+    day_before = pd.DataFrame(
+        {"customer_id": b.customer_id, "inquiry_date": b.first_date - pd.Timedelta(days=1)}
+    )
+    return apps, pd.concat([rep, extra], ignore_index=True), pd.concat([inq, day_before], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def raw_small(tmp_path_factory) -> str:
+    return generate.generate(tmp_path_factory.mktemp("hist") / "raw", records=20_000, seed=7).path
+
+
+def _tables(raw: str):
+    return tuple(reference.read_table(raw, t) for t in schema.TABLES)
+
+
+@pytest.mark.parametrize("lag", [0, 2])
+def test_a_record_on_or_after_the_boundary_never_changes_a_feature(raw_small, lag):
+    apps, rep, inq = _tables(raw_small)
+    before = reference.features(apps, rep, inq, lag)
+    poisoned = reference.features(
+        *_poison_after_boundary(apps, rep, inq, lag, np.random.default_rng(lag)), lag
+    )
+    pd.testing.assert_frame_equal(poisoned, before)
+    # and the test can fail: the same kind of record one month (one day) earlier changes features
+    moved = reference.features(*_just_before_boundary(apps, rep, inq, lag), lag)
+    first = moved.groupby(
+        apps.set_index("application_id").loc[moved.application_id, "customer_id"].to_numpy()
+    ).head(1)
+    assert (
+        moved.loc[first.index, "delinquent_months_3m"] > before.loc[first.index, "delinquent_months_3m"]
+    ).all()
+    assert (moved.loc[first.index, "inquiries_3m"] > before.loc[first.index, "inquiries_3m"]).all()
+
+
+# --- the generator ------------------------------------------------------------------------------
+def test_the_generator_is_seeded_sized_and_writes_history_past_the_application(tmp_path):
+    one = generate.generate(tmp_path / "a", records=20_000, seed=3, chunk_customers=100)
+    two = generate.generate(tmp_path / "b", records=20_000, seed=3, chunk_customers=100)
+    assert one.rows == two.rows and abs(one.records - 20_000) / 20_000 < 0.1
+    assert len(list((tmp_path / "a" / schema.REPAYMENTS).glob("part-*.parquet"))) == 4  # 334 customers / 100
+    for table in schema.TABLES:
+        pd.testing.assert_frame_equal(reference.read_table(str(tmp_path / "a"), table),
+                                      reference.read_table(str(tmp_path / "b"), table))  # fmt: skip
+    assert json.loads((tmp_path / "a" / generate.MANIFEST).read_text())["records"] == one.records
+    apps, rep, _ = _tables(str(tmp_path / "a"))
+    b = _boundary(apps, 0)
+    later = rep.merge(b, on="customer_id")
+    assert (schema.month_index(later.month.dt.year, later.month.dt.month) >= later.first_a).mean() > 0.1
+    assert 0.05 < apps["default"].mean() < 0.4
+    with pytest.raises(FileExistsError):
+        generate.generate(tmp_path / "a", records=10)
+
+
+def test_history_features_carry_signal_about_the_label(tmp_path):
+    """The known process: the label depends on the latent risk that drives the history, so the
+    history features alone rank defaults better than chance (a model can learn from them)."""
+    from sklearn.metrics import roc_auc_score
+
+    out = reference.run(generate.generate(tmp_path / "raw", records=120_000, seed=11).path, 0)
+    assert roc_auc_score(out["default"], out["delinquency_ratio_24m"]) > 0.6
+    assert roc_auc_score(out["default"], -out["months_since_delinquency"]) > 0.6
+
+
+# --- bad raw data ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("table", "column", "value", "says"),
+    [
+        (schema.APPLICATIONS, "application_date", None,
+         "'application_date' is null in 1 row(s), first at row 1"),
+        (schema.REPAYMENTS, "credit_limit", 0.0,
+         "'credit_limit' breaks 'credit_limit > 0' in 1 row(s), first at row 2 (value 0.0)"),
+        (schema.APPLICATIONS, "default", 2, "'default' breaks 'default IN (0, 1)'"),
+    ],
+)  # fmt: skip
+def test_bad_raw_values_are_refused_naming_column_row_and_value(tmp_path, table, column, value, says):
+    frames = dict(zip(schema.TABLES, _hand_fixture(), strict=True))
+    frames[table] = frames[table].astype({column: "object"}) if value is None else frames[table]
+    row = 1 if table == schema.APPLICATIONS else 2
+    frames[table].loc[row, column] = value
+    raw = tmp_path / "raw"
+    if value is None:
+        for (
+            t
+        ) in schema.TABLES:  # a null date cannot go through _write_raw's cast: write it as Parquet directly
+            (raw / t).mkdir(parents=True)
+            f = frames[t].copy()
+            for c, (kind, _) in schema.RAW_SCHEMA[t].items():
+                if kind == "date32":
+                    f[c] = pd.to_datetime(f[c]).dt.date
+            f.to_parquet(raw / t / "part-00000.parquet", index=False)
+    else:
+        _write_raw(raw, *frames.values())
+    with pytest.raises(DataError, match=re.escape(says)):
+        reference.run(str(raw), 0)
+
+
+def test_a_table_missing_a_column_is_refused_with_the_expected_ones(tmp_path):
+    apps, rep, inq = _hand_fixture()
+    raw = _write_raw(tmp_path / "raw", apps, rep, inq)
+    pd.read_parquet(Path(raw) / "inquiries").drop(columns="inquiry_date").to_parquet(
+        Path(raw) / "inquiries" / "part-00000.parquet")  # fmt: skip
+    with pytest.raises(DataError, match=r"inquiries table lacks column\(s\) \['inquiry_date'\]"):
+        reference.run(raw, 0)
+    with pytest.raises(DataError, match="reporting lag: expected a whole number of months from 0 to 12"):
+        reference.features(apps, rep, inq, lag_months=13)
+
+
+# --- the ETL step's output is what validation consumes -------------------------------------------------
+def test_the_etl_snapshot_and_its_spec_pass_validation_unchanged(raw_small, tmp_path, capsys):
+    out = tmp_path / "features"
+    assert (
+        cli.main(["etl", "--raw", raw_small, "-o", str(out), "--engine", "pandas", "--lag-months", "1"]) == 0
+    )
+    assert "applications, 24 features" in capsys.readouterr().out
+    assert (out / "_PUBLISHED.json").exists()
+    summary = json.loads((out / etl.SUMMARY_FILE).read_text())
+    assert summary["engine"] == "pandas" and summary["raw_manifest"]["seed"] == 7
+    spec = feature_spec.load(str(out / etl.SPEC_FILE))
+    result = validation.validate(
+        spec.data_path(), spec, str(tmp_path / "validation"), validation.ValidationConfig()
+    )
+    assert result.passed, result.summary()
+    # a second run to the same place never overwrites the published snapshot
+    with pytest.raises(Exception, match="already published"):
+        etl.run(raw_small, str(out), engine="pandas")
+
+
+# --- the PySpark job ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def spark():
+    pytest.importorskip("pyspark")
+    from credit_risk.history import spark_job
+
+    session = spark_job.session("local[2]", "1g", shuffle_partitions="4")
+    yield session
+    session.stop()
+
+
+def _spark_features(spark, raw: str, out: Path, lag: int) -> pd.DataFrame:
+    from credit_risk.history import spark_job
+
+    spark_job.run(spark, raw, str(out), lag)
+    frame = pd.read_parquet(out).sort_values("application_id").reset_index(drop=True)
+    return frame.assign(application_date=pd.to_datetime(frame.application_date).dt.date)
+
+
+@pytest.mark.xdist_group(SPARK_GROUP)
+@pytest.mark.parametrize("lag", [0, 1])
+def test_the_spark_job_equals_the_pandas_reference(spark, raw_small, tmp_path, lag):
+    ref = reference.run(raw_small, lag)
+    got = _spark_features(spark, raw_small, tmp_path / "out", lag)
+    pd.testing.assert_frame_equal(got[ref.columns], ref, check_exact=False, rtol=1e-12)
+
+
+@pytest.mark.xdist_group(SPARK_GROUP)
+def test_the_spark_job_matches_the_hand_table_and_keeps_the_boundary(spark, tmp_path):
+    fixture = _hand_fixture()
+    got = _spark_features(spark, _write_raw(tmp_path / "raw", *fixture), tmp_path / "out", 0)
+    ref = reference.features(*fixture, lag_months=0)
+    pd.testing.assert_frame_equal(got[ref.columns], ref, check_exact=False, rtol=1e-12)
+    # the boundary on the Spark side: poisoned-after-boundary raw data gives the same features
+    apps, rep, inq = _poison_after_boundary(*fixture, lag=0, rng=np.random.default_rng(0))
+    poisoned = _spark_features(spark, _write_raw(tmp_path / "raw2", apps, rep, inq), tmp_path / "out2", 0)
+    pd.testing.assert_frame_equal(poisoned[ref.columns], ref, check_exact=False, rtol=1e-12)
+
+
+@pytest.mark.xdist_group(SPARK_GROUP)
+def test_the_spark_job_refuses_bad_raw_values_naming_the_column(spark, tmp_path):
+    from credit_risk.history import spark_job
+
+    apps, rep, inq = _hand_fixture()
+    rep.loc[3, "days_past_due"] = -30
+    raw = _write_raw(tmp_path / "raw", apps, rep, inq)
+    with pytest.raises(
+        DataError, match=r"column 'days_past_due' breaks 'days_past_due >= 0' in 1 row\(s\), e.g. .*-30"
+    ):
+        spark_job.run(spark, raw, str(tmp_path / "out"), 0)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.xdist_group(SPARK_GROUP)
+def test_the_etl_spark_engine_publishes_the_same_snapshot_as_pandas(spark, raw_small, tmp_path):
+    """End to end through etl.run on Spark local[2] in this process (the pod's path; the session
+    already active here is used, as in a notebook, and left running)."""
+    spark_out, pandas_out = tmp_path / "spark", tmp_path / "pandas"
+    etl.run(raw_small, str(spark_out), lag_months=1, engine="spark", driver_memory="1g")
+    etl.run(raw_small, str(pandas_out), lag_months=1, engine="pandas")
+    assert (spark_out / etl.SPEC_FILE).read_text() == (pandas_out / etl.SPEC_FILE).read_text()
+    key = [*schema.feature_columns(), "default"]
+    a = pd.read_parquet(spark_out / etl.DATA_DIR).sort_values(key).reset_index(drop=True)
+    b = pd.read_parquet(pandas_out / etl.DATA_DIR).sort_values(key).reset_index(drop=True)
+    assert list(a.columns) == list(b.columns) == key
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12)
+    assert json.loads((spark_out / etl.SUMMARY_FILE).read_text())["spark_master"] == "local[2]"
+    assert spark.range(3).count() == 3  # still running
