@@ -76,6 +76,9 @@ def _pipeline_params(args: argparse.Namespace) -> dict[str, Any]:
             "champion_model_uri": args.champion,
             "gate_config_uri": args.gate_config,
             "sql_query": args.sql_query,
+            "raw_history_uri": getattr(args, "raw_history", None),
+            "history_lag_months": getattr(args, "history_lag_months", None),
+            "history_engine": getattr(args, "history_engine", None),
         }.items()
         if v is not None
     }
@@ -123,7 +126,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_run_local(args: argparse.Namespace) -> int:
     from credit_risk.local_run import format_summary, run_local
 
-    data_uri, spec_uri = resolve_dataset(args)
+    if args.raw_history:  # the features and their spec come from the history (the first step)
+        if args.data or args.spec or args.dataset:
+            raise CreditRiskError("--raw-history replaces --dataset/--data/--spec: pass one source")
+        data_uri, spec_uri = "", ""
+    else:
+        data_uri, spec_uri = resolve_dataset(args)
     params = _pipeline_params(args)
     log.info(
         "running pipeline locally: data=%s spec=%s root=%s params=%s",
@@ -431,6 +439,13 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     p = sub.add_parser("run-local", help="run the whole pipeline on this machine (KFP local runner)")
     add_data_args(p)
     p.add_argument("--pipeline-root", default="runs", help="where artifacts are written (default ./runs)")
+    p.add_argument(
+        "--raw-history",
+        help="start from raw loan history (applications/, repayments/, inquiries/; see generate-history): "
+        "the first step computes the features and their spec (instead of --dataset/--data/--spec)",
+    )
+    p.add_argument("--history-lag-months", type=int, help="reporting lag of monthly records (default 0)")
+    p.add_argument("--history-engine", choices=["spark", "pandas"], help="feature engine (default spark)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--learning-rate", type=float)

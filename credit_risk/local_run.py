@@ -29,6 +29,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 # (task, output) of the artifacts the summary points at; task names are the component names.
 ARTIFACTS = {
+    "features": ("history-features", "features"),
     "snapshot": ("ingest", "snapshot"),
     "statistics": ("validate", "statistics"),
     "schema": ("validate", "schema"),

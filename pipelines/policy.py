@@ -47,6 +47,8 @@ class StepPolicy:
 
 
 POLICIES: dict[str, StepPolicy] = {
+    # Spark local[2] with a 2g driver heap by default: raise memory with history_driver_memory
+    "history_features": StepPolicy(cpu="2", memory="4Gi", cpu_limit="2", cache=False, retries=1),
     "ingest": StepPolicy(cpu="1", memory="2Gi", cpu_limit="2", cache=False, retries=2),
     "validate": StepPolicy(cpu="2", memory="4Gi", cpu_limit="4", cache=True, retries=2),
     "split": StepPolicy(cpu="1", memory="2Gi", cpu_limit="2", cache=True, retries=1),

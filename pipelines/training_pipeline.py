@@ -1,4 +1,7 @@
-"""The training pipeline: ingest -> validate -> split -> train -> evaluate (gate) -> deploy.
+"""The training pipeline: source -> ingest -> validate -> split -> train -> evaluate (gate) -> deploy.
+
+The source step computes applicant features from raw loan history when ``raw_history_uri`` is set
+(credit_risk/history) and otherwise passes ``data_uri``/``feature_spec_uri`` through.
 
 Deploy always runs and reads the approval itself (TFX Pusher pattern), so the pipeline needs no
 ``dsl.If`` - which the kfp 2.13 local runner cannot execute - and the same YAML runs locally and on
@@ -11,7 +14,7 @@ runs in namespaces without a database secret.
 
 from typing import Any
 
-from credit_risk.components import deploy, evaluate, ingest, split, train, validate
+from credit_risk.components import deploy, evaluate, history_features, ingest, split, train, validate
 from credit_risk.pipelines import policy
 from kfp import dsl
 
@@ -41,8 +44,13 @@ def build_training_pipeline(
     retries (default ``policy.POLICIES``); ``s3``: S3-compatible storage access on every step."""
 
     def training_pipeline(
-        data_uri: str,
-        feature_spec_uri: str,
+        data_uri: str = "",
+        feature_spec_uri: str = "",
+        raw_history_uri: str = "",
+        history_lag_months: int = 0,
+        history_engine: str = "spark",
+        history_spark_master: str = "local[2]",
+        history_driver_memory: str = "2g",
         sql_query: str = "",
         sql_params: dict = {},  # noqa: B006 - KFP needs a literal default; never mutated
         ingest_chunk_rows: int = 100_000,
@@ -87,7 +95,11 @@ def build_training_pipeline(
         logger_url: str = "",
         deployment_mode: str = _DEPLOY.deployment_mode,
     ):
-        """Ingest: ``sql_query`` (PostgreSQL, ``:name`` placeholders from ``sql_params``; credentials
+        """Source: ``data_uri`` + ``feature_spec_uri`` (applicant rows), or ``raw_history_uri`` (raw loan
+        history: applications/, repayments/, inquiries/) whose point-in-time features the first step
+        computes with Spark (``history_spark_master``, ``history_driver_memory``) or pandas
+        (``history_engine``) at a reporting lag of ``history_lag_months`` (docs/history.md).
+        Ingest: ``sql_query`` (PostgreSQL, ``:name`` placeholders from ``sql_params``; credentials
         from the environment / database secret) or, when empty, the files at ``data_uri``.
         Validation: ``schema_uri`` (curated schema; "" = the one beside the spec),
         ``baseline_stats_uri`` (drift), ``serving_data_uri`` (skew), ``warn_only_anomalies`` (kinds
@@ -99,9 +111,20 @@ def build_training_pipeline(
         ``serving_root`` (e.g. gs:// or s3://bucket/models): where approved versions are published, immutable;
         empty = serve the pipeline's model artifact. ``apply_to_cluster``: create/patch the
         InferenceService through the Kubernetes API with a canary (else only render and smoke-test it)."""
-        snapshot = ingest(
+        source = history_features(
+            raw_history_uri=raw_history_uri,
             data_uri=data_uri,
             feature_spec_uri=feature_spec_uri,
+            lag_months=history_lag_months,
+            engine=history_engine,
+            spark_master=history_spark_master,
+            driver_memory=history_driver_memory,
+        ).set_display_name("training data source (raw history -> features, or pass-through)")
+        policy.apply(source, "history_features", policies, s3)
+        spec_uri = source.outputs["feature_spec_uri"]
+        snapshot = ingest(
+            data_uri=source.outputs["data_uri"],
+            feature_spec_uri=spec_uri,
             sql_query=sql_query,
             sql_params=sql_params,
             chunk_rows=ingest_chunk_rows,
@@ -113,7 +136,7 @@ def build_training_pipeline(
             kubernetes.use_secret_as_env(snapshot, database_secret, DATABASE_SECRET_KEYS)
         validated = validate(
             data=snapshot.outputs["snapshot"],
-            feature_spec_uri=feature_spec_uri,
+            feature_spec_uri=spec_uri,
             schema_uri=schema_uri,
             baseline_stats_uri=baseline_stats_uri,
             serving_data_uri=serving_data_uri,
@@ -123,7 +146,7 @@ def build_training_pipeline(
         policy.apply(validated, "validate", policies, s3)
         splits = split(
             validated_data=validated.outputs["validated_data"],
-            feature_spec_uri=feature_spec_uri,
+            feature_spec_uri=spec_uri,
             eval_fraction=eval_fraction,
             seed=seed,
             stream_data=stream_training_data,
@@ -131,7 +154,7 @@ def build_training_pipeline(
         policy.apply(splits, "split", policies, s3)
         trained = train(
             train_data=splits.outputs["train_data"],
-            feature_spec_uri=feature_spec_uri,
+            feature_spec_uri=spec_uri,
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
@@ -153,7 +176,7 @@ def build_training_pipeline(
         evaluated = evaluate(
             model=trained.outputs["model"],
             eval_data=splits.outputs["eval_data"],
-            feature_spec_uri=feature_spec_uri,
+            feature_spec_uri=spec_uri,
             gate_config_uri=gate_config_uri,
             gate_overrides=gate_overrides,
             champion_model_uri=champion_model_uri,

@@ -171,3 +171,59 @@ def _raw_manifest(raw: str) -> dict[str, Any] | None:
             return loaded
     except (FileNotFoundError, OSError):
         return None
+
+
+# --- the pipeline's first step ------------------------------------------------------------------------
+PASSTHROUGH_FILE = "source.json"
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    data_uri: str  # what ingest reads
+    feature_spec_uri: str  # what every later step reads
+    result: EtlResult | None  # None: passed through (applicant rows were given)
+
+
+def readable_uri(artifact_uri: str) -> str:
+    """An output artifact's URI as later steps' readers take it: ``minio://bucket/key`` (a stock
+    Kubeflow's pipeline root) is the same object on MinIO's S3 API, ``s3://bucket/key`` (with the
+    endpoint from ``credit-risk compile --s3-endpoint``); gs://, s3:// and local paths as they are."""
+    if artifact_uri.startswith("minio://"):
+        return "s3://" + artifact_uri[len("minio://") :]
+    return artifact_uri.rstrip("/")
+
+
+def history_step(
+    raw_history_uri: str,
+    data_uri: str,
+    feature_spec_uri: str,
+    out_path: str,
+    artifact_uri: str,
+    lag_months: int = 0,
+    engine: str = "spark",
+    spark_master: str = "local[2]",
+    driver_memory: str = "2g",
+) -> StepOutput:
+    """With ``raw_history_uri``: compute the features into ``out_path`` (the output artifact's local
+    path) and point later steps at them (``artifact_uri``). Without: pass ``data_uri`` and
+    ``feature_spec_uri`` through unchanged (no Spark is started); never both sources."""
+    raw = raw_history_uri.strip()
+    if not raw:
+        if not feature_spec_uri.strip():  # data_uri may be empty: ingest then runs the sql_query
+            raise DataError(
+                "no training data: set feature_spec_uri with data_uri or sql_query (applicant rows), or "
+                f"raw_history_uri (raw loan history; got data_uri={data_uri!r}, feature_spec_uri='')"
+            )
+        Path(out_path).mkdir(parents=True, exist_ok=True)
+        source = {"source": "applicant rows", "data_uri": data_uri, "feature_spec_uri": feature_spec_uri}
+        (Path(out_path) / PASSTHROUGH_FILE).write_text(json.dumps(source, indent=2) + "\n")
+        return StepOutput(data_uri, feature_spec_uri, None)
+    if data_uri.strip() or feature_spec_uri.strip():
+        raise DataError(
+            f"raw_history_uri={raw!r} replaces data_uri and feature_spec_uri (the features and their spec "
+            f"come from the history); leave them empty (got data_uri={data_uri!r}, "
+            f"feature_spec_uri={feature_spec_uri!r})"
+        )
+    result = run(raw, out_path, lag_months, engine, spark_master, driver_memory)
+    base = readable_uri(artifact_uri)
+    return StepOutput(f"{base}/{DATA_DIR}", f"{base}/{SPEC_FILE}", result)

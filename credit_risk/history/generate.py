@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 RECORDS_PER_CUSTOMER = 60  # expected rows over the three tables per customer (measured by a test)
 MANIFEST = "raw.json"
+ROW_GROUP_ROWS = 262_144  # Spark splits a file by row groups: several per part keep every core busy
 FIRST_APPLICATION_MONTH = schema.month_index(2020, 1)
 LAST_APPLICATION_MONTH = schema.month_index(2024, 12)
 _EPOCH_MONTH = schema.month_index(1970, 1)
@@ -161,7 +162,7 @@ def generate(out: str | Path, records: int, seed: int = 0, chunk_customers: int 
             n = min(chunk_customers, customers - done)
             tables = _chunk(rng, done + 1, application, n)
             for table, frame in tables.items():
-                pq.write_table(frame, staging / table / f"part-{part:05d}.parquet")
+                pq.write_table(frame, staging / table / f"part-{part:05d}.parquet", row_group_size=ROW_GROUP_ROWS)
                 rows[table] += frame.num_rows
             application += tables[schema.APPLICATIONS].num_rows
             done += n

@@ -37,8 +37,11 @@ def session(
         SparkSession.builder.master(master).appName(app_name)
         .config("spark.driver.memory", driver_memory)
         .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
-        .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(conf.pop("shuffle_partitions", "8")))
+        # input splits of 32 MB (not 128): a pod's few cores each get several tasks per table
+        .config("spark.sql.files.maxPartitionBytes", "32m")
     )  # fmt: skip
     for key, value in conf.items():
         builder = builder.config(key, value)

@@ -29,11 +29,15 @@ def test_committed_monitoring_yaml_is_up_to_date_and_schedulable(tmp_path):
 def test_compiled_pipeline_shape(tmp_path):
     spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml").read_text())
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"ingest", "validate", "split", "train", "evaluate", "deploy"}
-    assert tasks["validate"]["dependentTasks"] == ["ingest"]
+    assert set(tasks) == {"history-features", "ingest", "validate", "split", "train", "evaluate", "deploy"}
+    assert tasks["ingest"]["dependentTasks"] == ["history-features"]
+    assert tasks["validate"]["dependentTasks"] == ["history-features", "ingest"]
     assert tasks["deploy"]["dependentTasks"] == ["evaluate", "train"]
     params = spec["root"]["inputDefinitions"]["parameters"]
-    assert "defaultValue" not in params["data_uri"] and "defaultValue" not in params["feature_spec_uri"]
+    # one of two sources: applicant rows (data_uri + feature_spec_uri) or raw_history_uri; the first
+    # step refuses neither or both (tests/pipeline/test_history.py)
+    assert {params[k]["defaultValue"] for k in ("data_uri", "feature_spec_uri", "raw_history_uri")} == {""}
+    assert params["history_engine"]["defaultValue"] == "spark" and params["history_lag_months"]["defaultValue"] == 0
     assert (
         params["gate_overrides"]["defaultValue"] == {} and params["allow_override"]["defaultValue"] is False
     )
@@ -128,7 +132,8 @@ def test_compiled_yaml_sets_caching_resources_and_retries_per_step():
     that call remote services retry with backoff (pipelines/policy.py)."""
     from credit_risk.pipelines.policy import POLICIES
 
-    for path, steps in ((COMPILED_FILE, ("ingest", "validate", "split", "train", "evaluate", "deploy")),
+    for path, steps in ((COMPILED_FILE, ("history-features", "ingest", "validate", "split", "train", "evaluate",
+                                         "deploy")),
                         (MONITORING_COMPILED_FILE, ("batch-score", "monitor"))):  # fmt: skip
         spec = yaml.safe_load(path.read_text())
         tasks = spec["root"]["dag"]["tasks"]
