@@ -14,4 +14,14 @@ from credit_risk.components.split import split
 from credit_risk.components.train import train
 from credit_risk.components.validate import validate
 
-__all__ = ["batch_score", "deploy", "evaluate", "history_features", "ingest", "monitor", "split", "train", "validate"]
+__all__ = [
+    "batch_score",
+    "deploy",
+    "evaluate",
+    "history_features",
+    "ingest",
+    "monitor",
+    "split",
+    "train",
+    "validate",
+]

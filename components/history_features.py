@@ -42,7 +42,8 @@ def history_features(
     else:
         r = out.result
         features.metadata.update({
-            "source": "raw history", "raw_history_uri": raw_history_uri, "rows": r.rows, "features": r.features,
+            "source": "raw history", "raw_history_uri": raw_history_uri, "rows": r.rows,
+            "features": r.features,
             "default_rate": r.default_rate, "engine": r.engine, "spark_master": r.spark_master or "",
             "lag_months": r.lag_months, "seconds": r.seconds,
         })  # fmt: skip

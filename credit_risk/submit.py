@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from credit_risk import storage
-from credit_risk.errors import ConfigError
+from credit_risk.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,15 @@ def check_params(params: dict[str, Any], inputs: dict[str, dict[str, Any]]) -> N
     )
     if missing:
         raise ConfigError(f"missing required pipeline parameter(s) {missing} (pass --param name=value)")
+    if "raw_history_uri" in inputs:  # the training pipeline: one source, checked before anything is sent
+        from credit_risk.history.etl import check_source
+
+        given = {k: str(params.get(k, inputs[k].get("defaultValue", ""))) for k in
+                 ("raw_history_uri", "data_uri", "feature_spec_uri")}  # fmt: skip
+        try:
+            check_source(given["raw_history_uri"], given["data_uri"], given["feature_spec_uri"])
+        except DataError as e:
+            raise ConfigError(f"pipeline parameters: {e}") from None
 
 
 def version_name(pipeline_file: str | Path) -> str:

@@ -42,6 +42,13 @@ FROM ${BASE_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 \
     CREDIT_RISK_SERVING_PYTHON=/opt/serving-venv/bin/python HOME=/home/credit-risk
 RUN useradd --uid 10001 --create-home --home-dir /home/credit-risk --shell /usr/sbin/nologin credit-risk
+# Java for the history step's Spark local[N] (pyspark 4 needs Java 17+; credit_risk/history). The
+# man directory: openjdk's post-install script fails without it on minimal Debian images.
+# hadolint ignore=DL3008
+RUN mkdir -p /usr/share/man/man1 \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/serving-venv /opt/serving-venv
 COPY --from=build /wheels /tmp/wheels

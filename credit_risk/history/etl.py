@@ -193,6 +193,25 @@ def readable_uri(artifact_uri: str) -> str:
     return artifact_uri.rstrip("/")
 
 
+def check_source(raw_history_uri: str, data_uri: str, feature_spec_uri: str) -> str:
+    """The training pipeline's one-source rule (the first step and ``credit-risk submit`` both apply
+    it): applicant rows (``feature_spec_uri`` with ``data_uri`` or a SQL query) or raw history,
+    never neither, never both. Returns the raw history URI ("" for applicant rows)."""
+    raw = raw_history_uri.strip()
+    if not raw and not feature_spec_uri.strip():  # data_uri may be empty: ingest then runs the sql_query
+        raise DataError(
+            "no training data: set feature_spec_uri with data_uri or sql_query (applicant rows), or "
+            f"raw_history_uri (raw loan history; got data_uri={data_uri!r}, feature_spec_uri='')"
+        )
+    if raw and (data_uri.strip() or feature_spec_uri.strip()):
+        raise DataError(
+            f"raw_history_uri={raw!r} replaces data_uri and feature_spec_uri (the features and their spec "
+            f"come from the history); leave them empty (got data_uri={data_uri!r}, "
+            f"feature_spec_uri={feature_spec_uri!r})"
+        )
+    return raw
+
+
 def history_step(
     raw_history_uri: str,
     data_uri: str,
@@ -207,23 +226,12 @@ def history_step(
     """With ``raw_history_uri``: compute the features into ``out_path`` (the output artifact's local
     path) and point later steps at them (``artifact_uri``). Without: pass ``data_uri`` and
     ``feature_spec_uri`` through unchanged (no Spark is started); never both sources."""
-    raw = raw_history_uri.strip()
+    raw = check_source(raw_history_uri, data_uri, feature_spec_uri)
     if not raw:
-        if not feature_spec_uri.strip():  # data_uri may be empty: ingest then runs the sql_query
-            raise DataError(
-                "no training data: set feature_spec_uri with data_uri or sql_query (applicant rows), or "
-                f"raw_history_uri (raw loan history; got data_uri={data_uri!r}, feature_spec_uri='')"
-            )
         Path(out_path).mkdir(parents=True, exist_ok=True)
         source = {"source": "applicant rows", "data_uri": data_uri, "feature_spec_uri": feature_spec_uri}
         (Path(out_path) / PASSTHROUGH_FILE).write_text(json.dumps(source, indent=2) + "\n")
         return StepOutput(data_uri, feature_spec_uri, None)
-    if data_uri.strip() or feature_spec_uri.strip():
-        raise DataError(
-            f"raw_history_uri={raw!r} replaces data_uri and feature_spec_uri (the features and their spec "
-            f"come from the history); leave them empty (got data_uri={data_uri!r}, "
-            f"feature_spec_uri={feature_spec_uri!r})"
-        )
     result = run(raw, out_path, lag_months, engine, spark_master, driver_memory)
     base = readable_uri(artifact_uri)
     return StepOutput(f"{base}/{DATA_DIR}", f"{base}/{SPEC_FILE}", result)

@@ -162,7 +162,9 @@ def generate(out: str | Path, records: int, seed: int = 0, chunk_customers: int 
             n = min(chunk_customers, customers - done)
             tables = _chunk(rng, done + 1, application, n)
             for table, frame in tables.items():
-                pq.write_table(frame, staging / table / f"part-{part:05d}.parquet", row_group_size=ROW_GROUP_ROWS)
+                pq.write_table(
+                    frame, staging / table / f"part-{part:05d}.parquet", row_group_size=ROW_GROUP_ROWS
+                )
                 rows[table] += frame.num_rows
             application += tables[schema.APPLICATIONS].num_rows
             done += n

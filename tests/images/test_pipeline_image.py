@@ -158,7 +158,7 @@ def test_every_training_component_runs_in_the_pipeline_image_as_kfp_runs_it(imag
     order = list(
         TopologicalSorter({n: set(t.get("dependentTasks", [])) for n, t in tasks.items()}).static_order()
     )
-    assert order[0] == "ingest" and order[-1] == "deploy" and len(order) == 6
+    assert order[:2] == ["history-features", "ingest"] and order[-1] == "deploy" and len(order) == 7
 
     root_params = pipeline["root"]["inputDefinitions"]["parameters"]
     params = {k: v["defaultValue"] for k, v in root_params.items() if "defaultValue" in v}
@@ -213,3 +213,37 @@ def test_every_training_component_runs_in_the_pipeline_image_as_kfp_runs_it(imag
         + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
     )
     shutil.rmtree(store, ignore_errors=True)
+
+
+def test_the_history_step_runs_spark_in_the_pipeline_image_as_the_pod_user(image, tmp_path):
+    """The Spark path of the first step where it runs on Kubeflow: the image's Java and pyspark,
+    uid 10001, the pod's emptyDirs, nothing writable but them and /tmp: generate a raw history,
+    compute its features on local[2] and check them against the pandas engine in the same pod."""
+    work = tmp_path / "work"
+    work.mkdir()
+    work.chmod(0o777)
+    script = (
+        "set -e; credit-risk generate-history --records 20000 --seed 3 -o /work/raw; "
+        "credit-risk etl --raw /work/raw -o /work/spark --lag-months 1 --driver-memory 1g; "
+        "credit-risk etl --raw /work/raw -o /work/pandas --lag-months 1 --engine pandas"
+    )
+    flags = ["--user", "10001", "--network", "none", "-v", f"{work}:/work", "--entrypoint", "/bin/sh"]
+    for path in EMPTY_DIRS:
+        flags += ["--tmpfs", f"{path}:rw,mode=1777"]
+    started = time.monotonic()
+    proc = podman("run", "--rm", *flags, image, "-c", script, check=False, timeout=900)
+    seconds = time.monotonic() - started
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    assert "(spark local[2]" in proc.stdout and "(pandas" in proc.stdout, proc.stdout
+    import pandas as pd
+
+    key = None
+    frames = []
+    for engine in ("spark", "pandas"):
+        frame = pd.read_parquet(work / engine / "data")
+        key = key or list(frame.columns)
+        frames.append(frame.sort_values(key).reset_index(drop=True))
+    pd.testing.assert_frame_equal(frames[0], frames[1], check_exact=False, rtol=1e-12)
+    spec = yaml.safe_load((work / "spark" / "feature_spec.yaml").read_text())
+    assert spec["name"] == "loan_history" and [f["name"] for f in spec["features"]] + ["default"] == key
+    print(f"[pipeline image] history step (generate + Spark local[2] + pandas): {seconds:.0f} s")

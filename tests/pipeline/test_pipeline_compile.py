@@ -37,7 +37,10 @@ def test_compiled_pipeline_shape(tmp_path):
     # one of two sources: applicant rows (data_uri + feature_spec_uri) or raw_history_uri; the first
     # step refuses neither or both (tests/pipeline/test_history.py)
     assert {params[k]["defaultValue"] for k in ("data_uri", "feature_spec_uri", "raw_history_uri")} == {""}
-    assert params["history_engine"]["defaultValue"] == "spark" and params["history_lag_months"]["defaultValue"] == 0
+    assert (
+        params["history_engine"]["defaultValue"] == "spark"
+        and params["history_lag_months"]["defaultValue"] == 0
+    )
     assert (
         params["gate_overrides"]["defaultValue"] == {} and params["allow_override"]["defaultValue"] is False
     )
@@ -132,8 +135,8 @@ def test_compiled_yaml_sets_caching_resources_and_retries_per_step():
     that call remote services retry with backoff (pipelines/policy.py)."""
     from credit_risk.pipelines.policy import POLICIES
 
-    for path, steps in ((COMPILED_FILE, ("history-features", "ingest", "validate", "split", "train", "evaluate",
-                                         "deploy")),
+    training_steps = ("history-features", "ingest", "validate", "split", "train", "evaluate", "deploy")
+    for path, steps in ((COMPILED_FILE, training_steps),
                         (MONITORING_COMPILED_FILE, ("batch-score", "monitor"))):  # fmt: skip
         spec = yaml.safe_load(path.read_text())
         tasks = spec["root"]["dag"]["tasks"]

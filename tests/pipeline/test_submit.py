@@ -64,7 +64,8 @@ def test_wait_success_exit_zero_and_cli_params_arrive_typed():
     "params, message",
     [
         ({**PARAMS, "learning_rte": 0.1}, "unknown pipeline parameter(s) ['learning_rte']"),
-        ({"data_uri": "gs://b/d.csv"}, "missing required pipeline parameter(s) ['feature_spec_uri']"),
+        ({"data_uri": "gs://b/d.csv"}, "no training data: set feature_spec_uri with data_uri or sql_query"),
+        ({**PARAMS, "raw_history_uri": "gs://b/raw"}, "raw_history_uri='gs://b/raw' replaces data_uri and"),
     ],
 )
 def test_bad_parameters_are_refused_before_anything_is_sent(params, message):
@@ -204,7 +205,8 @@ def test_submit_leaves_per_step_caching_alone_unless_told_to_disable_it_and_name
         submit(SubmitConfig(host=api.url, params=PARAMS, no_cache=True, service_account=""))
     first, second = [r["body"] for r in api.requests if r["path"] == "/apis/v2beta1/runs"]
     assert _caching(first["pipeline_spec"]) == {
-        "ingest": False, "validate": True, "split": True, "train": True, "evaluate": False, "deploy": False,
+        "history-features": False, "ingest": False, "validate": True, "split": True, "train": True,
+        "evaluate": False, "deploy": False,
     }  # fmt: skip
     assert set(_caching(second["pipeline_spec"]).values()) == {False}
     assert first["service_account"] == "credit-risk-pipeline-runner"
