@@ -14,7 +14,7 @@ def history_features(
     spark_master: str,
     driver_memory: str,
     features: Output[Dataset],
-) -> NamedTuple("HistorySource", [("data_uri", str), ("feature_spec_uri", str)]):
+) -> NamedTuple("HistorySource", [("data_uri", str), ("feature_spec_uri", str)]):  # type: ignore[valid-type]
     """The training data's source. With ``raw_history_uri`` (applications/, repayments/,
     inquiries/ as Parquet): point-in-time applicant features computed by the PySpark job on
     ``spark_master`` (``local[N]`` in this pod; its shuffle spills to the pod's disk) or by the pandas
@@ -47,4 +47,5 @@ def history_features(
             "default_rate": r.default_rate, "engine": r.engine, "spark_master": r.spark_master or "",
             "lag_months": r.lag_months, "seconds": r.seconds,
         })  # fmt: skip
-    return namedtuple("HistorySource", ["data_uri", "feature_spec_uri"])(out.data_uri, out.feature_spec_uri)
+    HistorySource = namedtuple("HistorySource", ["data_uri", "feature_spec_uri"])
+    return HistorySource(out.data_uri, out.feature_spec_uri)

@@ -212,9 +212,23 @@ def cmd_generate_history(args: argparse.Namespace) -> int:
 def cmd_etl(args: argparse.Namespace) -> int:
     from credit_risk.history import etl
 
-    result = etl.run(
-        args.raw, args.output, args.lag_months, args.engine, args.spark_master, args.driver_memory, args.name
-    )
+    if args.engine == "spark-operator":
+        if not (args.namespace and args.spark_image):
+            raise CreditRiskError("--engine spark-operator needs --namespace and --spark-image")
+        result = etl.run_on_cluster(
+            args.raw, args.output, args.namespace, args.spark_image, args.lag_months, args.executor_instances,
+            args.timeout,
+        )  # fmt: skip
+    else:
+        result = etl.run(
+            args.raw,
+            args.output,
+            args.lag_months,
+            args.engine,
+            args.spark_master,
+            args.driver_memory,
+            args.name,
+        )
     engine = f"{result.engine} {result.spark_master}" if result.spark_master else result.engine
     print(f"{result.rows:,} applications, {result.features} features, default rate {result.default_rate:.3f} "
           f"({engine}, {result.seconds:.1f} s)")  # fmt: skip
@@ -565,7 +579,17 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     p.add_argument(
         "--lag-months", type=int, default=0, help="reporting lag of monthly records (0-12, default 0)"
     )
-    p.add_argument("--engine", choices=["spark", "pandas"], default="spark", help="default spark")
+    p.add_argument(
+        "--engine",
+        choices=["spark", "pandas", "spark-operator"],
+        default="spark",
+        help="spark (local[N] here, default), pandas, or spark-operator: a SparkApplication on the cluster "
+        "the kubeconfig (or the pod's service account) reaches",
+    )
+    p.add_argument("--namespace", help="spark-operator: the namespace the SparkApplication goes to")
+    p.add_argument("--spark-image", help="spark-operator: any Spark 4 image with Python 3 (docs/history.md)")
+    p.add_argument("--executor-instances", type=int, default=2, help="spark-operator: executors (default 2)")
+    p.add_argument("--timeout", type=float, default=3600, help="spark-operator: seconds before it is deleted")
     p.add_argument(
         "--spark-master", default="local[2]", help="Spark master for --engine spark (default local[2])"
     )

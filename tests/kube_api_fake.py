@@ -119,13 +119,15 @@ def prune(obj: Any, schema: dict[str, Any], where: str = "") -> list[str]:
 class SchemaValidator:
     """The API server's checks of a custom object against its CRD's openAPIV3Schema."""
 
-    def __init__(self) -> None:
+    def __init__(self, schema: dict[str, Any] | None = None) -> None:
         import jsonschema
 
-        self.schema = crd_schema()
+        self.schema = schema or crd_schema()
         self.schema_without_metadata = {
             **self.schema,
             "properties": {k: v for k, v in self.schema["properties"].items() if k != "metadata"},
+            # metadata is checked above (the server's ObjectMeta), even where the CRD requires it
+            "required": [k for k in self.schema.get("required", []) if k != "metadata"],
         }
         self.validator = jsonschema.Draft7Validator(self.schema_without_metadata)
 

@@ -100,17 +100,6 @@ def _pandas_parts(raw: str, scratch: Path, lag_months: int) -> list[Path]:
     return parts
 
 
-def _summarise(parts: list[Path]) -> tuple[int, float]:
-    import pyarrow.parquet as pq
-
-    rows = defaults = 0
-    for part in parts:
-        label = pq.read_table(part, columns=[schema.LABEL]).column(0).to_numpy()
-        rows += len(label)
-        defaults += int(label.sum())
-    return rows, (defaults / rows if rows else 0.0)
-
-
 def run(
     raw: str,
     out: str,
@@ -135,16 +124,13 @@ def run(
             parts = _spark_parts(raw, scratch, lag_months, spark_master, driver_memory)
         else:
             parts = _pandas_parts(raw, scratch, lag_months)
-        rows, rate = _summarise(parts)
+        rows, rate = _summarise_uris([str(p) for p in parts])
         if rows == 0:
             raise DataError(f"raw history {raw}: no applications, nothing to publish")
         for i, part in enumerate(parts):
             writer.add(part, f"{DATA_DIR}/part-{i:05d}.parquet")
         spec_path = scratch / SPEC_FILE
-        spec_path.write_text(
-            "# Written by credit_risk.history.etl: the features of credit_risk/history/schema.py\n"
-            + yaml.safe_dump(schema.feature_spec_dict(name, data_file=DATA_DIR), sort_keys=False)
-        )
+        spec_path.write_text(_spec_text(name))
         writer.add(spec_path, SPEC_FILE)
         result = EtlResult(
             out=out, engine=engine, lag_months=lag_months, rows=rows, default_rate=round(rate, 6),
@@ -160,6 +146,70 @@ def run(
         writer.commit()
     log.info("etl: %d applications, default rate %.3f, %.1f s", rows, rate, result.seconds)
     return result
+
+
+def run_on_cluster(
+    raw: str,
+    out: str,
+    namespace: str,
+    spark_image: str,
+    lag_months: int = 0,
+    executor_instances: int = 2,
+    timeout_seconds: float = 3600,
+    poll_seconds: float = 10,
+    api_client: Any | None = None,
+    name: str = "loan_history",
+) -> EtlResult:
+    """The same job as a SparkApplication on the cluster's Spark (``cluster``): it writes the rows
+    to ``<out>/data`` itself (Spark's committer writes ``_SUCCESS`` last); ``etl.json`` and then
+    ``feature_spec.yaml`` - what later steps read first - are written only after the application
+    COMPLETED and ``_SUCCESS`` is there, so an unfinished output is never picked up."""
+    from credit_risk.history import cluster
+
+    schema.check_lag(lag_months)
+    out = out.rstrip("/")
+    if storage.exists(f"{out}/{SPEC_FILE}"):
+        raise storage.PublishError(f"{out} is already published; versions are never overwritten")
+    start = time.perf_counter()
+    main, py_files = cluster.stage(f"{out}/_job")
+    job = cluster.ClusterJob(
+        name=cluster.job_name(out), namespace=namespace, spark_image=spark_image, raw=raw,
+        out=f"{out}/{DATA_DIR}", lag_months=lag_months, executor_instances=executor_instances,
+    )  # fmt: skip
+    cluster.run(job, main, py_files, timeout_seconds, poll_seconds, api_client)
+    if not storage.exists(f"{out}/{DATA_DIR}/_SUCCESS"):
+        raise cluster.SparkJobError(
+            f"{job.name} COMPLETED but {out}/{DATA_DIR}/_SUCCESS is missing: not published"
+        )
+    rows, rate = _summarise_uris(storage.list_files(f"{out}/{DATA_DIR}", suffixes=(".parquet",)))
+    result = EtlResult(
+        out=out, engine="spark-operator", lag_months=lag_months, rows=rows, default_rate=round(rate, 6),
+        features=len(schema.feature_columns()), seconds=round(time.perf_counter() - start, 3),
+        spark_master=f"SparkApplication {namespace}/{job.name}",
+    )  # fmt: skip
+    summary = {**result.to_dict(), "raw": raw, "spark_image": spark_image, "raw_manifest": _raw_manifest(raw)}
+    storage.write_text(f"{out}/{SUMMARY_FILE}", json.dumps(summary, indent=2) + "\n")
+    storage.write_text(f"{out}/{SPEC_FILE}", _spec_text(name))
+    return result
+
+
+def _summarise_uris(uris: list[str]) -> tuple[int, float]:
+    from credit_risk import data_stats
+
+    rows = defaults = 0
+    for uri in uris:
+        with storage.open_read(uri) as stream:
+            label = data_stats.parquet_file(stream, uri).read(columns=[schema.LABEL]).column(0).to_numpy()
+        rows += len(label)
+        defaults += int(label.sum())
+    return rows, (defaults / rows if rows else 0.0)
+
+
+def _spec_text(name: str) -> str:
+    return (
+        "# Written by credit_risk.history.etl: the features of credit_risk/history/schema.py\n"
+        + yaml.safe_dump(schema.feature_spec_dict(name, data_file=DATA_DIR), sort_keys=False)
+    )
 
 
 def _raw_manifest(raw: str) -> dict[str, Any] | None:

@@ -14,21 +14,14 @@ import pandas as pd
 from credit_risk import storage
 from credit_risk.errors import DataError
 from credit_risk.history import schema
-from credit_risk.history.schema import APPLICATION_DATE, APPLICATION_ID, CUSTOMER_ID, NEVER_DELINQUENT
-
-# columns that must never be null, and the value rules a raw row must meet (both engines check them)
-NOT_NULL = {
-    schema.APPLICATIONS: [APPLICATION_ID, CUSTOMER_ID, APPLICATION_DATE, "income", "loan_amount", "default"],
-    schema.REPAYMENTS: [CUSTOMER_ID, "month", "balance", "credit_limit", "days_past_due"],
-    schema.INQUIRIES: [CUSTOMER_ID, "inquiry_date"],
-}
-RULES = {  # table -> [(column, predicate text as Spark SQL, pandas check)]
-    schema.APPLICATIONS: [("income", "income > 0"), ("loan_amount", "loan_amount >= 0"),
-                          ("default", "default IN (0, 1)")],
-    schema.REPAYMENTS: [("credit_limit", "credit_limit > 0"), ("balance", "balance >= 0"),
-                        ("days_past_due", "days_past_due >= 0")],
-    schema.INQUIRIES: [],
-}  # fmt: skip
+from credit_risk.history.schema import (
+    APPLICATION_DATE,
+    APPLICATION_ID,
+    CUSTOMER_ID,
+    NEVER_DELINQUENT,
+    NOT_NULL,
+    RULES,
+)
 
 
 def read_table(raw: str, table: str) -> pd.DataFrame:

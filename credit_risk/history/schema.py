@@ -62,6 +62,20 @@ RAW_SCHEMA: dict[str, dict[str, tuple[str, str]]] = {
 LABEL = "default"
 APPLICATION_ID, CUSTOMER_ID, APPLICATION_DATE = "application_id", "customer_id", "application_date"
 
+# columns that must never be null, and the value rules a raw row must meet (both engines check them)
+NOT_NULL = {
+    APPLICATIONS: [APPLICATION_ID, CUSTOMER_ID, APPLICATION_DATE, "income", "loan_amount", "default"],
+    REPAYMENTS: [CUSTOMER_ID, "month", "balance", "credit_limit", "days_past_due"],
+    INQUIRIES: [CUSTOMER_ID, "inquiry_date"],
+}
+RULES = {  # table -> [(column, predicate)]: Spark SQL text; the pandas reference evaluates the same text
+    APPLICATIONS: [("income", "income > 0"), ("loan_amount", "loan_amount >= 0"),
+                          ("default", "default IN (0, 1)")],
+    REPAYMENTS: [("credit_limit", "credit_limit > 0"), ("balance", "balance >= 0"),
+                        ("days_past_due", "days_past_due >= 0")],
+    INQUIRIES: [],
+}  # fmt: skip
+
 DELINQUENCY_WINDOWS = (3, 6, 12, 24)  # months of reported history
 WORST_DPD_WINDOWS = (12, 24)
 UTILISATION_WINDOWS = (3, 12)

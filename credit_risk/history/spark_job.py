@@ -22,8 +22,14 @@ import time
 from typing import Any
 
 from credit_risk.history import schema
-from credit_risk.history.reference import NOT_NULL, RULES
-from credit_risk.history.schema import APPLICATION_DATE, APPLICATION_ID, CUSTOMER_ID, NEVER_DELINQUENT
+from credit_risk.history.schema import (
+    APPLICATION_DATE,
+    APPLICATION_ID,
+    CUSTOMER_ID,
+    NEVER_DELINQUENT,
+    NOT_NULL,
+    RULES,
+)
 
 
 def session(

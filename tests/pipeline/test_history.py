@@ -408,3 +408,195 @@ def test_the_training_pipeline_runs_end_to_end_from_raw_history(tmp_path, capsys
         cli.main(["run-local", "--raw-history", raw, "--history-engine", "duckdb"])
     assert cli.main(["run-local", "--raw-history", raw, "--dataset", "german_credit"]) == 1
     assert "--raw-history replaces --dataset/--data/--spec" in capsys.readouterr().err
+
+
+# --- on a Spark cluster: the Spark Operator's SparkApplication ----------------------------------------
+def test_the_sparkapplication_is_valid_against_the_operators_crd_and_names_what_it_runs(tmp_path):
+    import copy
+
+    from credit_risk.history import cluster
+    from tests.helpers import SPARK_CRD, crd_schema
+    from tests.kube_api_fake import SchemaValidator
+
+    job = cluster.ClusterJob(
+        name=cluster.job_name("s3://b/features"),
+        namespace="credit-risk",
+        spark_image="registry.example/spark:4.0.0-python3",
+        raw="s3://b/raw",
+        out="s3://b/features/data",
+        lag_months=1,
+    )
+    obj = cluster.render(
+        job, "s3://b/features/_job/spark_job.py", "s3://b/features/_job/credit_risk_history.zip"
+    )
+    SchemaValidator(crd_schema(SPARK_CRD, "v1beta2")).admit(obj)  # raises InvalidError; returns pruned fields
+    assert (
+        SchemaValidator(crd_schema(SPARK_CRD, "v1beta2")).admit(copy.deepcopy(obj)) == []
+    )  # nothing unknown
+    spec = obj["spec"]
+    assert spec["mainApplicationFile"] == "s3a://b/features/_job/spark_job.py"  # Spark's S3A connector
+    assert spec["arguments"] == [
+        "--raw",
+        "s3a://b/raw",
+        "--out",
+        "s3a://b/features/data",
+        "--lag-months",
+        "1",
+        "--no-keys",
+    ]
+    assert spec["restartPolicy"] == {"type": "Never"} and spec["type"] == "Python"
+    assert len(obj["metadata"]["name"]) <= 63 and obj["metadata"]["name"] == cluster.job_name(
+        "s3://b/features"
+    )
+
+
+def test_the_staged_zip_alone_imports_the_job(tmp_path):
+    """The Spark image has none of this package: the zip in deps.pyFiles must be enough. Run with
+    ``-S`` (no site .pth files, so not this checkout's editable install) and only the zip and
+    pyspark's folder on the path; the job pulls in neither pandas nor the storage layer."""
+    import subprocess
+    import sys
+
+    import pyspark
+
+    from credit_risk.history import cluster
+
+    _, zipped = cluster.stage(str(tmp_path / "job"))
+    site = str(Path(pyspark.__file__).parent.parent)
+    code = (
+        f"import sys; sys.path[:0] = [{zipped!r}, {site!r}]; import credit_risk.history.spark_job as m; "
+        f"assert m.__file__.startswith({zipped!r}), m.__file__; "
+        "assert not {'pandas', 'credit_risk.storage'} & set(sys.modules), sorted(sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.xdist_group(SPARK_GROUP)
+def test_a_sparkapplication_runs_the_job_and_the_output_is_published_after_completion(raw_small, tmp_path):
+    from tests.spark_operator_fake import FakeSparkOperator
+
+    out = tmp_path / "features"
+    with FakeSparkOperator() as op:
+        result = etl.run_on_cluster(
+            raw_small,
+            str(out),
+            "credit-risk",
+            "registry.example/spark:4",
+            lag_months=1,
+            poll_seconds=0.5,
+            timeout_seconds=600,
+            api_client=op.api_client(),
+        )
+        created = [p for m, p in op.requests if m == "POST"]
+    assert created == ["/apis/sparkoperator.k8s.io/v1beta2/namespaces/credit-risk/sparkapplications"]
+    assert (
+        result.engine == "spark-operator"
+        and (out / etl.SPEC_FILE).exists()
+        and (out / "data" / "_SUCCESS").exists()
+    )
+    ref = reference.run(raw_small, 1).drop(columns=["application_id", "application_date"])
+    got = pd.read_parquet(out / "data")
+    assert result.rows == len(ref) == len(got)
+    key = list(ref.columns)
+    pd.testing.assert_frame_equal(
+        got[key].sort_values(key).reset_index(drop=True),
+        ref.sort_values(key).reset_index(drop=True),
+        check_exact=False,
+        rtol=1e-12,
+    )
+    with pytest.raises(Exception, match="already published"):
+        etl.run_on_cluster(raw_small, str(out), "credit-risk", "img", api_client=None)
+
+
+@pytest.mark.parametrize(
+    ("mode", "raw_ok", "timeout", "says"),
+    [
+        ("run", False, 300, "ended FAILED: driver container failed with ExitCode"),
+        ("submission_failed", True, 300, "ended SUBMISSION_FAILED: failed to run spark-submit"),
+        ("pending", True, 2, "timed out after 2 s in state SUBMITTED; deleted"),
+    ],
+)
+def test_a_failed_refused_or_stuck_sparkapplication_publishes_nothing(
+    raw_small, tmp_path, mode, raw_ok, timeout, says
+):
+    from credit_risk.history.cluster import SparkJobError
+    from tests.spark_operator_fake import FakeSparkOperator
+
+    out = tmp_path / "features"
+    raw = raw_small if raw_ok else str(tmp_path / "no-such-raw")
+    with FakeSparkOperator(mode) as op:
+        with pytest.raises(SparkJobError, match=says):
+            etl.run_on_cluster(
+                raw,
+                str(out),
+                "credit-risk",
+                "img",
+                poll_seconds=0.3,
+                timeout_seconds=timeout,
+                api_client=op.api_client(),
+            )
+        assert op.deleted == ([etl_job_name(out)] if mode == "pending" else [])
+    assert not (out / etl.SPEC_FILE).exists()
+
+
+def etl_job_name(out: Path) -> str:
+    from credit_risk.history import cluster
+
+    return cluster.job_name(str(out))
+
+
+def test_a_cancelled_run_deletes_its_sparkapplication(raw_small, tmp_path):
+    """KFP cancels a run by terminating the pod (SIGTERM): the application is deleted, not orphaned."""
+    import os
+    import signal
+    import threading
+
+    from credit_risk.history.cluster import SparkJobError
+    from tests.spark_operator_fake import FakeSparkOperator
+
+    out = tmp_path / "features"
+    with FakeSparkOperator("pending") as op:
+        timer = threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGTERM))
+        timer.start()
+        try:
+            with pytest.raises(SparkJobError, match="cancelled in state SUBMITTED; deleted"):
+                etl.run_on_cluster(
+                    raw_small,
+                    str(out),
+                    "credit-risk",
+                    "img",
+                    poll_seconds=0.2,
+                    timeout_seconds=60,
+                    api_client=op.api_client(),
+                )
+        finally:
+            timer.cancel()
+        assert op.deleted == [etl_job_name(out)] and not op.apps
+    assert signal.getsignal(signal.SIGTERM) is not None
+
+
+def test_the_api_server_refuses_an_invalid_sparkapplication_with_the_field(tmp_path):
+    from credit_risk.history import cluster
+    from tests.spark_operator_fake import FakeSparkOperator
+
+    job = cluster.ClusterJob(
+        name="credit-risk-history-x", namespace="ns", spark_image="img", raw="/r", out="/o"
+    )
+    with FakeSparkOperator() as op:
+        bad = cluster.render(job, "/m.py", "/z.zip")
+        bad["spec"]["mode"] = "sideways"
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        api = client.CustomObjectsApi(op.api_client())
+        with pytest.raises(ApiException) as e:
+            api.create_namespaced_custom_object(cluster.GROUP, cluster.VERSION, "ns", cluster.PLURAL, bad)
+        assert e.value.status == 422 and "spec.mode" in e.value.body
+        good = cluster.render(job, "/m.py", "/z.zip")
+        api.create_namespaced_custom_object(cluster.GROUP, cluster.VERSION, "ns", cluster.PLURAL, good)
+        with pytest.raises(ApiException) as e:
+            api.create_namespaced_custom_object(cluster.GROUP, cluster.VERSION, "ns", cluster.PLURAL, good)
+        assert e.value.status == 409
