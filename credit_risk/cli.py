@@ -212,13 +212,20 @@ def cmd_generate_history(args: argparse.Namespace) -> int:
 def cmd_etl(args: argparse.Namespace) -> int:
     from credit_risk.history import etl
 
-    if args.engine == "spark-operator":
-        if not (args.namespace and args.spark_image):
-            raise CreditRiskError("--engine spark-operator needs --namespace and --spark-image")
+    if args.engine in ("spark-operator", "emr-serverless"):
+        from credit_risk.history import cluster, emr
+
+        if args.engine == "spark-operator":
+            if not (args.namespace and args.spark_image):
+                raise CreditRiskError("--engine spark-operator needs --namespace and --spark-image")
+            engine: Any = cluster.SparkOperator(args.namespace, args.spark_image, args.executor_instances)
+        else:
+            if not (args.emr_application_id and args.emr_role_arn):
+                raise CreditRiskError("--engine emr-serverless needs --emr-application-id and --emr-role-arn")
+            engine = emr.EmrServerless(args.emr_application_id, args.emr_role_arn, args.executor_instances)
         result = etl.run_on_cluster(
-            args.raw, args.output, args.namespace, args.spark_image, args.lag_months, args.executor_instances,
-            args.timeout,
-        )  # fmt: skip
+            args.raw, args.output, engine, args.lag_months, args.timeout, name=args.name
+        )
     else:
         result = etl.run(
             args.raw,
@@ -581,15 +588,19 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     )
     p.add_argument(
         "--engine",
-        choices=["spark", "pandas", "spark-operator"],
+        choices=["spark", "pandas", "spark-operator", "emr-serverless"],
         default="spark",
-        help="spark (local[N] here, default), pandas, or spark-operator: a SparkApplication on the cluster "
-        "the kubeconfig (or the pod's service account) reaches",
+        help="spark (local[N] here, default), pandas, spark-operator (a SparkApplication on the cluster the "
+        "kubeconfig or the pod's service account reaches) or emr-serverless (a job run; s3:// only)",
     )
+    p.add_argument("--emr-application-id", help="emr-serverless: the Spark application to run on")
+    p.add_argument("--emr-role-arn", help="emr-serverless: the job run's execution role")
     p.add_argument("--namespace", help="spark-operator: the namespace the SparkApplication goes to")
     p.add_argument("--spark-image", help="spark-operator: any Spark 4 image with Python 3 (docs/history.md)")
-    p.add_argument("--executor-instances", type=int, default=2, help="spark-operator: executors (default 2)")
-    p.add_argument("--timeout", type=float, default=3600, help="spark-operator: seconds before it is deleted")
+    p.add_argument("--executor-instances", type=int, default=2, help="cluster engines: executors (default 2)")
+    p.add_argument(
+        "--timeout", type=float, default=3600, help="cluster engines: seconds before it is cancelled"
+    )
     p.add_argument(
         "--spark-master", default="local[2]", help="Spark master for --engine spark (default local[2])"
     )

@@ -26,7 +26,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from credit_risk import storage
 from credit_risk.errors import CreditRiskError
@@ -170,6 +170,48 @@ def _delete(api: Any, job: ClusterJob) -> None:
             )
 
 
+def follow(
+    where: str,
+    poll: Callable[[], tuple[str, str]],
+    cancel: Callable[[], None],
+    succeeded: set[str],
+    failed: set[str],
+    timeout_seconds: float,
+    poll_seconds: float,
+) -> str:
+    """Poll ``poll() -> (state, message)`` until a terminal state; on a timeout, an interrupt or
+    SIGTERM (a KFP cancel) ``cancel()`` the job and raise. Returns the succeeded state. One loop
+    for every engine: the Spark Operator, EMR Serverless."""
+    previous = signal.getsignal(signal.SIGTERM)
+    in_main = _in_main_thread()
+    if in_main:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    start, state = time.monotonic(), ""
+    try:
+        while True:
+            new, message = poll()
+            elapsed = time.monotonic() - start
+            if new != state:
+                state = new
+                log.info("%s: %s after %.0f s", where, state or "(no state yet)", elapsed)
+            if state in succeeded:
+                return state
+            if state in failed:
+                raise SparkJobError(f"{where} ended {state}: {message or 'no message'}")
+            if elapsed > timeout_seconds:
+                cancel()
+                raise SparkJobError(
+                    f"{where} timed out after {timeout_seconds:.0f} s in state {state or 'none'}; cancelled"
+                )
+            time.sleep(poll_seconds)
+    except (KeyboardInterrupt, _CancelledError):
+        cancel()
+        raise SparkJobError(f"{where} cancelled in state {state or 'none'}; cancelled") from None
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def run(
     job: ClusterJob,
     main_file: str,
@@ -177,9 +219,8 @@ def run(
     timeout_seconds: float = 3600,
     poll_seconds: float = 10,
     api_client: Any | None = None,
-    on_state: Callable[[str, float], None] | None = None,
-) -> dict[str, Any]:
-    """Create the SparkApplication and follow it to a terminal state; returns its last status."""
+) -> str:
+    """Create the SparkApplication and follow it to COMPLETED (deleted on timeout or cancel)."""
     from kubernetes.client.rest import ApiException
 
     api = _api(api_client)
@@ -190,44 +231,31 @@ def run(
     except ApiException as e:
         raise SparkJobError(f"{where} was refused: {e.status} {e.reason}: {_message(e)}") from None
     log.info("created %s (image %s)", where, job.spark_image)
-    previous = signal.getsignal(signal.SIGTERM)
-    in_main = _in_main_thread()
-    if in_main:
-        signal.signal(signal.SIGTERM, _raise_interrupt)
-    start, state = time.monotonic(), ""
-    status: dict[str, Any] = {}
-    try:
-        while True:
-            status = (
-                api.get_namespaced_custom_object(GROUP, VERSION, job.namespace, PLURAL, job.name).get(
-                    "status"
-                )
-                or {}
-            )
-            new = (status.get("applicationState") or {}).get("state", "")
-            elapsed = time.monotonic() - start
-            if new != state:
-                state = new
-                log.info("%s: %s after %.0f s", where, state or "(no state yet)", elapsed)
-                if on_state:
-                    on_state(state, elapsed)
-            if state in SUCCEEDED:
-                return status
-            if state in FAILED:
-                message = (status.get("applicationState") or {}).get("errorMessage", "") or "no message"
-                raise SparkJobError(f"{where} ended {state}: {message}")
-            if elapsed > timeout_seconds:
-                _delete(api, job)
-                raise SparkJobError(
-                    f"{where} timed out after {timeout_seconds:.0f} s in state {state or 'none'}; deleted"
-                )
-            time.sleep(poll_seconds)
-    except (KeyboardInterrupt, _CancelledError):
-        _delete(api, job)
-        raise SparkJobError(f"{where} cancelled in state {state or 'none'}; deleted") from None
-    finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
+
+    def poll() -> tuple[str, str]:
+        obj = api.get_namespaced_custom_object(GROUP, VERSION, job.namespace, PLURAL, job.name)
+        app = (obj.get("status") or {}).get("applicationState") or {}
+        return app.get("state", ""), app.get("errorMessage", "")
+
+    return follow(where, poll, lambda: _delete(api, job), SUCCEEDED, FAILED, timeout_seconds, poll_seconds)
+
+
+@dataclass(frozen=True)
+class SparkOperator:
+    """Where ``etl.run_on_cluster`` sends the job: a SparkApplication in ``namespace``."""
+
+    kind: ClassVar[str] = "spark-operator"
+    namespace: str
+    spark_image: str
+    executor_instances: int = 2
+    api_client: Any = field(default=None, compare=False)
+
+    def run(self, name: str, main: str, py_files: str, raw: str, out: str, lag_months: int,
+            timeout_seconds: float, poll_seconds: float) -> str:  # fmt: skip
+        job = ClusterJob(name=name, namespace=self.namespace, spark_image=self.spark_image, raw=raw, out=out,
+                         lag_months=lag_months, executor_instances=self.executor_instances)  # fmt: skip
+        run(job, main, py_files, timeout_seconds, poll_seconds, self.api_client)
+        return f"SparkApplication {self.namespace}/{name} ({self.spark_image})"
 
 
 class _CancelledError(Exception):

@@ -151,19 +151,17 @@ def run(
 def run_on_cluster(
     raw: str,
     out: str,
-    namespace: str,
-    spark_image: str,
+    engine: Any,
     lag_months: int = 0,
-    executor_instances: int = 2,
     timeout_seconds: float = 3600,
     poll_seconds: float = 10,
-    api_client: Any | None = None,
     name: str = "loan_history",
 ) -> EtlResult:
-    """The same job as a SparkApplication on the cluster's Spark (``cluster``): it writes the rows
-    to ``<out>/data`` itself (Spark's committer writes ``_SUCCESS`` last); ``etl.json`` and then
-    ``feature_spec.yaml`` - what later steps read first - are written only after the application
-    COMPLETED and ``_SUCCESS`` is there, so an unfinished output is never picked up."""
+    """The same job on a Spark cluster: ``engine`` is a ``cluster.SparkOperator`` or an
+    ``emr.EmrServerless``. The job writes the rows to ``<out>/data`` itself (Spark's committer
+    writes ``_SUCCESS`` last); ``etl.json`` and then ``feature_spec.yaml`` - what later steps read
+    first - are written only after the engine reports success and ``_SUCCESS`` is there, so an
+    unfinished output is never picked up."""
     from credit_risk.history import cluster
 
     schema.check_lag(lag_months)
@@ -172,22 +170,21 @@ def run_on_cluster(
         raise storage.PublishError(f"{out} is already published; versions are never overwritten")
     start = time.perf_counter()
     main, py_files = cluster.stage(f"{out}/_job")
-    job = cluster.ClusterJob(
-        name=cluster.job_name(out), namespace=namespace, spark_image=spark_image, raw=raw,
-        out=f"{out}/{DATA_DIR}", lag_months=lag_months, executor_instances=executor_instances,
-    )  # fmt: skip
-    cluster.run(job, main, py_files, timeout_seconds, poll_seconds, api_client)
+    name_of_job = cluster.job_name(out)
+    where = engine.run(name_of_job, main, py_files, raw, f"{out}/{DATA_DIR}", lag_months, timeout_seconds,
+                       poll_seconds)  # fmt: skip
     if not storage.exists(f"{out}/{DATA_DIR}/_SUCCESS"):
         raise cluster.SparkJobError(
-            f"{job.name} COMPLETED but {out}/{DATA_DIR}/_SUCCESS is missing: not published"
+            f"{where} reported success but {out}/{DATA_DIR}/_SUCCESS is missing (the job wrote no complete "
+            "output): nothing published"
         )
     rows, rate = _summarise_uris(storage.list_files(f"{out}/{DATA_DIR}", suffixes=(".parquet",)))
     result = EtlResult(
-        out=out, engine="spark-operator", lag_months=lag_months, rows=rows, default_rate=round(rate, 6),
+        out=out, engine=engine.kind, lag_months=lag_months, rows=rows, default_rate=round(rate, 6),
         features=len(schema.feature_columns()), seconds=round(time.perf_counter() - start, 3),
-        spark_master=f"SparkApplication {namespace}/{job.name}",
+        spark_master=where,
     )  # fmt: skip
-    summary = {**result.to_dict(), "raw": raw, "spark_image": spark_image, "raw_manifest": _raw_manifest(raw)}
+    summary = {**result.to_dict(), "raw": raw, "raw_manifest": _raw_manifest(raw)}
     storage.write_text(f"{out}/{SUMMARY_FILE}", json.dumps(summary, indent=2) + "\n")
     storage.write_text(f"{out}/{SPEC_FILE}", _spec_text(name))
     return result

@@ -476,19 +476,14 @@ def test_the_staged_zip_alone_imports_the_job(tmp_path):
 
 @pytest.mark.xdist_group(SPARK_GROUP)
 def test_a_sparkapplication_runs_the_job_and_the_output_is_published_after_completion(raw_small, tmp_path):
+    from credit_risk.history import cluster
     from tests.spark_operator_fake import FakeSparkOperator
 
     out = tmp_path / "features"
     with FakeSparkOperator() as op:
+        engine = cluster.SparkOperator("credit-risk", "registry.example/spark:4", api_client=op.api_client())
         result = etl.run_on_cluster(
-            raw_small,
-            str(out),
-            "credit-risk",
-            "registry.example/spark:4",
-            lag_months=1,
-            poll_seconds=0.5,
-            timeout_seconds=600,
-            api_client=op.api_client(),
+            raw_small, str(out), engine, lag_months=1, poll_seconds=0.5, timeout_seconds=600
         )
         created = [p for m, p in op.requests if m == "POST"]
     assert created == ["/apis/sparkoperator.k8s.io/v1beta2/namespaces/credit-risk/sparkapplications"]
@@ -508,7 +503,7 @@ def test_a_sparkapplication_runs_the_job_and_the_output_is_published_after_compl
         rtol=1e-12,
     )
     with pytest.raises(Exception, match="already published"):
-        etl.run_on_cluster(raw_small, str(out), "credit-risk", "img", api_client=None)
+        etl.run_on_cluster(raw_small, str(out), cluster.SparkOperator("credit-risk", "img"))
 
 
 @pytest.mark.parametrize(
@@ -516,12 +511,13 @@ def test_a_sparkapplication_runs_the_job_and_the_output_is_published_after_compl
     [
         ("run", False, 300, "ended FAILED: driver container failed with ExitCode"),
         ("submission_failed", True, 300, "ended SUBMISSION_FAILED: failed to run spark-submit"),
-        ("pending", True, 2, "timed out after 2 s in state SUBMITTED; deleted"),
+        ("pending", True, 2, "timed out after 2 s in state SUBMITTED; cancelled"),
     ],
 )
 def test_a_failed_refused_or_stuck_sparkapplication_publishes_nothing(
     raw_small, tmp_path, mode, raw_ok, timeout, says
 ):
+    from credit_risk.history import cluster
     from credit_risk.history.cluster import SparkJobError
     from tests.spark_operator_fake import FakeSparkOperator
 
@@ -529,15 +525,8 @@ def test_a_failed_refused_or_stuck_sparkapplication_publishes_nothing(
     raw = raw_small if raw_ok else str(tmp_path / "no-such-raw")
     with FakeSparkOperator(mode) as op:
         with pytest.raises(SparkJobError, match=says):
-            etl.run_on_cluster(
-                raw,
-                str(out),
-                "credit-risk",
-                "img",
-                poll_seconds=0.3,
-                timeout_seconds=timeout,
-                api_client=op.api_client(),
-            )
+            engine = cluster.SparkOperator("credit-risk", "img", api_client=op.api_client())
+            etl.run_on_cluster(raw, str(out), engine, poll_seconds=0.3, timeout_seconds=timeout)
         assert op.deleted == ([etl_job_name(out)] if mode == "pending" else [])
     assert not (out / etl.SPEC_FILE).exists()
 
@@ -554,6 +543,7 @@ def test_a_cancelled_run_deletes_its_sparkapplication(raw_small, tmp_path):
     import signal
     import threading
 
+    from credit_risk.history import cluster
     from credit_risk.history.cluster import SparkJobError
     from tests.spark_operator_fake import FakeSparkOperator
 
@@ -562,16 +552,9 @@ def test_a_cancelled_run_deletes_its_sparkapplication(raw_small, tmp_path):
         timer = threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGTERM))
         timer.start()
         try:
-            with pytest.raises(SparkJobError, match="cancelled in state SUBMITTED; deleted"):
-                etl.run_on_cluster(
-                    raw_small,
-                    str(out),
-                    "credit-risk",
-                    "img",
-                    poll_seconds=0.2,
-                    timeout_seconds=60,
-                    api_client=op.api_client(),
-                )
+            with pytest.raises(SparkJobError, match="cancelled in state SUBMITTED; cancelled"):
+                engine = cluster.SparkOperator("credit-risk", "img", api_client=op.api_client())
+                etl.run_on_cluster(raw_small, str(out), engine, poll_seconds=0.2, timeout_seconds=60)
         finally:
             timer.cancel()
         assert op.deleted == [etl_job_name(out)] and not op.apps
@@ -600,3 +583,58 @@ def test_the_api_server_refuses_an_invalid_sparkapplication_with_the_field(tmp_p
         with pytest.raises(ApiException) as e:
             api.create_namespaced_custom_object(cluster.GROUP, cluster.VERSION, "ns", cluster.PLURAL, good)
         assert e.value.status == 409
+
+
+# --- on AWS: EMR Serverless, through boto3 against moto's server --------------------------------------
+def _upload_dir(local: Path, uri: str) -> None:
+    from credit_risk import storage
+
+    for path in sorted(local.rglob("*")):
+        if path.is_file():
+            storage.upload_file(path, f"{uri}/{path.relative_to(local)}")
+
+
+def test_an_emr_serverless_job_run_names_the_staged_job_and_no_output_means_nothing_published(raw_small, s3):
+    """What moto 5's EMR Serverless implements (measured here): CreateApplication, StartJobRun
+    (checks the role's account and the timeout's minimum), GetJobRun, CancelJobRun - and a job run
+    is SUCCESS at once, running nothing. So this tests the request, the staging it references and the
+    step's own guard: a run that reports success without Spark's _SUCCESS marker publishes nothing."""
+    import os
+
+    import boto3
+
+    from credit_risk import storage
+    from credit_risk.history import emr
+    from credit_risk.history.cluster import SparkJobError
+
+    _, bucket = s3
+    _upload_dir(Path(raw_small), f"s3://{bucket}/raw")
+    service = boto3.client(
+        "emr-serverless", endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"], region_name="us-east-1"
+    )
+    app = service.create_application(name="credit-risk-history", releaseLabel="emr-7.5.0", type="SPARK")
+    engine = emr.EmrServerless(
+        app["applicationId"], "arn:aws:iam::123456789012:role/emr-history", client=service
+    )
+    out = f"s3://{bucket}/features/run-1"
+    with pytest.raises(SparkJobError, match=r"reported success but .*_SUCCESS is missing.*nothing published"):
+        etl.run_on_cluster(
+            f"s3://{bucket}/raw", out, engine, lag_months=1, poll_seconds=0.1, timeout_seconds=60
+        )
+    assert not storage.exists(f"{out}/{etl.SPEC_FILE}")
+    runs = service.list_job_runs(applicationId=app["applicationId"])["jobRuns"]
+    run = service.get_job_run(applicationId=app["applicationId"], jobRunId=runs[0]["id"])["jobRun"]
+    submit = run["jobDriver"]["sparkSubmit"]
+    assert submit["entryPoint"] == f"{out}/_job/spark_job.py" and storage.exists(submit["entryPoint"])
+    assert f"--py-files {out}/_job/credit_risk_history.zip" in submit["sparkSubmitParameters"]
+    assert storage.exists(f"{out}/_job/credit_risk_history.zip")
+    args = ["--raw", f"s3://{bucket}/raw", "--out", f"{out}/data", "--lag-months", "1", "--no-keys"]
+    assert submit["entryPointArguments"] == args
+    # the refusal path: a role of another account (moto checks it as EMR does)
+    other = emr.EmrServerless(app["applicationId"], "arn:aws:iam::999999999999:role/x", client=service)
+    with pytest.raises(
+        SparkJobError, match="refused the job run: AccessDeniedException: Cross-account pass role"
+    ):
+        etl.run_on_cluster(f"s3://{bucket}/raw", f"s3://{bucket}/features/run-2", other)
+    with pytest.raises(SparkJobError, match="EMR Serverless reads s3:// only"):
+        engine.request("n", "/local/main.py", f"{out}/z.zip", "s3://b/raw", "s3://b/out", 0, 60)
