@@ -638,3 +638,26 @@ def test_an_emr_serverless_job_run_names_the_staged_job_and_no_output_means_noth
         etl.run_on_cluster(f"s3://{bucket}/raw", f"s3://{bucket}/features/run-2", other)
     with pytest.raises(SparkJobError, match="EMR Serverless reads s3:// only"):
         engine.request("n", "/local/main.py", f"{out}/z.zip", "s3://b/raw", "s3://b/out", 0, 60)
+
+
+def test_raw_history_and_features_on_s3(raw_small, s3, tmp_path):
+    """Object storage on both ends: the pandas engine reads s3:// raw tables directly and publishes
+    the snapshot there (marker last); for Spark in a pod an s3:// raw input is streamed to local disk
+    first, file by file, the same bytes."""
+    from credit_risk import storage
+
+    _, bucket = s3
+    raw = f"s3://{bucket}/history/raw"
+    _upload_dir(Path(raw_small), raw)
+    out = f"s3://{bucket}/history/features"
+    result = etl.run(raw, out, lag_months=1, engine="pandas")
+    assert storage.is_published(out) and storage.exists(f"{out}/{etl.SPEC_FILE}")
+    local = reference.run(raw_small, 1)
+    assert result.rows == len(local)
+    copied = etl._local_raw(raw, tmp_path)
+    for table in schema.TABLES:
+        pd.testing.assert_frame_equal(
+            reference.read_table(copied, table), reference.read_table(raw_small, table)
+        )
+    with pytest.raises(DataError, match="not a directory"):
+        etl._local_raw(str(tmp_path / "nowhere"), tmp_path)
