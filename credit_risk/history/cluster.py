@@ -63,15 +63,6 @@ class ClusterJob:
     spark_conf: dict[str, str] = field(default_factory=dict)
 
 
-def spark_uri(uri: str) -> str:
-    """A URI as Spark's Hadoop file systems name it."""
-    if uri.startswith("s3://"):
-        return "s3a://" + uri[len("s3://") :]
-    if "://" not in uri:
-        return "file://" + str(Path(uri).resolve())
-    return uri
-
-
 def job_name(out: str) -> str:
     """A stable, DNS-1123 name per output: re-running for the same output finds the same object."""
     return "credit-risk-history-" + hashlib.sha256(out.encode()).hexdigest()[:12]
@@ -114,17 +105,17 @@ def render(job: ClusterJob, main_file: str, py_files: str) -> dict[str, Any]:
             "mode": "cluster",
             "image": job.spark_image,
             "imagePullPolicy": "IfNotPresent",
-            "mainApplicationFile": spark_uri(main_file),
+            "mainApplicationFile": storage.hadoop_uri(main_file),
             "arguments": [
                 "--raw",
-                spark_uri(job.raw),
+                storage.hadoop_uri(job.raw),
                 "--out",
-                spark_uri(job.out),
+                storage.hadoop_uri(job.out),
                 "--lag-months",
                 str(job.lag_months),
                 "--no-keys",
             ],
-            "deps": {"pyFiles": [spark_uri(py_files)]},
+            "deps": {"pyFiles": [storage.hadoop_uri(py_files)]},
             "sparkVersion": job.spark_version,
             "sparkConf": {"spark.sql.session.timeZone": "UTC", **job.spark_conf},
             "restartPolicy": {"type": "Never"},

@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from credit_risk import storage
 from credit_risk.history.cluster import SparkJobError, follow
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class EmrServerless:
                 timeout_seconds: float) -> dict[str, Any]:  # fmt: skip
         """The ``StartJobRun`` request (what a test and an operator can read back)."""
         for uri in (main, py_files, raw, out):
-            if not uri.startswith("s3://"):
+            if storage.scheme(uri) != storage.s3.SCHEME:
                 raise SparkJobError(f"EMR Serverless reads s3:// only; got {uri!r}")
         return {
             "applicationId": self.application_id,

@@ -55,7 +55,7 @@ class EtlResult:
 def _local_raw(raw: str, scratch: Path) -> str:
     """Spark in a pod reads local paths; an object-store input is streamed to local disk first
     (never into memory). A cluster run reads s3a:// / gs:// itself (``submit``)."""
-    if "://" not in raw:
+    if not storage.is_remote(raw):
         if not Path(raw).is_dir():
             raise DataError(
                 f"raw history {raw}: not a directory (expected {', '.join(schema.TABLES)}/ under it)"
@@ -231,15 +231,6 @@ class StepOutput:
     result: EtlResult | None  # None: passed through (applicant rows were given)
 
 
-def readable_uri(artifact_uri: str) -> str:
-    """An output artifact's URI as later steps' readers take it: ``minio://bucket/key`` (a stock
-    Kubeflow's pipeline root) is the same object on MinIO's S3 API, ``s3://bucket/key`` (with the
-    endpoint from ``credit-risk compile --s3-endpoint``); gs://, s3:// and local paths as they are."""
-    if artifact_uri.startswith("minio://"):
-        return "s3://" + artifact_uri[len("minio://") :]
-    return artifact_uri.rstrip("/")
-
-
 def check_source(raw_history_uri: str, data_uri: str, feature_spec_uri: str) -> str:
     """The training pipeline's one-source rule (the first step and ``credit-risk submit`` both apply
     it): applicant rows (``feature_spec_uri`` with ``data_uri`` or a SQL query) or raw history,
@@ -280,5 +271,5 @@ def history_step(
         (Path(out_path) / PASSTHROUGH_FILE).write_text(json.dumps(source, indent=2) + "\n")
         return StepOutput(data_uri, feature_spec_uri, None)
     result = run(raw, out_path, lag_months, engine, spark_master, driver_memory)
-    base = readable_uri(artifact_uri)
+    base = storage.readable_artifact_uri(artifact_uri)
     return StepOutput(f"{base}/{DATA_DIR}", f"{base}/{SPEC_FILE}", result)

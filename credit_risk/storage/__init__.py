@@ -91,6 +91,25 @@ def is_remote(uri: str) -> bool:
     return _backend(uri) is not None
 
 
+def readable_artifact_uri(uri: str) -> str:
+    """A KFP output artifact's URI as this package's readers take it: ``minio://bucket/key`` (a
+    stock Kubeflow's pipeline root) is the same object on MinIO's S3 API, ``s3://bucket/key`` (with
+    the endpoint from ``credit-risk compile --s3-endpoint``); gs://, s3:// and local paths as they are."""
+    if str(uri).startswith("minio://"):
+        return s3.SCHEME + str(uri)[len("minio://") :]
+    return str(uri).rstrip("/")
+
+
+def hadoop_uri(uri: str) -> str:
+    """``uri`` as Spark's Hadoop file systems name it: ``s3://`` becomes ``s3a://`` (the S3A
+    connector), ``gs://`` stays (the GCS connector), a local path becomes ``file://<absolute>``."""
+    if scheme(uri) == s3.SCHEME:
+        return "s3a://" + str(uri)[len(s3.SCHEME) :]
+    if scheme(uri) or "://" in str(uri):
+        return str(uri)
+    return Path(uri).resolve().as_uri()
+
+
 def join(base: str, *parts: str) -> str:
     if is_remote(base):
         return posixpath.join(base, *parts)

@@ -370,11 +370,13 @@ def test_the_source_step_passes_applicant_rows_through_and_refuses_no_or_two_sou
 
 
 def test_artifact_uris_become_what_later_steps_read():
-    assert etl.readable_uri("minio://mlpipeline/v2/artifacts/run/history-features/features") == (
+    from credit_risk import storage
+
+    assert storage.readable_artifact_uri("minio://mlpipeline/v2/artifacts/run/history-features/features") == (
         "s3://mlpipeline/v2/artifacts/run/history-features/features"
     )
-    assert etl.readable_uri("gs://bucket/root/features/") == "gs://bucket/root/features"
-    assert etl.readable_uri("/tmp/root/features") == "/tmp/root/features"
+    assert storage.readable_artifact_uri("gs://bucket/root/features/") == "gs://bucket/root/features"
+    assert storage.readable_artifact_uri("/tmp/root/features") == "/tmp/root/features"
 
 
 def test_the_training_pipeline_runs_end_to_end_from_raw_history(tmp_path, capsys):
