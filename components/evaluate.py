@@ -31,12 +31,13 @@ def evaluate(
     Outputs:
       metrics: AUC, Gini, KS, PR AUC, Brier, ECE, log loss, bootstrap CIs, fairness ratios, the
         rating scale's Herfindahl index, grade inversions, Jeffreys p-value and observed default rate
-        per grade, and the worst monotonicity violation per declared feature (scalars).
+        per grade, the worst monotonicity violation per declared feature and, with an origination
+        date, the Jeffreys p-value and observed default rate per held-out cohort (scalars).
       classification_metrics: ROC curve and confusion matrix (rendered by the Kubeflow UI).
       approval: JSON approval record (decision, every check, fingerprints, champion, override).
       model_card: Markdown model card (intended use, data, metrics, fairness, limitations, approval).
       report: HTML evaluation report with ROC, KS, calibration, score histograms, fairness table,
-        grade table and monotonicity sweep.
+        grade table, monotonicity sweep and vintage back-test.
     """
     import logging
     import math
@@ -77,6 +78,11 @@ def evaluate(
             metrics.log_metric(f"observed_rate_{row.grade}", round(row.observed_rate, 6))
     for sweep in result.sweeps:
         metrics.log_metric(f"monotone_violation_{sweep.feature}", round(sweep.worst_violation, 6))
+    if result.vintage is not None:
+        metrics.log_metric("vintage_flagged_cohorts", len(result.vintage.flagged))
+        for cohort in result.vintage.cohorts:
+            metrics.log_metric(f"cohort_jeffreys_p_{cohort.cohort}", round(cohort.jeffreys_p, 6))
+            metrics.log_metric(f"cohort_observed_rate_{cohort.cohort}", round(cohort.observed_rate, 6))
     fpr, tpr, thr = zip(*roc_points(result.y_true, result.y_score), strict=True)
     classification_metrics.log_roc_curve(list(fpr), list(tpr), list(thr))
     classification_metrics.log_confusion_matrix(["non-default", "default"], result.confusion.tolist())

@@ -159,6 +159,14 @@ class DataChecks:
                 self._numeric(f, col, nulls, first_row)
             if label is not None:
                 self._leakage(f, col, label)
+        date = self.spec.date_column
+        if date and date in names:
+            col = batch.column(names.index(date))
+            text = col if pa.types.is_string(col.type) else pc.cast(col, pa.string())
+            parsed = pc.strptime(text, format="%Y-%m-%d", unit="s", error_is_null=True)
+            bad = pc.is_null(parsed).to_numpy(zero_copy_only=False)  # missing or not YYYY-MM-DD
+            if bad.any():
+                self._found(date, "bad_date", bad, first_row, pc.fill_null(text, "<missing>"))
         if label is not None:
             valid = pc.fill_null(pc.is_in(label, value_set=pa.array(["0", "1"])), False)
             bad = ~valid.to_numpy(zero_copy_only=False)
@@ -275,6 +283,15 @@ class DataChecks:
             problems += self._leaks(f)
         if spec.label not in missing:
             problems += self._label_problems()
+        if (found := self.findings.get((spec.date_column or "", "bad_date"))) is not None:
+            problems.append(
+                Problem(
+                    str(spec.date_column),
+                    "bad_date",
+                    f"column {spec.date_column!r} is the origination date in the spec: every row needs a "
+                    f"date (YYYY-MM-DD), but it is missing or not a date at {found.where()}",
+                )
+            )
         return problems
 
     def _duplicates(self) -> list[Problem]:

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from credit_risk import calibration, contract, fairness, gate, metrics, monotonicity, rating
+from credit_risk import calibration, contract, fairness, gate, metrics, monotonicity, rating, vintage
 from credit_risk.feature_spec import FeatureSpec
 from credit_risk.scoring import ExportedModel
 from credit_risk.training import fingerprint
+from credit_risk.vintage import VintageReport
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class EvaluationResult:
     model_info: dict = field(default_factory=dict)
     grades: rating.GradeReport | None = None
     sweeps: list[monotonicity.FeatureSweep] = field(default_factory=list)
+    vintage: VintageReport | None = None
 
 
 def model_fingerprint(model_dir: str | Path) -> str:
@@ -66,7 +68,9 @@ def evaluate(
 ) -> EvaluationResult:
     """Score ``frame`` (held-out rows) through the exported serving signature and apply the gate.
 
-    ``frame`` must hold the model inputs, the label and every slice / protected column.
+    ``frame`` must hold the model inputs, the label and every slice / protected column; with the
+    spec's ``origination_date`` also that date, and the rows are tabulated by origination cohort
+    (``vintage``; out of time when the split held out the latest dates).
     ``champion_dir``: a local copy of the model to beat; ``champion_uri``: where it came from, for
     the record (default ``champion_dir``).
     """
@@ -96,9 +100,12 @@ def evaluate(
     scale = info.get(contract.MASTER_SCALE_KEY)
     grades = rating.grade_report(y_true, y_score, rating.MasterScale.from_dict(scale)) if scale else None
     sweeps = monotonicity.sweep(model.predict_frame, frame, spec, seed=config.bootstrap_seed)
+    cohorts = _vintage(frame, y_true, y_score, spec, config, model_fingerprint(model_dir))
     decision = gate.decide(
-        scalars, config, slices, champion_metrics, model_uri=model_dir, grades=grades, sweeps=sweeps
-    )
+        scalars, config, slices, champion_metrics, model_uri=model_dir, grades=grades, sweeps=sweeps,
+        vintage=cohorts,
+    )  # fmt: skip
+    decision.vintage = cohorts.to_dict() if cohorts else None
     decision.grades = grades.to_dict() if grades else None
     decision.monotonicity = [s.to_dict() for s in sweeps]
     ece_failed = any(c.name == "max_ece" and not c.passed for c in decision.checks)
@@ -138,7 +145,29 @@ def evaluate(
         model_info=info,
         grades=grades,
         sweeps=sweeps,
+        vintage=cohorts,
     )
+
+
+def _vintage(
+    frame: pd.DataFrame,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    spec: FeatureSpec,
+    config: gate.GateConfig,
+    model_version: str,
+) -> VintageReport | None:
+    """The held-out rows per origination cohort, or None without an origination date. The
+    cutoff recorded is the earliest held-out date (the out-of-time split holds out every row on
+    or after it)."""
+    if not spec.date_column:
+        return None
+    dates = vintage.parse_dates(frame[spec.date_column], where="held-out rows")
+    acc = vintage.VintageAccumulator(spec.date_column, config.vintage_period)
+    acc.add(vintage.cohort_labels(dates, config.vintage_period), y_true, y_score)
+    alpha = config.min_cohort_p_value if config.min_cohort_p_value is not None else 0.01
+    cutoff = str(dates.min().date())
+    return acc.report(alpha, model_version=model_version, cutoff=cutoff)
 
 
 def roc_points(

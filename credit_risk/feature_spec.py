@@ -9,6 +9,9 @@ YAML keys::
     description: free text
     data_file: german_credit.csv   # optional, relative to the spec file
     label: {name: default}         # binary 0/1 column, 1 = default
+    origination_date: opened_on    # optional: each loan's origination date (YYYY-MM-DD), not a
+                                   # model input; the held-out rows become the latest dates
+                                   # (out of time) and evaluation adds a vintage back-test
     features:                      # in order
       - name: duration_in_month
         type: numeric | categorical
@@ -59,7 +62,10 @@ _OPTIONAL_FEATURE_KEYS = (
     "monotone", "reason_text",
 )  # fmt: skip
 _FEATURE_KEYS = {"name", "type", *_OPTIONAL_FEATURE_KEYS}
-_TOP_KEYS = {"name", "description", "data_file", "label", "features", "crosses", "slices", "master_scale"}
+_TOP_KEYS = {
+    "name", "description", "data_file", "label", "origination_date", "features", "crosses", "slices",
+    "master_scale",
+}  # fmt: skip
 _SLICE_KEYS = {"name", "feature", "bins"}
 
 
@@ -131,6 +137,7 @@ class FeatureSpec:
     description: str = ""
     data_file: str | None = None
     master_scale: ScaleSetting | None = None
+    date_column: str | None = None  # origination_date: the loans' origination dates, not a model input
     source_uri: str | None = field(default=None, compare=False)
 
     # --- views -------------------------------------------------------------------------------
@@ -154,8 +161,9 @@ class FeatureSpec:
 
     @property
     def columns(self) -> list[str]:
-        """Every column a dataset must have: the features then the label."""
-        return [*self.feature_names, self.label]
+        """Every column a dataset must have: the features, the label, then the origination date
+        (when the spec names one)."""
+        return [*self.feature_names, self.label, *([self.date_column] if self.date_column else [])]
 
     def feature(self, name: str) -> Feature:
         for f in self.features:
@@ -183,6 +191,8 @@ class FeatureSpec:
         if self.data_file:
             out["data_file"] = self.data_file
         out["label"] = {"name": self.label}
+        if self.date_column:
+            out["origination_date"] = self.date_column
         out["features"] = features
         out["crosses"] = [list(c) for c in self.crosses]
         if self.slices:
@@ -301,6 +311,14 @@ def from_dict(raw: Any, source_uri: str | None = None) -> FeatureSpec:  # noqa: 
         f"expected a column name, got {label!r}",
     )
 
+    date_column = raw.get("origination_date")
+    _require(
+        date_column is None or (isinstance(date_column, str) and bool(_NAME_RE.match(date_column))),
+        f"{where}: origination_date",
+        f"expected a column name, got {date_column!r}",
+    )
+    _require(date_column != label, f"{where}: origination_date", f"{date_column!r} is also the label")
+
     feats_raw = raw.get("features")
     _require(
         isinstance(feats_raw, list) and len(feats_raw) > 0, f"{where}: features", "expected a non-empty list"
@@ -320,6 +338,11 @@ def from_dict(raw: Any, source_uri: str | None = None) -> FeatureSpec:  # noqa: 
         )
         _require(fname not in seen, f"{at}.name", f"duplicate feature {fname!r}")
         _require(fname != label, f"{at}.name", f"feature {fname!r} is also the label")
+        _require(
+            fname != date_column,
+            f"{at}.name",
+            f"feature {fname!r} is also the origination_date (a date is never a model input)",
+        )
         ftype = fr.get("type")
         _require(ftype in FEATURE_TYPES, f"{at}.type", f"expected one of {FEATURE_TYPES}, got {ftype!r}")
         seen.add(fname)
@@ -396,6 +419,7 @@ def from_dict(raw: Any, source_uri: str | None = None) -> FeatureSpec:  # noqa: 
         data_file=data_file,
         source_uri=source_uri,
         master_scale=_parse_scale(raw.get("master_scale"), where),
+        date_column=date_column,
     )
 
 

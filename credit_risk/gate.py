@@ -3,7 +3,8 @@
 Checks: absolute (AUC, KS, Brier, calibration error), fairness (disparate impact and AUC gap per
 protected attribute / slice), champion-challenger (relative to the deployed model), the rating
 scale (a Jeffreys test per grade, observed default rates in grade order, Herfindahl concentration)
-and monotone risk drivers (the worst PD move against a declared direction). A check named in
+monotone risk drivers (the worst PD move against a declared direction) and, when the data has
+origination dates, the out-of-time back-test (a Jeffreys test per held-out cohort). A check named in
 ``report_only`` is measured and recorded but does not decide. No enabled check, a NaN value or any
 failed check means "rejected", always with every reason. A human override can approve a rejected
 model only when explicitly allowed, and is always recorded.
@@ -26,6 +27,7 @@ from credit_risk.errors import ConfigError
 from credit_risk.fairness import SliceReport
 from credit_risk.monotonicity import FeatureSweep
 from credit_risk.rating import GradeReport
+from credit_risk.vintage import PERIODS, VintageReport
 
 APPROVED = "approved"
 REJECTED = "rejected"
@@ -44,6 +46,7 @@ _UNIT_INTERVAL = {
     "min_grade_p_value",
     "max_herfindahl",
     "max_monotone_violation",
+    "min_cohort_p_value",
 }
 # every check a gate config can name in report_only
 CHECK_NAMES = (
@@ -59,6 +62,7 @@ CHECK_NAMES = (
     "max_grade_inversions",
     "max_herfindahl",
     "max_monotone_violation",
+    "min_cohort_p_value",
 )
 
 
@@ -84,6 +88,8 @@ class GateConfig:
     max_grade_inversions: int | None = 0  # grades whose observed default rate exceeds the next one's
     max_herfindahl: float | None = 0.25  # concentration of held-out rows across grades
     max_monotone_violation: float | None = 0.005  # worst PD move against a declared direction
+    min_cohort_p_value: float | None = 0.01  # Jeffreys test per origination cohort (spec origination_date)
+    vintage_period: str = "quarter"  # cohorts of the held-out rows: month | quarter | year
     report_only: tuple[str, ...] = ("max_grade_inversions", "max_monotone_violation")  # measured, not judged
     bootstrap_resamples: int = 1000
     bootstrap_seed: int = 42
@@ -112,6 +118,8 @@ class GateConfig:
             raise ConfigError(
                 f"max_grade_inversions must be a non-negative integer or null, got {inversions!r}"
             )
+        if self.vintage_period not in PERIODS:
+            raise ConfigError(f"vintage_period must be one of {list(PERIODS)}, got {self.vintage_period!r}")
         if self.recalibration not in (None, "platt", "isotonic"):
             raise ConfigError(f"recalibration must be platt, isotonic or null, got {self.recalibration!r}")
         for name in ("min_group_rows", "bootstrap_resamples"):
@@ -193,6 +201,7 @@ class Decision:
     recalibration: dict[str, Any] | None = None
     grades: dict[str, Any] | None = None  # rating.GradeReport.to_dict(): the grade table
     monotonicity: list[dict[str, Any]] | None = None  # monotonicity.FeatureSweep.to_dict() per feature
+    vintage: dict[str, Any] | None = None  # vintage.VintageReport.to_dict(): the held-out cohorts
     model_fingerprint: str = ""
     data_fingerprint: str = ""
     eval_data_fingerprint: str = ""
@@ -389,6 +398,30 @@ def monotonicity_checks(sweeps: list[FeatureSweep] | None, config: GateConfig) -
     ]
 
 
+def vintage_checks(report: VintageReport | None, config: GateConfig) -> list[Check]:
+    """A Jeffreys check per origination cohort of the held-out rows (an out-of-time back-test);
+    one noted check when the data has no origination date."""
+    if config.min_cohort_p_value is None:
+        return []
+    if report is None:
+        return [
+            Check(
+                "min_cohort_p_value",
+                "jeffreys_p",
+                math.nan,
+                ">=",
+                config.min_cohort_p_value,
+                True,
+                "",
+                "the data has no origination date (spec origination_date): no vintage checks",
+            )
+        ]
+    return [
+        _compare("min_cohort_p_value", "jeffreys_p", c.jeffreys_p, ">=", config.min_cohort_p_value, c.cohort)
+        for c in report.cohorts
+    ]
+
+
 def _report_only(checks: list[Check], config: GateConfig) -> list[Check]:
     out = []
     for check in checks:
@@ -409,10 +442,12 @@ def decide(
     model_uri: str = "",
     grades: GradeReport | None = None,
     sweeps: list[FeatureSweep] | None = None,
+    vintage: VintageReport | None = None,
 ) -> Decision:
     checks = absolute_checks(metrics, config) + fairness_checks(fairness or [], config)
     checks += champion_checks(metrics, champion_metrics, config)
     checks += grade_checks(grades, config) + monotonicity_checks(sweeps, config)
+    checks += vintage_checks(vintage, config)
     checks = _report_only(checks, config)
     judged = [c for c in checks if not c.note]  # noted checks were skipped / not assessable
     if not judged:

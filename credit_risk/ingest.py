@@ -1,7 +1,8 @@
 """Take a training snapshot: from PostgreSQL (a parameterised query) or from CSV/Parquet files.
 
 A snapshot is a directory of Parquet parts (``part-00000.parquet`` ...) holding exactly the
-feature spec's columns, typed by it (numerics float64, categoricals string, label int64), plus
+feature spec's columns, typed by it (numerics float64, categoricals string, label int64, an
+origination date as ``YYYY-MM-DD`` text), plus
 ``snapshot.json`` (rows, content hash, source, columns) - the only data validation and training
 read. Each part goes to the target as soon as it is written (``storage.DirectoryWriter``:
 uploaded to gs:// or s3://, or moved into a staging directory beside a local target) and the publish
@@ -52,6 +53,7 @@ PG_NUMERIC = {
 }
 PG_TEXT = {25: "text", 1043: "character varying", 1042: "character", 19: "name"}
 PG_LABEL = {**PG_NUMERIC, 16: "boolean"}
+PG_DATE = {1082: "date", 1114: "timestamp", 1184: "timestamp with time zone", **PG_TEXT}
 
 
 class IngestError(DataError):
@@ -77,6 +79,8 @@ class Snapshot:
 def _expected(spec: FeatureSpec, column: str) -> str:
     if column == spec.label:
         return "label"
+    if column == spec.date_column:
+        return "date"
     return "numeric" if spec.feature(column).is_numeric else "categorical"
 
 
@@ -126,16 +130,8 @@ class _SnapshotWriter:
             raise IngestError(
                 f"{source.get('kind')} source returned no rows: nothing to train on; no snapshot written"
             )
-        columns = {
-            c: (
-                "double"
-                if _expected(self.spec, c) == "numeric"
-                else "string"
-                if _expected(self.spec, c) == "categorical"
-                else "int64"
-            )
-            for c in self.spec.columns
-        }
+        parquet_type = {"numeric": "double", "categorical": "string", "date": "string", "label": "int64"}
+        columns = {c: parquet_type[_expected(self.spec, c)] for c in self.spec.columns}
         snapshot = Snapshot(
             uri=target, rows=self.rows, files=self.files, content_sha256=self.digest.hexdigest(),
             columns=columns,
@@ -230,7 +226,7 @@ def _pg_error(error: Exception, query: str) -> IngestError:
 
 
 def _type_name(oid: int) -> str:
-    name = {**PG_TEXT, **PG_LABEL}.get(oid)
+    name = {**PG_TEXT, **PG_LABEL, **PG_DATE}.get(oid)
     return f" ({name})" if name else ""
 
 
@@ -240,7 +236,7 @@ def _check_pg_types(columns: list[dict[str, Any]], spec: FeatureSpec) -> None:
         if name not in spec.columns:
             continue
         kind = _expected(spec, name)
-        allowed = PG_NUMERIC if kind == "numeric" else PG_TEXT if kind == "categorical" else PG_LABEL
+        allowed = {"numeric": PG_NUMERIC, "categorical": PG_TEXT, "date": PG_DATE, "label": PG_LABEL}[kind]
         if oid not in allowed:
             raise IngestError(
                 f"column {name!r} has PostgreSQL type oid {oid}{_type_name(oid)}; "

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from credit_risk import gate, metrics
+from credit_risk import gate, metrics, vintage
 from credit_risk.evaluation import EvaluationResult
 from credit_risk.feature_spec import FeatureSpec
 
@@ -79,6 +79,8 @@ def _plots(r: EvaluationResult) -> dict[str, str]:
     out["Score distribution"] = _png(fig)
     if r.grades is not None and r.grades.populated():
         out["Rating grades"] = _grade_plot(r.grades)
+    if r.vintage is not None and r.vintage.cohorts:
+        out["Vintage back-test"] = _png(vintage.figure(r.vintage))
     return out
 
 
@@ -162,6 +164,27 @@ def _monotonicity_html(r: EvaluationResult) -> str:
 kept: the worst PD move against the declared direction (0 = monotone).</p>
 <table><tr><th>feature</th><th>direction</th><th>grid points</th><th>applicants violating</th>
 <th>worst violation (PD)</th><th>where</th></tr>{rows}</table>"""
+
+
+def _vintage_html(r: EvaluationResult) -> str:
+    if r.vintage is None:
+        return (
+            "<h2>Vintage back-test</h2><p>The data has no origination date (spec "
+            "<code>origination_date</code>): the held-out rows were drawn at random, not out of time.</p>"
+        )
+    v = r.vintage
+    rows = "".join(
+        f"<tr{' class=bad' if c.flagged else ''}><td>{html.escape(c.cohort)}</td><td>{c.n}</td>"
+        f"<td>{c.defaults}</td><td>{_fmt(c.observed_rate)}</td><td>{_fmt(c.mean_pd)}</td>"
+        f"<td>{_fmt(c.auc)}</td><td>{_fmt(c.jeffreys_p)}</td></tr>"
+        for c in v.cohorts
+    )
+    return f"""<h2>Vintage back-test (out of time, by origination {v.period} of <code>{html.escape(v.date_column)}</code>)</h2>
+<p>The held-out rows are every loan originated on or after {html.escape(v.out_of_time_cutoff or "-")}; the
+model learned only from earlier ones. Per cohort: one-sided Jeffreys test (small p-value = more defaults
+than the PDs explain), flagged below {v.alpha:g}.</p>
+<table><tr><th>cohort</th><th>loans</th><th>defaults</th><th>observed rate</th><th>mean PD</th><th>AUC</th>
+<th>Jeffreys p</th></tr>{rows}</table>"""
 
 
 def _fmt(v: float | None) -> str:
@@ -261,6 +284,7 @@ TN {tn}, FP {fp}, FN {fn}, TP {tp}.</p>
 {"".join(fair_rows)}</table>
 {_rating_html(r)}
 {_monotonicity_html(r)}
+{_vintage_html(r)}
 </body></html>
 """
 
@@ -335,6 +359,11 @@ def model_card(r: EvaluationResult, spec: FeatureSpec) -> str:
             f"| {x.feature} | {x.monotone} | {x.violating}/{x.applicants} | {_fmt(x.worst_violation)} |"
             for x in r.sweeps
         ]
+    if r.vintage is not None:
+        lines += ["", *r.vintage.markdown().replace("# Vintage", "## Vintage", 1).splitlines()]
+        lines.append(
+            f"Out of time: every held-out loan originated on or after {r.vintage.out_of_time_cutoff}."
+        )
     lines += ["", "## Approval", "", "| check | group | value | required | result |", "|---|---|---|---|---|"]
     for c in d.checks:
         status = _status(c)

@@ -23,6 +23,7 @@ from credit_risk import (
     rollout,
     storage,
     training_data,
+    vintage,
 )
 from credit_risk.deploy import REFUSED, DeployConfig, DeployRecord, deploy, status_markdown
 from credit_risk.errors import DataValidationError, DeployError, ModelRejectedError
@@ -109,18 +110,39 @@ def split_step(
     stream: bool = False,
 ) -> tuple[int, int]:
     """Held-out split of the validated snapshot: loaded whole (exactly stratified), or streamed in
-    bounded chunks (each row by a seeded hash of its position; class shares match in expectation)."""
+    bounded chunks (each row by a seeded hash of its position; class shares match in expectation).
+    With the spec's ``origination_date`` the split is **out of time** either way: the latest
+    ``eval_fraction`` of the rows by date are held out (a first pass counts rows per day when
+    streaming), so evaluation judges the model on loans originated after every loan it learned
+    from."""
     spec = feature_spec.load(spec_uri)
+    date = spec.date_column
     if stream:
         source = training_data.FileSource(_csv_in(dataset_path))
-        n_train, n_eval = training_data.split_stream(source, spec, eval_fraction, seed, train_path, eval_path)
+        cutoff = None
+        if date:
+            data.check_eval_fraction(eval_fraction)
+            counts = vintage.DateCounts(date)
+            for _, chunk in source.chunks(spec):
+                counts.add(chunk[date])
+            cutoff = counts.cutoff(eval_fraction)
+        n_train, n_eval = training_data.split_stream(
+            source, spec, eval_fraction, seed, train_path, eval_path, cutoff=cutoff
+        )
     else:
         frame = data.load_dataset(_csv_in(dataset_path), spec)
-        train, held_out = data.split_train_eval(frame, spec, eval_fraction, seed)
+        if date:
+            data.check_eval_fraction(eval_fraction)
+            held, cutoff = vintage.out_of_time_split(frame[date], eval_fraction)
+            train, held_out = frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
+        else:
+            train, held_out = data.split_train_eval(frame, spec, eval_fraction, seed)
         for frame_, path in ((train, train_path), (held_out, eval_path)):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             frame_.to_csv(path, index=False)
         n_train, n_eval = len(train), len(held_out)
+    if date:
+        log.info("split out of time on %r: held out the rows dated %s or later", date, cutoff)
     log.info(
         "split %d rows -> train %d (%s), eval %d (%s)",
         n_train + n_eval,

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 65_536  # rows read (and shuffled) at a time: memory is bounded by this, not the data
 SAMPLE_CAP = 200_000  # values kept per numeric column for bucket boundaries (uniform reservoir)
+DATE_FORMAT = "%Y-%m-%d"  # the one text form of a date (the spec's origination_date)
 
 
 def _bad_values(
@@ -53,6 +54,20 @@ def _bad_values(
     return f"{label} {column.name!r} {examples}{more} {verb} not {expected}"
 
 
+def to_dates(column: pd.Series) -> pd.Series:
+    """ISO dates (``YYYY-MM-DD``) and date/timestamp objects (a Parquet date32, a database date) as
+    datetime64; NaT where a value is missing or not a date. Text is never guessed (15/01/2024 vs
+    01/15/2024)."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return column
+    text = column.astype("string")
+    parsed = pd.to_datetime(text, format=DATE_FORMAT, errors="coerce")
+    objects = parsed.isna() & column.notna() & ~column.map(lambda v: isinstance(v, str))
+    if objects.any():
+        parsed = parsed.fillna(pd.to_datetime(column[objects], errors="coerce"))
+    return parsed
+
+
 def typed_chunk(
     raw: pd.DataFrame,
     spec: FeatureSpec,
@@ -61,12 +76,12 @@ def typed_chunk(
     line_offset: int | None = None,
     model_inputs_only: bool = False,
 ) -> pd.DataFrame:
-    """Spec columns with spec types (numerics float64, categoricals str/NaN, label int64), or one
-    DataError naming the source, and for every column with bad values the rows (from
-    ``first_row``; ``line_offset`` also gives the file line) and values. ``model_inputs_only``:
-    just the model's input features, no label (data to score)."""
+    """Spec columns with spec types (numerics float64, categoricals str/NaN, label int64, the
+    origination date ``YYYY-MM-DD`` text), or one DataError naming the source, and for every column
+    with bad values the rows (from ``first_row``; ``line_offset`` also gives the file line) and
+    values. ``model_inputs_only``: just the model's input features, no label (data to score)."""
     features = spec.model_features if model_inputs_only else list(spec.features)
-    needed = [f.name for f in features] + ([] if model_inputs_only else [spec.label])
+    needed = [f.name for f in features] if model_inputs_only else spec.columns
     missing = [c for c in needed if c not in raw.columns]
     if missing:
         raise DataError(
@@ -91,6 +106,16 @@ def typed_chunk(
         if bad.any():
             problems.append(_bad_values("label", raw[spec.label], bad, first_row, line_offset, "0 or 1"))
         out[spec.label] = label
+        if spec.date_column:
+            dates = to_dates(raw[spec.date_column])
+            bad = dates.isna().to_numpy()
+            if bad.any():
+                problems.append(
+                    _bad_values(
+                        "column", raw[spec.date_column], bad, first_row, line_offset, "a date (YYYY-MM-DD)"
+                    )
+                )
+            out[spec.date_column] = dates.dt.strftime(DATE_FORMAT)
     if problems:
         raise DataError(f"{where}: " + "; ".join(problems))
     if not model_inputs_only:
@@ -182,14 +207,16 @@ def split_stream(
     seed: int,
     train_path: str | Path,
     eval_path: str | Path,
+    cutoff: str | None = None,
 ) -> tuple[int, int]:
     """Train / held-out split of every row of ``source`` in one bounded-memory pass, as CSV files.
 
     A row is held out by a seeded hash of its position (``validation_mask``), so the split does not
     depend on chunking. Class shares match in expectation, not exactly as in the in-memory
     stratified split (at 1M rows a class's share in the held-out set has a standard deviation of
-    ~0.1 pp). Both files are written beside their targets and renamed into place only when every
-    row is written."""
+    ~0.1 pp). ``cutoff`` (``YYYY-MM-DD``, with the spec's ``origination_date``): out of time
+    instead - the rows dated on or after it are held out. Both files are written beside their
+    targets and renamed into place only when every row is written."""
     from credit_risk.data import check_eval_fraction
 
     check_eval_fraction(eval_fraction)
@@ -200,8 +227,15 @@ def split_stream(
         for t in partials:
             t.parent.mkdir(parents=True, exist_ok=True)
             pd.DataFrame(columns=spec.columns).to_csv(t, index=False)  # the header, even if no row follows
+        if cutoff is not None and not spec.date_column:
+            raise DataError(
+                f"an out-of-time cutoff needs the spec's origination_date; {spec.name!r} has none"
+            )
         for first_key, chunk in source.chunks(spec):
-            held = validation_mask(first_key, len(chunk), eval_fraction, seed ^ HELD_OUT_SALT)
+            if cutoff is not None:  # typed dates are YYYY-MM-DD text: they order as the dates do
+                held = (chunk[str(spec.date_column)] >= cutoff).to_numpy()
+            else:
+                held = validation_mask(first_key, len(chunk), eval_fraction, seed ^ HELD_OUT_SALT)
             for i, part in enumerate((chunk[~held], chunk[held])):
                 part.to_csv(partials[i], mode="a", header=False, index=False)
                 counts[i] += len(part)

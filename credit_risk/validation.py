@@ -171,6 +171,14 @@ def schema_for_spec(stats, spec: FeatureSpec):
                 feat.float_domain.min = f.min
             if f.max is not None:
                 feat.float_domain.max = f.max
+    if spec.date_column:
+        # text dates, present in every row; no value domain (every new month is a new value, and
+        # the row checks test each date's form); no drift or skew comparator (apply_comparators)
+        date = get(spec.date_column)
+        date.type = schema_pb2.BYTES
+        date.ClearField("domain_info")
+        date.presence.min_count = 1
+        date.presence.min_fraction = 1.0
     label = get(spec.label)
     label.type = schema_pb2.INT
     label.ClearField("domain_info")

@@ -9,7 +9,9 @@ later ones. Given each loan's origination date, this module
   test** p-value (``rating.jeffreys_p_value``: small = the PDs under-estimate the defaults), and
   flags the cohorts below ``alpha``;
 - splits a dataset **out of time**: the latest ``holdout_fraction`` of origination dates is held
-  out, every training date strictly before every held-out one.
+  out, every training date strictly before every held-out one (``DateCounts``: chunk by chunk,
+  memory by distinct days) - the pipeline's split when the feature spec names an
+  ``origination_date``, and evaluation then tabulates the held-out cohorts.
 
 Cohorts are accumulated chunk by chunk (``VintageAccumulator``), so scoring a portfolio of any
 size keeps one chunk in memory plus the per-cohort scores the AUC needs (a float32 and a byte per
@@ -29,32 +31,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from credit_risk import metrics, rating
+from credit_risk import metrics, rating, training_data
 from credit_risk.errors import ConfigError, DataError
 
 PERIODS = ("month", "quarter", "year")
-DATE_FORMAT = "%Y-%m-%d"
 
 
 def parse_dates(column: pd.Series, first_row: int = 1, where: str = "") -> pd.Series:
     """ISO dates (``YYYY-MM-DD``; Parquet/database dates and timestamps as they are) as datetime64,
     or one DataError naming up to three bad rows and their values. A missing date is bad: a loan
     without an origination date belongs to no cohort."""
-    from credit_risk.training_data import _bad_values
-
-    if pd.api.types.is_datetime64_any_dtype(column):
-        parsed = column
-    else:
-        text = column.astype("string")
-        parsed = pd.to_datetime(text, format=DATE_FORMAT, errors="coerce")
-        # date objects (a Parquet date32 or database date column) parse without a format; text
-        # must be ISO, never guessed (15/01/2024 vs 01/15/2024)
-        objects = parsed.isna() & column.notna() & ~column.map(lambda v: isinstance(v, str))
-        if objects.any():
-            parsed = parsed.fillna(pd.to_datetime(column[objects], errors="coerce"))
+    parsed = training_data.to_dates(column)
     bad = parsed.isna().to_numpy()
     if bad.any():
-        message = _bad_values("column", column, bad, first_row, None, "a date (YYYY-MM-DD)")
+        message = training_data._bad_values("column", column, bad, first_row, None, "a date (YYYY-MM-DD)")
         raise DataError(f"{where}: {message}" if where else message)
     return parsed
 
@@ -161,27 +151,53 @@ def vintage_report(
     return acc.report(alpha)
 
 
+@dataclass
+class DateCounts:
+    """Rows per origination day, added chunk by chunk: enough to place the out-of-time cutoff over
+    any number of rows (memory grows with the distinct days, not the rows)."""
+
+    column: str
+    days: dict[np.datetime64, int] = field(default_factory=dict)
+
+    def add(self, dates: pd.Series) -> None:
+        """``dates``: parsed (datetime64) or ISO text, every row a date."""
+        parsed = dates if pd.api.types.is_datetime64_any_dtype(dates) else parse_dates(dates)
+        days, counts = np.unique(parsed.to_numpy().astype("datetime64[D]"), return_counts=True)
+        for day, n in zip(days, counts, strict=True):
+            self.days[day] = self.days.get(day, 0) + int(n)
+
+    def cutoff(self, holdout_fraction: float) -> str:
+        """The first held-out date (``YYYY-MM-DD``): the day of the row at which
+        ``holdout_fraction`` of the rows, in date order, remain. Rows on or after it are held
+        out, so every training date precedes every held-out one and one day's loans stay on one
+        side."""
+        if not 0 < holdout_fraction < 1:
+            raise ConfigError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
+        days = sorted(self.days)
+        cumulative = np.cumsum([self.days[d] for d in days])
+        total = int(cumulative[-1]) if days else 0
+        first_held = min(total - 1, int(np.floor(total * (1 - holdout_fraction))))  # in date order
+        index = int(np.searchsorted(cumulative, first_held, side="right"))
+        if total == 0 or index == 0:
+            raise DataError(
+                f"column {self.column!r}: cannot hold out {holdout_fraction:.0%} of the rows by date - "
+                f"{len(days)} distinct date(s)"
+            )
+        return str(days[index])
+
+
 def out_of_time_split(dates: pd.Series, holdout_fraction: float) -> tuple[np.ndarray, str]:
-    """(held-out mask, first held-out date): the rows on or after the date at which
-    ``holdout_fraction`` of the rows remain, so every training date precedes every held-out one
-    (all loans of one date stay on one side)."""
-    if not 0 < holdout_fraction < 1:
-        raise ConfigError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
+    """(held-out mask, first held-out date) for rows in memory (``DateCounts`` for chunks)."""
     parsed = parse_dates(dates)
-    ordered = np.sort(parsed.to_numpy())
-    cutoff = ordered[min(len(ordered) - 1, int(np.floor(len(ordered) * (1 - holdout_fraction))))]
-    held = (parsed >= cutoff).to_numpy()
-    if held.all() or not held.any():
-        raise DataError(
-            f"column {dates.name!r}: cannot hold out {holdout_fraction:.0%} of the rows by date - "
-            f"{len(np.unique(ordered))} distinct date(s)"
-        )
-    return held, str(pd.Timestamp(cutoff).date())
+    counts = DateCounts(str(dates.name))
+    counts.add(parsed)
+    cutoff = counts.cutoff(holdout_fraction)
+    return (parsed >= pd.Timestamp(cutoff)).to_numpy(), cutoff
 
 
-def plot(report: VintageReport, path: str | Path) -> Path:
+def figure(report: VintageReport) -> Any:
     """Observed default rate and mean PD per cohort (lines), loans per cohort (bars); flagged
-    cohorts marked."""
+    cohorts marked. A matplotlib figure (``plot`` saves one; the evaluation report embeds it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -210,6 +226,14 @@ def plot(report: VintageReport, path: str | Path) -> Path:
     ax.set_title(f"Vintage back-test by origination {report.period}")
     ax.legend(loc="upper left")
     fig.tight_layout()
+    return fig
+
+
+def plot(report: VintageReport, path: str | Path) -> Path:
+    """``figure(report)`` saved as a PNG at ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(report)
     out = Path(path)
     fig.savefig(out)
     plt.close(fig)

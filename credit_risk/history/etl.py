@@ -90,7 +90,7 @@ def _spark_parts(raw: str, scratch: Path, lag_months: int, master: str, driver_m
 def _pandas_parts(raw: str, scratch: Path, lag_months: int) -> list[Path]:
     from credit_risk.history import reference
 
-    frame = reference.run(raw, lag_months).drop(columns=[schema.APPLICATION_ID, schema.APPLICATION_DATE])
+    frame = reference.run(raw, lag_months).drop(columns=[schema.APPLICATION_ID])
     (scratch / "rows").mkdir()
     parts = []
     for i, start in enumerate(range(0, max(len(frame), 1), PART_ROWS)):

@@ -141,7 +141,7 @@ APPLICATION_FEATURES: tuple[dict[str, Any], ...] = (
 
 
 def feature_columns() -> list[str]:
-    """The output snapshot's columns in order (without the id and the label)."""
+    """The output snapshot's feature columns in order (without the id, the date and the label)."""
     return [f["name"] for f in APPLICATION_FEATURES] + [f.name for f in history_features()]
 
 
@@ -161,6 +161,9 @@ def feature_spec_dict(name: str = "loan_history", data_file: str | None = None) 
         "description": "applicant features computed point-in-time from raw loan history "
         "(credit_risk.history; docs/history.md)",
         "label": {"name": LABEL, "description": RAW_SCHEMA[APPLICATIONS][LABEL][1]},
+        # the split holds out the latest applications (out of time) and evaluation tabulates them
+        # by cohort (credit_risk.vintage)
+        "origination_date": APPLICATION_DATE,
         "features": features,
         "slices": [{"name": "age_band", "feature": "applicant_age", "bins": [18, 25, 35, 50, 100]}],
         "master_scale": {"grades": 7},

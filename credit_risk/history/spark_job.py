@@ -138,8 +138,8 @@ def run(
     spark: Any, raw: str, out: str, lag_months: int, check: bool = True, keys: bool = True
 ) -> dict[str, Any]:
     """Read ``raw``, write the feature rows as Parquet under ``out``; returns counts and seconds.
-    ``keys=False`` leaves out application_id and application_date (the snapshot holds exactly the
-    feature spec's columns, as validate requires)."""
+    ``keys=False`` leaves out application_id (the snapshot holds exactly the feature spec's
+    columns, as validate requires; application_date stays: it is the spec's origination_date)."""
     start = time.perf_counter()
     tables = {t: read_table(spark, raw, t) for t in schema.TABLES}
     if check:
@@ -149,7 +149,7 @@ def run(
         tables[schema.APPLICATIONS], tables[schema.REPAYMENTS], tables[schema.INQUIRIES], lag_months
     )
     if not keys:
-        rows = rows.drop(APPLICATION_ID, APPLICATION_DATE)
+        rows = rows.drop(APPLICATION_ID)
     rows.write.mode("errorifexists").parquet(out)
     return {
         "seconds": round(time.perf_counter() - start, 3),
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lag-months", type=int, default=0, help="reporting lag of monthly records (default 0)")
     p.add_argument("--master", default=None, help="Spark master when not run by spark-submit (e.g. local[2])")
     p.add_argument("--no-check", action="store_true", help="skip the null/rule pass over the raw tables")
-    p.add_argument("--no-keys", action="store_true", help="leave out application_id and application_date")
+    p.add_argument("--no-keys", action="store_true", help="leave out application_id (the snapshot's columns)")
     args = p.parse_args(argv)
     if args.master:
         spark = session(args.master)

@@ -25,6 +25,18 @@ def test_round_trip_through_yaml(german_spec):
     assert again == german_spec
 
 
+def test_an_origination_date_is_a_column_but_never_a_feature(german_spec):
+    raw = _raw()
+    raw["origination_date"] = "opened_on"
+    spec = feature_spec.from_dict(raw)
+    assert spec.date_column == "opened_on" and spec.columns == [*german_spec.columns, "opened_on"]
+    assert (
+        spec.feature_names == german_spec.feature_names and spec.model_features == german_spec.model_features
+    )
+    assert feature_spec.from_dict(yaml.safe_load(spec.to_yaml())) == spec
+    assert german_spec.date_column is None and "origination_date" not in german_spec.to_dict()
+
+
 def _raw():
     return yaml.safe_load(GERMAN_SPEC.read_text())
 
@@ -40,6 +52,9 @@ def _raw():
         (lambda r: r.update(label={"name": "duration_in_month"}), "is also the label"),
         (lambda r: r.update(colour="red"), "unknown keys ['colour']"),
         (lambda r: r.update(features=[]), "features: expected a non-empty list"),
+        (lambda r: r.update(origination_date="2024-01-01"), "origination_date: expected a column name"),
+        (lambda r: r.update(origination_date="default"), "origination_date: 'default' is also the label"),
+        (lambda r: r.update(origination_date="age_in_years"), "is also the origination_date"),
     ],
 )
 def test_bad_spec_names_key_and_value(mutate, message):

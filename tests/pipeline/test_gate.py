@@ -33,10 +33,12 @@ def test_good_model_is_approved_with_every_check_recorded():
         "champion_challenger",
         "master_scale",
         "max_monotone_violation",
+        "min_cohort_p_value",
     ]
-    assert "first model" in d.checks[-3].note
-    # no rating scale and no declared monotone feature: recorded as such, never judged
-    assert "no master scale" in d.checks[-2].note and "nothing swept" in d.checks[-1].note
+    assert "first model" in d.checks[-4].note
+    # no rating scale, no declared monotone feature, no origination date: recorded as such, never judged
+    assert "no master scale" in d.checks[-3].note and "nothing swept" in d.checks[-2].note
+    assert "no origination date" in d.checks[-1].note
     assert d.metrics == GOOD and d.gate_config["min_auc"] == 0.70
 
 

@@ -346,10 +346,10 @@ def test_the_etl_spark_engine_publishes_the_same_snapshot_as_pandas(spark, raw_s
     etl.run(raw_small, str(spark_out), lag_months=1, engine="spark", driver_memory="1g")
     etl.run(raw_small, str(pandas_out), lag_months=1, engine="pandas")
     assert (spark_out / etl.SPEC_FILE).read_text() == (pandas_out / etl.SPEC_FILE).read_text()
-    key = [*schema.feature_columns(), "default"]
+    key = [schema.APPLICATION_DATE, *schema.feature_columns(), "default"]
     a = pd.read_parquet(spark_out / etl.DATA_DIR).sort_values(key).reset_index(drop=True)
     b = pd.read_parquet(pandas_out / etl.DATA_DIR).sort_values(key).reset_index(drop=True)
-    assert list(a.columns) == list(b.columns) == key
+    assert list(a.columns) == list(b.columns) == key  # the date stays: the spec's origination_date
     pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12)
     assert json.loads((spark_out / etl.SUMMARY_FILE).read_text())["spark_master"] == "local[2]"
     assert spark.range(3).count() == 3  # still running
@@ -406,6 +406,14 @@ def test_the_training_pipeline_runs_end_to_end_from_raw_history(tmp_path, capsys
     assert model_spec.name == "loan_history"
     assert {f.name for f in model_spec.model_features} == set(schema.feature_columns()) - {"applicant_age"}
     assert s["decision"]["metrics"]["auc"] > 0.65, s["decision"]["metrics"]
+    # the applications are dated: the held-out rows are the latest ones, judged cohort by cohort
+    assert model_spec.date_column == schema.APPLICATION_DATE
+    approval = json.loads(Path(s["artifacts"]["approval"]).read_text())
+    cohorts = approval["vintage"]["cohorts"]
+    assert cohorts and str(pd.Period(approval["vintage"]["out_of_time_cutoff"], "Q")) == cohorts[0]["cohort"]
+    assert [c["group"] for c in approval["checks"] if c["name"] == "min_cohort_p_value"] == [
+        c["cohort"] for c in cohorts
+    ]
     with pytest.raises(SystemExit):
         cli.main(["run-local", "--raw-history", raw, "--history-engine", "duckdb"])
     assert cli.main(["run-local", "--raw-history", raw, "--dataset", "german_credit"]) == 1
@@ -494,8 +502,8 @@ def test_a_sparkapplication_runs_the_job_and_the_output_is_published_after_compl
         and (out / etl.SPEC_FILE).exists()
         and (out / "data" / "_SUCCESS").exists()
     )
-    ref = reference.run(raw_small, 1).drop(columns=["application_id", "application_date"])
-    got = pd.read_parquet(out / "data")
+    ref = reference.run(raw_small, 1).drop(columns=["application_id"])  # the date stays: the spec's
+    got = pd.read_parquet(out / "data")  # origination_date
     assert result.rows == len(ref) == len(got)
     key = list(ref.columns)
     pd.testing.assert_frame_equal(

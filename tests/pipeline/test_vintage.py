@@ -113,3 +113,167 @@ def test_a_failed_write_leaves_no_partial_report(tmp_path, monkeypatch):
         "vintage.png",
     ]
     assert all(p.exists() for p in written.values())
+
+
+# --- the spec's origination_date through the pipeline's steps: typing, validation, split, evaluation
+
+
+def _dated_spec(tmp_path):
+    """german_credit's spec with an origination date, written beside nothing else (no curated
+    schema: validation infers one and imposes the spec on it)."""
+    import yaml
+
+    from tests.helpers import GERMAN_SPEC
+
+    raw = yaml.safe_load(GERMAN_SPEC.read_text())
+    raw.pop("data_file", None)
+    raw["origination_date"] = "origination_date"
+    path = tmp_path / "dated.spec.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _dated_csv(tmp_path, edit=None):
+    frame = synthetic.with_origination_dates(pd.read_csv(GERMAN_CSV), start="2023-01-01", months=24, seed=7)
+    if edit:
+        edit(frame)
+    path = tmp_path / "dated.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_typed_rows_carry_the_origination_date_as_iso_text_and_name_a_bad_one(tmp_path):
+    import datetime as dt
+
+    from credit_risk import feature_spec, training_data
+
+    spec = feature_spec.load(_dated_spec(tmp_path))
+    frame = pd.read_csv(_dated_csv(tmp_path), dtype=str).head(3)
+    typed = training_data.typed_chunk(frame, spec, "dated.csv", 1, line_offset=1)
+    assert (
+        list(typed.columns) == spec.columns
+        and typed["origination_date"].tolist() == frame["origination_date"].tolist()
+    )
+    objects = frame.assign(
+        origination_date=[dt.date(2024, 1, 5), dt.date(2024, 2, 29), dt.date(2023, 12, 31)]
+    )
+    assert training_data.typed_chunk(objects, spec, "db", 1)["origination_date"].tolist() == [
+        "2024-01-05", "2024-02-29", "2023-12-31",
+    ]  # fmt: skip
+    bad = frame.assign(origination_date=["2024-01-05", "05/01/2024", None])
+    expected = (r"dated.csv: column 'origination_date' row 2 \(file line 3\) value '05/01/2024', "
+                r"row 3 \(file line 4\) value None are not a date \(YYYY-MM-DD\)")  # fmt: skip
+    with pytest.raises(DataError, match=expected):
+        training_data.typed_chunk(bad, spec, "dated.csv", 1, line_offset=1)
+    missing = frame.drop(columns=["origination_date"])
+    with pytest.raises(DataError, match=r"column\(s\) \['origination_date'\] named by feature spec"):
+        training_data.typed_chunk(missing, spec, "dated.csv", 1)
+
+
+def test_validation_checks_every_origination_date(tmp_path):
+    from credit_risk import data, feature_spec
+    from credit_risk.validation import validate
+
+    spec = feature_spec.load(_dated_spec(tmp_path))
+    good = _dated_csv(tmp_path)
+    result = validate(str(good), spec, str(tmp_path / "ok"))
+    assert result.passed, result.summary()
+
+    def spoil(frame):
+        frame.loc[4, "origination_date"] = "2024-13-01"
+        frame.loc[9, "origination_date"] = None
+
+    bad = _dated_csv(tmp_path, spoil)
+    problems = {p.kind: p.message for p in data.find_problems(data.read_raw(str(bad)), spec)}
+    assert problems == {
+        "bad_date": "column 'origination_date' is the origination date in the spec: every row needs a date "
+        "(YYYY-MM-DD), but it is missing or not a date at row 5 (file line 6) value '2024-13-01', "
+        "row 10 (file line 11) value '<missing>'"
+    }
+    result = validate(str(bad), spec, str(tmp_path / "bad"))
+    assert not result.passed and any(
+        a.kind == "bad_date" and a.column == "origination_date" and a.blocking for a in result.anomalies
+    )
+
+
+def test_the_split_holds_out_the_latest_originations_in_memory_and_streamed(tmp_path):
+    from credit_risk import steps
+
+    spec, csv = str(_dated_spec(tmp_path)), str(_dated_csv(tmp_path))
+    splits = {}
+    for stream in (False, True):
+        train, held = tmp_path / f"train-{stream}.csv", tmp_path / f"eval-{stream}.csv"
+        n_train, n_eval = steps.split_step(csv, spec, 0.25, 1, str(train), str(held), stream=stream)
+        t, h = pd.read_csv(train), pd.read_csv(held)
+        assert (len(t), len(h)) == (n_train, n_eval) and n_train + n_eval == 1000
+        assert t["origination_date"].max() < h["origination_date"].min()  # out of time: no overlap
+        assert 0.2 <= n_eval / 1000 <= 0.3
+        splits[stream] = sorted(map(tuple, h.astype(str).to_numpy()))
+    assert splits[False] == splits[True]  # one cutoff rule, whether the rows are loaded or streamed
+    with pytest.raises(DataError, match="eval_fraction must be in"):
+        steps.split_step(csv, spec, 0.9, 1, str(tmp_path / "a.csv"), str(tmp_path / "b.csv"))
+
+
+def test_date_counts_place_the_cutoff_of_the_sorted_rows_chunk_by_chunk():
+    dates = pd.Series(["2024-01-03"] * 5 + ["2024-01-01"] * 3 + ["2024-01-02"] * 2, name="d")
+    counts = vintage.DateCounts("d")
+    for start in range(0, len(dates), 3):  # chunked: the same as all at once
+        counts.add(dates.iloc[start : start + 3])
+    # sorted: 01 01 01 02 02 03 03 03 03 03; holding out 40% starts at the 7th row: 2024-01-03
+    assert counts.cutoff(0.4) == "2024-01-03"  # held out: the five rows of 2024-01-03
+    assert counts.cutoff(0.6) == counts.cutoff(0.7) == "2024-01-02"  # one day's rows stay together
+    assert vintage.out_of_time_split(dates, 0.4)[1] == counts.cutoff(0.4)
+    with pytest.raises(DataError, match="cannot hold out 80% of the rows by date - 3 distinct date"):
+        counts.cutoff(0.8)
+
+
+def test_evaluation_backtests_the_held_out_cohorts_and_the_gate_flags_the_seeded_one(
+    german_model_dir, tmp_path
+):
+    """The held-out (latest) originations by quarter in the evidence, the report, the model card
+    and the gate: a last quarter that defaults far more than its PDs allow fails its check."""
+    from credit_risk import gate, steps
+
+    spec = str(_dated_spec(tmp_path))
+
+    def seed_late_defaults(frame):
+        late = frame["origination_date"] >= "2024-10-01"
+        flip = late & (frame["default"] == 0) & (np.random.default_rng(1).random(len(frame)) < 0.7)
+        frame.loc[flip, "default"] = 1
+
+    csv = str(_dated_csv(tmp_path, seed_late_defaults))
+    steps.split_step(csv, spec, 0.25, 1, str(tmp_path / "train.csv"), str(tmp_path / "eval.csv"))
+
+    def run(name, config):
+        out = tmp_path / name
+        out.mkdir()
+        files = [str(out / n) for n in ("approval.json", "card.md", "report.html")]
+        return steps.evaluate_step(
+            str(german_model_dir), str(tmp_path / "eval.csv"), spec, config, *files
+        ), out
+
+    result, out = run("judged", gate.GateConfig())
+    cohorts = {c.cohort: c for c in result.vintage.cohorts}
+    assert "2024Q4" in cohorts and "2024Q4" in result.vintage.flagged
+    assert min(cohorts) >= "2024Q2" and result.vintage.out_of_time_cutoff >= "2024-04-01"
+    assert sum(c.n for c in cohorts.values()) == len(pd.read_csv(tmp_path / "eval.csv"))
+    checks = [c for c in result.decision.checks if c.name == "min_cohort_p_value"]
+    assert [c.group for c in checks] == list(cohorts)
+    assert not result.decision.approved
+    assert any(
+        r.startswith("jeffreys_p [2024Q4] = ") and r.endswith(": FAIL") for r in result.decision.reasons
+    )
+    approval = json.loads((out / "approval.json").read_text())
+    assert approval["vintage"]["flagged"] == result.vintage.flagged
+    assert "Vintage back-test (out of time" in (out / "report.html").read_text()
+    assert (
+        "## Vintage back-test" in (out / "card.md").read_text()
+        and "| 2024Q4 |" in (out / "card.md").read_text()
+    )
+    reported, _ = run("reported", gate.GateConfig(report_only=("min_cohort_p_value",)))
+    assert not any("2024Q4" in r for r in reported.decision.reasons)
+    assert all(
+        "reported, not judged" in c.note for c in reported.decision.checks if c.name == "min_cohort_p_value"
+    )
+    with pytest.raises(Exception, match="vintage_period must be one of"):
+        gate.GateConfig(vintage_period="week")
