@@ -662,8 +662,12 @@ def _load_model(uri: str) -> Any:
     from credit_risk.scoring import ExportedModel
 
     if storage.is_remote(uri):
-        if not (os.environ.get("STORAGE_EMULATOR_HOST") or os.environ.get("AWS_ENDPOINT_URL_S3")):
-            return None  # no object store here: a policy-only test's made-up URI
+        # the emulator of that URI's store (another store's emulator running in this process, e.g.
+        # S3 for a gs:// URI, is no store for it): none = a policy-only test's made-up URI
+        emulators = {storage.gcs.SCHEME: "STORAGE_EMULATOR_HOST", storage.s3.SCHEME: "AWS_ENDPOINT_URL_S3"}
+        emulator = emulators.get(storage.scheme(uri), "")
+        if not os.environ.get(emulator):
+            return None
         try:
             local = storage.download_published(uri, tempfile.mkdtemp(prefix="fake-kserve-"))
         except (FileNotFoundError, CreditRiskError):
