@@ -212,17 +212,13 @@ def cmd_generate_history(args: argparse.Namespace) -> int:
 def cmd_etl(args: argparse.Namespace) -> int:
     from credit_risk.history import etl
 
-    if args.engine in ("spark-operator", "emr-serverless"):
-        from credit_risk.history import cluster, emr
-
-        if args.engine == "spark-operator":
-            if not (args.namespace and args.spark_image):
-                raise CreditRiskError("--engine spark-operator needs --namespace and --spark-image")
-            engine: Any = cluster.SparkOperator(args.namespace, args.spark_image, args.executor_instances)
-        else:
-            if not (args.emr_application_id and args.emr_role_arn):
-                raise CreditRiskError("--engine emr-serverless needs --emr-application-id and --emr-role-arn")
-            engine = emr.EmrServerless(args.emr_application_id, args.emr_role_arn, args.executor_instances)
+    if args.engine in etl.CLUSTER_ENGINES:
+        settings = etl.ClusterSettings(
+            namespace=args.namespace or "", spark_image=args.spark_image or "",
+            emr_application_id=args.emr_application_id or "", emr_role_arn=args.emr_role_arn or "",
+            executor_instances=args.executor_instances,
+        )  # fmt: skip
+        engine = etl.cluster_engine(args.engine, settings)
         result = etl.run_on_cluster(
             args.raw, args.output, engine, args.lag_months, args.timeout, name=args.name
         )
@@ -576,6 +572,8 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     p.add_argument("--output", "-o", required=True, help="new local directory")
     p.set_defaults(func=cmd_generate_history)
 
+    from credit_risk.history import etl  # light: no Spark is imported until a job runs
+
     p = sub.add_parser(
         "etl",
         help="raw loan history to point-in-time applicant features (Spark local[N] or pandas): a typed "
@@ -588,14 +586,16 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     )
     p.add_argument(
         "--engine",
-        choices=["spark", "pandas", "spark-operator", "emr-serverless"],
+        choices=[*etl.ENGINES, *etl.CLUSTER_ENGINES],
         default="spark",
         help="spark (local[N] here, default), pandas, spark-operator (a SparkApplication on the cluster the "
         "kubeconfig or the pod's service account reaches) or emr-serverless (a job run; s3:// only)",
     )
     p.add_argument("--emr-application-id", help="emr-serverless: the Spark application to run on")
     p.add_argument("--emr-role-arn", help="emr-serverless: the job run's execution role")
-    p.add_argument("--namespace", help="spark-operator: the namespace the SparkApplication goes to")
+    p.add_argument(
+        "--namespace", help="spark-operator: the namespace the SparkApplication goes to (in a pod: its own)"
+    )
     p.add_argument("--spark-image", help="spark-operator: any Spark 4 image with Python 3 (docs/history.md)")
     p.add_argument("--executor-instances", type=int, default=2, help="cluster engines: executors (default 2)")
     p.add_argument(

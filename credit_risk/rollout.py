@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from credit_risk import kube
 from credit_risk.errors import CreditRiskError
 
 log = logging.getLogger(__name__)
@@ -80,22 +80,6 @@ class InferenceServiceStore(Protocol):
     def patch(self, name: str, body: dict[str, Any]) -> dict[str, Any]: ...
 
 
-def api_client(host: str | None = None) -> Any:
-    """A ``kubernetes`` ApiClient: explicit ``host`` (tests, port-forwards), else in-cluster
-    config inside a pod, else ``~/.kube/config``."""
-    from kubernetes import client, config
-
-    if host:
-        configuration = client.Configuration()
-        configuration.host = host
-        return client.ApiClient(configuration)
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config()
-    else:
-        config.load_kube_config()
-    return client.ApiClient()
-
-
 class InferenceServiceApi:
     """InferenceServices of one namespace through ``CustomObjectsApi``; API errors become
     ``KubeApiError``/``RbacError`` naming the verb, so a missing RBAC rule is obvious."""
@@ -104,7 +88,7 @@ class InferenceServiceApi:
         from kubernetes.client import CustomObjectsApi
 
         self.namespace = namespace
-        self._api = CustomObjectsApi(client or api_client(host))
+        self._api = CustomObjectsApi(client or kube.api_client(host))
 
     def _call(self, verb: str, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException

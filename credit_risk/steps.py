@@ -7,7 +7,6 @@ The KFP components in ``components/`` only unpack artifacts and call these, so e
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +34,6 @@ from credit_risk.validation import ValidationConfig, ValidationResult, validate
 log = logging.getLogger(__name__)
 
 DATA_FILE = "data.csv"  # file name of a Dataset artifact's table inside its directory
-KUBE_HOST_ENV = "CREDIT_RISK_KUBE_HOST"  # explicit Kubernetes API server URL (port-forward, tests)
 
 
 def _csv_in(artifact_path: str) -> str:
@@ -189,7 +187,7 @@ def evaluate_step(
     with tempfile.TemporaryDirectory(prefix="credit-risk-champion-") as scratch:
         champion_uri = champion_dir or ""
         if champion_uri.startswith(rollout.CLUSTER_SCHEME):
-            serving = rollout.resolve_cluster_uri(champion_uri, os.environ.get(KUBE_HOST_ENV) or None)
+            serving = rollout.resolve_cluster_uri(champion_uri)  # the API server: kube.api_client
             log.info("champion: %s serves %s", champion_uri, serving or "nothing yet (a first model)")
             champion_uri = serving or ""
         champion = champion_uri or None

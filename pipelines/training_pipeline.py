@@ -51,6 +51,12 @@ def build_training_pipeline(
         history_engine: str = "spark",
         history_spark_master: str = "local[2]",
         history_driver_memory: str = "2g",
+        history_spark_image: str = "",
+        history_namespace: str = "",
+        history_emr_application_id: str = "",
+        history_emr_role_arn: str = "",
+        history_executor_instances: int = 2,
+        history_timeout_seconds: int = 3600,
         sql_query: str = "",
         sql_params: dict = {},  # noqa: B006 - KFP needs a literal default; never mutated
         ingest_chunk_rows: int = 100_000,
@@ -98,7 +104,10 @@ def build_training_pipeline(
         """Source: ``data_uri`` + ``feature_spec_uri`` (applicant rows), or ``raw_history_uri`` (raw loan
         history: applications/, repayments/, inquiries/) whose point-in-time features the first step
         computes with Spark (``history_spark_master``, ``history_driver_memory``) or pandas
-        (``history_engine``) at a reporting lag of ``history_lag_months`` (docs/history.md).
+        (``history_engine``) at a reporting lag of ``history_lag_months`` (docs/history.md), or sends
+        the same job to a Spark cluster (``history_engine`` spark-operator: ``history_spark_image``,
+        ``history_namespace``; emr-serverless: ``history_emr_application_id``,
+        ``history_emr_role_arn``; both ``history_executor_instances``, ``history_timeout_seconds``).
         Ingest: ``sql_query`` (PostgreSQL, ``:name`` placeholders from ``sql_params``; credentials
         from the environment / database secret) or, when empty, the files at ``data_uri``.
         Validation: ``schema_uri`` (curated schema; "" = the one beside the spec),
@@ -119,6 +128,12 @@ def build_training_pipeline(
             engine=history_engine,
             spark_master=history_spark_master,
             driver_memory=history_driver_memory,
+            cluster_namespace=history_namespace,
+            spark_image=history_spark_image,
+            emr_application_id=history_emr_application_id,
+            emr_role_arn=history_emr_role_arn,
+            executor_instances=history_executor_instances,
+            timeout_seconds=history_timeout_seconds,
         ).set_display_name("training data source (raw history -> features, or pass-through)")
         policy.apply(source, "history_features", policies, s3)
         spec_uri = source.outputs["feature_spec_uri"]

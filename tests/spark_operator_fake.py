@@ -123,8 +123,11 @@ class _App:
 
 
 class FakeSparkOperator:
-    def __init__(self, mode: str = "run") -> None:
+    def __init__(self, mode: str = "run", granted: dict[str, set[str]] | None = None) -> None:
+        """``granted``: namespace -> the verbs on sparkapplications the caller's Role grants there
+        (the API server's RBAC: anything else is 403 Forbidden); None = every verb everywhere."""
         self.mode = mode
+        self.granted = granted
         self.apps: dict[tuple[str, str], _App] = {}
         self.requests: list[tuple[str, str]] = []
         self.deleted: list[str] = []
@@ -182,6 +185,18 @@ class FakeSparkOperator:
                     },
                 )
 
+            def _forbidden(self, verb: str, namespace: str) -> bool:
+                if fake.granted is None or verb in fake.granted.get(namespace, set()):
+                    return False
+                self._status(
+                    403,
+                    "Forbidden",
+                    f'sparkapplications.sparkoperator.k8s.io is forbidden: User "system:serviceaccount:'
+                    f'{namespace}:credit-risk-pipeline-runner" cannot {verb} resource "sparkapplications" in '
+                    f'API group "sparkoperator.k8s.io" in the namespace "{namespace}"',
+                )
+                return True
+
             def _read(self) -> Any:
                 length = int(self.headers.get("Content-Length") or 0)
                 return json.loads(self.rfile.read(length) or b"null")
@@ -193,6 +208,8 @@ class FakeSparkOperator:
                     return self._status(404, "NotFound", f"the server could not find {self.path}")
                 obj = self._read()
                 ns = m.group(1)
+                if self._forbidden("create", ns):
+                    return None
                 if (
                     obj.get("kind") != "SparkApplication"
                     or obj.get("apiVersion") != "sparkoperator.k8s.io/v1beta2"
@@ -234,6 +251,8 @@ class FakeSparkOperator:
             def do_GET(self) -> None:
                 fake.requests.append(("GET", self.path))
                 m = _ITEM.match(self.path)
+                if m and self._forbidden("get", m.group(1)):
+                    return None
                 app = fake.apps.get((m.group(1), m.group(2))) if m else None
                 if app is None:
                     name = m.group(2) if m else self.path
@@ -247,6 +266,8 @@ class FakeSparkOperator:
             def do_DELETE(self) -> None:
                 fake.requests.append(("DELETE", self.path))
                 m = _ITEM.match(self.path)
+                if m and self._forbidden("delete", m.group(1)):
+                    return None
                 key = (m.group(1), m.group(2)) if m else None
                 app = fake.apps.pop(key, None) if key else None
                 if app is None:

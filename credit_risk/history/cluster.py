@@ -136,14 +136,11 @@ def render(job: ClusterJob, main_file: str, py_files: str) -> dict[str, Any]:
 
 
 def _api(api_client: Any | None) -> Any:
-    from kubernetes import client, config
+    from kubernetes import client
 
-    if api_client is None:
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-    return client.CustomObjectsApi(api_client)
+    from credit_risk import kube
+
+    return client.CustomObjectsApi(api_client or kube.api_client())
 
 
 def _delete(api: Any, job: ClusterJob) -> None:

@@ -2,15 +2,17 @@
 
 Output (published whole or not at all, ``storage.DirectoryWriter``; local, gs:// or s3://)::
 
-    <out>/data/part-00000.parquet ...   exactly the spec's columns: features (double), default (long)
+    <out>/data/part-00000.parquet ...   exactly the spec's columns: features (double), default (long),
+                                        application_date (date; the spec's origination_date)
     <out>/feature_spec.yaml             data_file: data - what ingest, validate and train read unchanged
     <out>/etl.json                      engine, lag, rows, seconds, raw manifest
     <out>/_PUBLISHED.json               written last
 
 Engines: ``spark`` (the PySpark job on ``local[N]`` in this process - the pod - with its shuffle
 spilling to local disk) or ``pandas`` (the vectorised reference, all in memory, for small data).
-Data too large for one pod goes to a Spark cluster instead (``credit_risk.history.submit``), which
-runs the very same ``spark_job`` module.
+Data too large for one pod goes to a Spark cluster instead (``run_on_cluster`` with
+``cluster_engine``: the Kubeflow Spark Operator, ``cluster.SparkOperator``, or EMR Serverless,
+``emr.EmrServerless``), which runs the very same ``spark_job`` module.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from credit_risk.history import schema
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("spark", "pandas")
+ENGINES = ("spark", "pandas")  # in this process
+CLUSTER_ENGINES = ("spark-operator", "emr-serverless")  # the same job sent to a Spark cluster
 DATA_DIR, SPEC_FILE, SUMMARY_FILE = "data", "feature_spec.yaml", "etl.json"
 PART_ROWS = 250_000  # rows per output part (pandas engine)
 
@@ -148,6 +151,44 @@ def run(
     return result
 
 
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Where a cluster engine runs the job (the CLI's and the pipeline step's settings)."""
+
+    namespace: str = ""  # spark-operator: where the SparkApplication goes; "" = this pod's namespace
+    spark_image: str = ""  # spark-operator: any Spark 4 image with Python 3
+    emr_application_id: str = ""  # emr-serverless: the Spark application to run on
+    emr_role_arn: str = ""  # emr-serverless: the job run's execution role
+    executor_instances: int = 2
+    timeout_seconds: float = 3600  # then the job is cancelled and the step fails
+    poll_seconds: float = 10  # between status reads
+
+
+def cluster_engine(kind: str, settings: ClusterSettings) -> Any:
+    """The engine ``run_on_cluster`` sends the job to, or a DataError naming what is missing."""
+    from credit_risk import kube
+    from credit_risk.history import cluster, emr
+
+    if kind == "spark-operator":
+        namespace = settings.namespace or kube.pod_namespace() or ""
+        if not (namespace and settings.spark_image):
+            raise DataError(
+                "engine spark-operator needs a namespace (none given and not in a pod) and a Spark image "
+                f"(got namespace={settings.namespace!r}, spark_image={settings.spark_image!r})"
+            )
+        return cluster.SparkOperator(namespace, settings.spark_image, settings.executor_instances)
+    if kind == "emr-serverless":
+        if not (settings.emr_application_id and settings.emr_role_arn):
+            raise DataError(
+                "engine emr-serverless needs an application id and an execution role ARN (got "
+                f"application_id={settings.emr_application_id!r}, role_arn={settings.emr_role_arn!r})"
+            )
+        return emr.EmrServerless(
+            settings.emr_application_id, settings.emr_role_arn, settings.executor_instances
+        )
+    raise DataError(f"cluster engine: expected one of {CLUSTER_ENGINES}, got {kind!r}")
+
+
 def run_on_cluster(
     raw: str,
     out: str,
@@ -260,16 +301,31 @@ def history_step(
     engine: str = "spark",
     spark_master: str = "local[2]",
     driver_memory: str = "2g",
+    cluster: ClusterSettings | None = None,
 ) -> StepOutput:
     """With ``raw_history_uri``: compute the features into ``out_path`` (the output artifact's local
-    path) and point later steps at them (``artifact_uri``). Without: pass ``data_uri`` and
-    ``feature_spec_uri`` through unchanged (no Spark is started); never both sources."""
+    path) and point later steps at them (``artifact_uri``); with a cluster ``engine`` the job runs
+    there and writes straight to the artifact's URI (object storage the cluster can reach; the
+    local path stays empty, so the launcher uploads nothing over it). Without: pass ``data_uri``
+    and ``feature_spec_uri`` through unchanged (no Spark is started); never both sources."""
     raw = check_source(raw_history_uri, data_uri, feature_spec_uri)
     if not raw:
         Path(out_path).mkdir(parents=True, exist_ok=True)
         source = {"source": "applicant rows", "data_uri": data_uri, "feature_spec_uri": feature_spec_uri}
         (Path(out_path) / PASSTHROUGH_FILE).write_text(json.dumps(source, indent=2) + "\n")
         return StepOutput(data_uri, feature_spec_uri, None)
-    result = run(raw, out_path, lag_months, engine, spark_master, driver_memory)
     base = storage.readable_artifact_uri(artifact_uri)
+    if engine in CLUSTER_ENGINES:
+        settings = cluster or ClusterSettings()
+        Path(out_path).mkdir(parents=True, exist_ok=True)
+        result = run_on_cluster(
+            raw,
+            base,
+            cluster_engine(engine, settings),
+            lag_months,
+            settings.timeout_seconds,
+            settings.poll_seconds,
+        )
+    else:
+        result = run(raw, out_path, lag_months, engine, spark_master, driver_memory)
     return StepOutput(f"{base}/{DATA_DIR}", f"{base}/{SPEC_FILE}", result)

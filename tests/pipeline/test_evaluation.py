@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from credit_risk import data, gate, steps, training
+from credit_risk import data, gate, kube, steps, training
 from tests.helpers import GERMAN_CSV, GERMAN_SPEC
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -221,7 +221,7 @@ def test_champion_discovered_from_the_inference_service(setup, monkeypatch):
 
     config = deploy.DeployConfig(name="credit-risk", namespace="credit-risk")
     with FakeKubeApi() as fake:
-        monkeypatch.setenv(steps.KUBE_HOST_ENV, fake.url)
+        monkeypatch.setenv(kube.KUBE_HOST_ENV, fake.url)
         result, _ = _run(setup, "first-model", champion_dir="isvc://credit-risk/credit-risk")
         assert result.decision.champion is None  # nothing serves yet: a first model
         fake.seed(deploy.render_inference_service(str(setup / "model"), config, "m-1"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -569,6 +570,69 @@ def test_a_cancelled_run_deletes_its_sparkapplication(raw_small, tmp_path):
             timer.cancel()
         assert op.deleted == [etl_job_name(out)] and not op.apps
     assert signal.getsignal(signal.SIGTERM) is not None
+
+
+@pytest.mark.xdist_group(SPARK_GROUP)
+def test_the_pipeline_step_runs_the_job_on_the_spark_operator_with_only_the_runner_roles_verbs(
+    raw_small, tmp_path, monkeypatch
+):
+    """history_engine=spark-operator from the first step: the SparkApplication goes to the pod's own
+    namespace, through an API server that grants exactly the verbs of the runner's Role
+    (manifests/pipeline-namespace/runner.yaml) - enough to run it and to delete it on a timeout."""
+    import yaml
+
+    from credit_risk import kube
+    from tests.helpers import REPO
+    from tests.spark_operator_fake import FakeSparkOperator
+
+    role = next(
+        d for d in yaml.safe_load_all((REPO / "manifests/pipeline-namespace/runner.yaml").read_text())
+        if d["kind"] == "Role"
+    )  # fmt: skip
+    (rule,) = [r for r in role["rules"] if r["resources"] == ["sparkapplications"]]
+    assert rule["apiGroups"] == ["sparkoperator.k8s.io"]
+    namespace_file = tmp_path / "namespace"
+    namespace_file.write_text("kubeflow-user-example-com\n")
+    monkeypatch.setattr(kube, "SERVICE_ACCOUNT_NAMESPACE", namespace_file)
+    granted = {"kubeflow-user-example-com": set(rule["verbs"])}
+    settings = etl.ClusterSettings(
+        spark_image="registry.example/spark:4", poll_seconds=0.5, timeout_seconds=600
+    )
+    out = tmp_path / "features"
+    with FakeSparkOperator(granted=granted) as op:
+        monkeypatch.setenv(kube.KUBE_HOST_ENV, op.url)
+        step = etl.history_step(raw_small, "", "", str(out), str(out), 1, "spark-operator", cluster=settings)
+        created = [p for m, p in op.requests if m == "POST"]
+    assert created == [
+        "/apis/sparkoperator.k8s.io/v1beta2/namespaces/kubeflow-user-example-com/sparkapplications"
+    ]
+    assert step.data_uri == f"{out}/data" and step.feature_spec_uri == f"{out}/{etl.SPEC_FILE}"
+    assert step.result.engine == "spark-operator" and step.result.rows > 0
+    assert feature_spec.load(step.feature_spec_uri).date_column == schema.APPLICATION_DATE
+    stuck = tmp_path / "stuck"
+    with FakeSparkOperator("pending", granted=granted) as op:
+        monkeypatch.setenv(kube.KUBE_HOST_ENV, op.url)
+        with pytest.raises(cluster_error(), match="timed out after 2 s in state SUBMITTED; cancelled"):
+            etl.history_step(raw_small, "", "", str(stuck), str(stuck), 1, "spark-operator",
+                             cluster=replace(settings, timeout_seconds=2))  # fmt: skip
+        assert op.deleted == [etl_job_name(stuck)]  # the Role's delete verb: nothing is left running
+    with FakeSparkOperator(granted={"kubeflow-user-example-com": {"get"}}) as op:
+        monkeypatch.setenv(kube.KUBE_HOST_ENV, op.url)
+        with pytest.raises(cluster_error(), match=r"was refused: 403 Forbidden: .*cannot create resource"):
+            etl.history_step(raw_small, "", "", str(tmp_path / "x"), str(tmp_path / "x"), 1, "spark-operator",
+                             cluster=settings)  # fmt: skip
+    monkeypatch.setattr(kube, "SERVICE_ACCOUNT_NAMESPACE", tmp_path / "not-in-a-pod")
+    with pytest.raises(DataError, match="engine spark-operator needs a namespace"):
+        etl.history_step(raw_small, "", "", str(tmp_path / "y"), str(tmp_path / "y"), 1, "spark-operator",
+                         cluster=settings)  # fmt: skip
+    with pytest.raises(DataError, match="engine emr-serverless needs an application id"):
+        etl.history_step(raw_small, "", "", str(tmp_path / "z"), str(tmp_path / "z"), 1, "emr-serverless")
+
+
+def cluster_error() -> type[Exception]:
+    from credit_risk.history.cluster import SparkJobError
+
+    return SparkJobError
 
 
 def test_the_api_server_refuses_an_invalid_sparkapplication_with_the_field(tmp_path):

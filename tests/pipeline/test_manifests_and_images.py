@@ -143,6 +143,7 @@ def test_the_pipeline_namespace_gets_the_runner_and_the_serving_namespace_binds_
         "pods",
         "configmaps",
         "secrets",
+        "sparkapplications",
     }
     assert all(r.get("resourceNames") for r in docs["Role"]["rules"] if r["resources"] == ["secrets"])
     serving = subprocess.run(

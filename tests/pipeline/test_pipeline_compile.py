@@ -41,6 +41,12 @@ def test_compiled_pipeline_shape(tmp_path):
         params["history_engine"]["defaultValue"] == "spark"
         and params["history_lag_months"]["defaultValue"] == 0
     )
+    # the cluster engines' settings, typed on the dashboard (empty: not used by local engines)
+    assert {k: params[k]["defaultValue"] for k in params if k.startswith("history_") and k not in (
+        "history_engine", "history_lag_months", "history_spark_master", "history_driver_memory")} == {
+        "history_spark_image": "", "history_namespace": "", "history_emr_application_id": "",
+        "history_emr_role_arn": "", "history_executor_instances": 2, "history_timeout_seconds": 3600,
+    }  # fmt: skip
     assert (
         params["gate_overrides"]["defaultValue"] == {} and params["allow_override"]["defaultValue"] is False
     )
