@@ -14,14 +14,6 @@ import pandas as pd
 from credit_risk import storage
 from credit_risk.errors import DataError
 from credit_risk.history import schema
-from credit_risk.history.schema import (
-    APPLICATION_DATE,
-    APPLICATION_ID,
-    CUSTOMER_ID,
-    NEVER_DELINQUENT,
-    NOT_NULL,
-    RULES,
-)
 
 
 def read_table(raw: str, table: str) -> pd.DataFrame:
@@ -41,17 +33,16 @@ def read_table(raw: str, table: str) -> pd.DataFrame:
 
 def check_values(frame: pd.DataFrame, table: str, where: str) -> None:
     """Refuse nulls in key columns and values outside the raw rules, naming row, column and value."""
-    for column in NOT_NULL[table]:
+    for column in schema.NOT_NULL[table]:
         bad = frame.index[frame[column].isna()]
         if len(bad):
             raise DataError(f"{where}: column {column!r} is null in {len(bad)} row(s), first at row {bad[0]}")
-    for column, rule in RULES[table]:
-        ok = frame.eval(rule.replace(" IN (0, 1)", ".isin([0, 1])"))
-        bad = frame.index[~ok]
+    for rule in schema.RULES[table]:
+        bad = frame.index[~rule.holds(frame[rule.column]).to_numpy()]
         if len(bad):
             raise DataError(
-                f"{where}: column {column!r} breaks '{rule}' in {len(bad)} row(s), "
-                f"first at row {bad[0]} (value {frame.at[bad[0], column]!r})"
+                f"{where}: column {rule.column!r} breaks '{rule}' in {len(bad)} row(s), "
+                f"first at row {bad[0]} (value {frame.at[bad[0], rule.column]!r})"
             )
 
 
@@ -62,8 +53,8 @@ def _index(dates: pd.Series) -> pd.Series:
 def repayment_features(apps: pd.DataFrame, repayments: pd.DataFrame, lag_months: int) -> pd.DataFrame:
     """Per application_id: the repayment-history features (applications without history: absent)."""
     lag = schema.check_lag(lag_months)
-    a = apps[[APPLICATION_ID, CUSTOMER_ID]].assign(_a=_index(apps[APPLICATION_DATE]))
-    j = a.merge(repayments.assign(_m=_index(repayments["month"])), on=CUSTOMER_ID)
+    a = apps[[schema.APPLICATION_ID, schema.CUSTOMER_ID]].assign(_a=_index(apps[schema.APPLICATION_DATE]))
+    j = a.merge(repayments.assign(_m=_index(repayments["month"])), on=schema.CUSTOMER_ID)
     j["_age"] = j["_a"] - lag - 1 - j["_m"]
     j = j[j["_age"] >= 0]  # the boundary: only months closed (and reported) before the application
     age, dpd = j["_age"].to_numpy(), j["days_past_due"].to_numpy()
@@ -74,11 +65,11 @@ def repayment_features(apps: pd.DataFrame, repayments: pd.DataFrame, lag_months:
         cols[f"delinquent_months_{w}m"] = ((age < w) & late).astype(np.int64)
     for w in schema.WORST_DPD_WINDOWS:
         cols[f"worst_dpd_{w}m"] = np.where(age < w, dpd, 0)
-    cols["_late_age"] = np.where(late, age, NEVER_DELINQUENT)
+    cols["_late_age"] = np.where(late, age, schema.NEVER_DELINQUENT)
     for w in schema.UTILISATION_WINDOWS:
         cols[f"_bal{w}"] = np.where(age < w, j["balance"].to_numpy(), 0.0)
         cols[f"_lim{w}"] = np.where(age < w, j["credit_limit"].to_numpy(), 0.0)
-    frame = pd.DataFrame(cols, index=j[APPLICATION_ID].to_numpy())
+    frame = pd.DataFrame(cols, index=j[schema.APPLICATION_ID].to_numpy())
     maxes = [c for c in cols if c == "_oldest" or c.startswith("worst_dpd_")]
     g = frame.groupby(level=0)
     out = pd.concat(
@@ -90,7 +81,7 @@ def repayment_features(apps: pd.DataFrame, repayments: pd.DataFrame, lag_months:
         axis=1,
     )
     out["months_on_book"] = out.pop("_oldest") + 1
-    out["months_since_delinquency"] = np.minimum(out.pop("_late_age"), NEVER_DELINQUENT)
+    out["months_since_delinquency"] = np.minimum(out.pop("_late_age"), schema.NEVER_DELINQUENT)
     for w in schema.DELINQUENCY_WINDOWS:
         n = out.pop(f"_n{w}")
         out[f"delinquency_ratio_{w}m"] = np.where(
@@ -99,23 +90,23 @@ def repayment_features(apps: pd.DataFrame, repayments: pd.DataFrame, lag_months:
     for w in schema.UTILISATION_WINDOWS:
         bal, lim = out.pop(f"_bal{w}"), out.pop(f"_lim{w}")
         out[f"utilisation_{w}m"] = np.where(lim > 0, bal / lim.where(lim > 0, 1.0), 0.0)
-    out.index.name = APPLICATION_ID
+    out.index.name = schema.APPLICATION_ID
     return out
 
 
 def inquiry_features(apps: pd.DataFrame, inquiries: pd.DataFrame) -> pd.DataFrame:
     """Per application_id: inquiries in each window before the application date."""
-    a = apps[[APPLICATION_ID, CUSTOMER_ID, APPLICATION_DATE]].copy()
+    a = apps[[schema.APPLICATION_ID, schema.CUSTOMER_ID, schema.APPLICATION_DATE]].copy()
     for w in schema.INQUIRY_WINDOWS:
-        a[f"_start{w}"] = a[APPLICATION_DATE] - pd.DateOffset(months=w)
-    j = a.merge(inquiries, on=CUSTOMER_ID)
-    j = j[j["inquiry_date"] < j[APPLICATION_DATE]]  # the boundary: strictly before the application
+        a[f"_start{w}"] = a[schema.APPLICATION_DATE] - pd.DateOffset(months=w)
+    j = a.merge(inquiries, on=schema.CUSTOMER_ID)
+    j = j[j["inquiry_date"] < j[schema.APPLICATION_DATE]]  # the boundary: strictly before the application
     cols = {
         f"inquiries_{w}m": (j["inquiry_date"] >= j[f"_start{w}"]).to_numpy().astype(np.int64)
         for w in schema.INQUIRY_WINDOWS
     }
-    out = pd.DataFrame(cols, index=j[APPLICATION_ID].to_numpy()).groupby(level=0).sum()
-    out.index.name = APPLICATION_ID
+    out = pd.DataFrame(cols, index=j[schema.APPLICATION_ID].to_numpy()).groupby(level=0).sum()
+    out.index.name = schema.APPLICATION_ID
     return out
 
 
@@ -123,16 +114,16 @@ def features(
     apps: pd.DataFrame, repayments: pd.DataFrame, inquiries: pd.DataFrame, lag_months: int
 ) -> pd.DataFrame:
     """The output snapshot: id, date, label and every feature column, float64, sorted by id."""
-    out = apps.set_index(APPLICATION_ID)
+    out = apps.set_index(schema.APPLICATION_ID)
     out = out.join(repayment_features(apps, repayments, lag_months)).join(inquiry_features(apps, inquiries))
     out["debt_to_income"] = out["loan_amount"] / out["income"]
     history = [f.name for f in schema.history_features()]
     fill = {name: 0.0 for name in history}
-    fill["months_since_delinquency"] = float(NEVER_DELINQUENT)
+    fill["months_since_delinquency"] = float(schema.NEVER_DELINQUENT)
     out = out.fillna(fill)
     out["utilisation_trend"] = out["utilisation_3m"] - out["utilisation_12m"]
     typed = out[schema.feature_columns()].astype("float64")
-    typed.insert(0, APPLICATION_DATE, out[APPLICATION_DATE].dt.date)
+    typed.insert(0, schema.APPLICATION_DATE, out[schema.APPLICATION_DATE].dt.date)
     typed[schema.LABEL] = out[schema.LABEL].astype("int64")
     return typed.sort_index().reset_index()
 

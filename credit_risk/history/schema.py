@@ -25,6 +25,7 @@ what was known strictly before ``A``.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,13 +69,37 @@ NOT_NULL = {
     REPAYMENTS: [CUSTOMER_ID, "month", "balance", "credit_limit", "days_past_due"],
     INQUIRIES: [CUSTOMER_ID, "inquiry_date"],
 }
-RULES = {  # table -> [(column, predicate)]: Spark SQL text; the pandas reference evaluates the same text
-    APPLICATIONS: [("income", "income > 0"), ("loan_amount", "loan_amount >= 0"),
-                          ("default", "default IN (0, 1)")],
-    REPAYMENTS: [("credit_limit", "credit_limit > 0"), ("balance", "balance >= 0"),
-                        ("days_past_due", "days_past_due >= 0")],
-    INQUIRIES: [],
-}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A value rule a raw column must meet. Both engines evaluate the same object: ``holds`` takes a
+    pandas Series or a Spark Column (both have the comparison operators and ``isin``)."""
+
+    column: str
+    op: str  # ">", ">=" or "in"
+    value: int | tuple[int, ...]
+
+    def holds(self, column: Any) -> Any:
+        """True where a value meets the rule (a missing value never does in pandas; Spark gives null)."""
+        if self.op == "in":
+            return column.isin(list(self.value) if isinstance(self.value, tuple) else [self.value])
+        return _COMPARISONS[self.op](column, self.value)
+
+    def __str__(self) -> str:
+        """The rule as SQL reads it (``income > 0``, ``default IN (0, 1)``): what messages quote."""
+        if self.op == "in":
+            values = self.value if isinstance(self.value, tuple) else (self.value,)
+            return f"{self.column} IN ({', '.join(str(v) for v in values)})"
+        return f"{self.column} {self.op} {self.value}"
+
+
+_COMPARISONS = {">": operator.gt, ">=": operator.ge}
+RULES: dict[str, tuple[Rule, ...]] = {
+    APPLICATIONS: (Rule("income", ">", 0), Rule("loan_amount", ">=", 0), Rule("default", "in", (0, 1))),
+    REPAYMENTS: (Rule("credit_limit", ">", 0), Rule("balance", ">=", 0), Rule("days_past_due", ">=", 0)),
+    INQUIRIES: (),
+}
 
 DELINQUENCY_WINDOWS = (3, 6, 12, 24)  # months of reported history
 WORST_DPD_WINDOWS = (12, 24)

@@ -22,14 +22,6 @@ import time
 from typing import Any
 
 from credit_risk.history import schema
-from credit_risk.history.schema import (
-    APPLICATION_DATE,
-    APPLICATION_ID,
-    CUSTOMER_ID,
-    NEVER_DELINQUENT,
-    NOT_NULL,
-    RULES,
-)
 
 
 def session(
@@ -68,19 +60,19 @@ def check_values(frame: Any, table: str, where: str) -> None:
 
     from credit_risk.errors import DataError
 
-    checks = [F.sum(F.col(c).isNull().cast("long")).alias(f"null:{c}") for c in NOT_NULL[table]]
-    checks += [
-        F.sum((~F.expr(rule)).cast("long")).alias(f"rule:{column}:{rule}") for column, rule in RULES[table]
-    ]
-    counts = frame.agg(*checks).collect()[0].asDict()
-    for key, n in counts.items():
-        if n:
-            kind, column, *rule = key.split(":", 2)
-            what = "is null" if kind == "null" else f"breaks '{rule[0]}'"
-            example = (
-                frame.where(F.col(column).isNull() if kind == "null" else ~F.expr(rule[0])).limit(1).collect()
+    # (column, what the message says, the failing-row condition): one aggregation counts them all
+    tests = [(c, "is null", F.col(c).isNull()) for c in schema.NOT_NULL[table]]
+    tests += [(r.column, f"breaks '{r}'", ~r.holds(F.col(r.column))) for r in schema.RULES[table]]
+    counts = frame.agg(
+        *[F.sum(failing.cast("long")).alias(f"t{i}") for i, (_, _, failing) in enumerate(tests)]
+    )
+    found = counts.collect()[0]
+    for i, (column, what, failing) in enumerate(tests):
+        if found[f"t{i}"]:
+            example = frame.where(failing).limit(1).collect()
+            raise DataError(
+                f"{where}: column {column!r} {what} in {found[f't{i}']} row(s), e.g. {example[0].asDict()}"
             )
-            raise DataError(f"{where}: column {column!r} {what} in {n} row(s), e.g. {example[0].asDict()}")
 
 
 def features(apps: Any, repayments: Any, inquiries: Any, lag_months: int) -> Any:
@@ -88,10 +80,12 @@ def features(apps: Any, repayments: Any, inquiries: Any, lag_months: int) -> Any
     from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
 
     lag = schema.check_lag(lag_months)
-    a_index = schema.month_index(F.year(APPLICATION_DATE), F.month(APPLICATION_DATE)).alias("_a")
-    a = apps.select(APPLICATION_ID, CUSTOMER_ID, APPLICATION_DATE, a_index)
+    a_index = schema.month_index(F.year(schema.APPLICATION_DATE), F.month(schema.APPLICATION_DATE)).alias(
+        "_a"
+    )
+    a = apps.select(schema.APPLICATION_ID, schema.CUSTOMER_ID, schema.APPLICATION_DATE, a_index)
     r = repayments.withColumn("_m", schema.month_index(F.year("month"), F.month("month")))
-    j = a.join(r, CUSTOMER_ID).withColumn("_age", F.col("_a") - lag - 1 - F.col("_m"))
+    j = a.join(r, schema.CUSTOMER_ID).withColumn("_age", F.col("_a") - lag - 1 - F.col("_m"))
     j = j.where(F.col("_age") >= 0)  # the boundary: only months closed (and reported) before the application
     age, dpd = F.col("_age"), F.col("days_past_due")
     late = dpd > 0
@@ -108,15 +102,16 @@ def features(apps: Any, repayments: Any, inquiries: Any, lag_months: int) -> Any
     for w in schema.UTILISATION_WINDOWS:
         aggs += [F.sum(F.when(age < w, F.col("balance")).otherwise(0.0)).alias(f"_bal{w}"),
                  F.sum(F.when(age < w, F.col("credit_limit")).otherwise(0.0)).alias(f"_lim{w}")]  # fmt: skip
-    rep = j.groupBy(APPLICATION_ID).agg(*aggs)
+    rep = j.groupBy(schema.APPLICATION_ID).agg(*aggs)
 
-    ji = a.join(inquiries, CUSTOMER_ID).where(F.col("inquiry_date") < F.col(APPLICATION_DATE))
-    inq = ji.groupBy(APPLICATION_ID).agg(*[
-        count(F.col("inquiry_date") >= F.add_months(F.col(APPLICATION_DATE), -w)).alias(f"inquiries_{w}m")
+    ji = a.join(inquiries, schema.CUSTOMER_ID).where(F.col("inquiry_date") < F.col(schema.APPLICATION_DATE))
+    applied = F.col(schema.APPLICATION_DATE)
+    inq = ji.groupBy(schema.APPLICATION_ID).agg(*[
+        count(F.col("inquiry_date") >= F.add_months(applied, -w)).alias(f"inquiries_{w}m")
         for w in schema.INQUIRY_WINDOWS
     ])  # fmt: skip
 
-    out = apps.join(rep, APPLICATION_ID, "left").join(inq, APPLICATION_ID, "left")
+    out = apps.join(rep, schema.APPLICATION_ID, "left").join(inq, schema.APPLICATION_ID, "left")
     cols: dict[str, Any] = {"debt_to_income": F.col("loan_amount") / F.col("income")}
     for w in schema.DELINQUENCY_WINDOWS:
         n = F.col(f"_n{w}")
@@ -124,12 +119,12 @@ def features(apps: Any, repayments: Any, inquiries: Any, lag_months: int) -> Any
     for w in schema.UTILISATION_WINDOWS:
         lim = F.col(f"_lim{w}")
         cols[f"utilisation_{w}m"] = F.when(lim > 0, F.col(f"_bal{w}") / lim).otherwise(0.0)
-    cols["months_since_delinquency"] = F.least(F.coalesce(F.col("_late_age"), F.lit(NEVER_DELINQUENT)),
-                                                F.lit(NEVER_DELINQUENT))  # fmt: skip
+    cols["months_since_delinquency"] = F.least(F.coalesce(F.col("_late_age"), F.lit(schema.NEVER_DELINQUENT)),
+                                                F.lit(schema.NEVER_DELINQUENT))  # fmt: skip
     out = out.withColumns(cols).withColumn(
         "utilisation_trend", F.col("utilisation_3m") - F.col("utilisation_12m")
     )
-    selected = [F.col(APPLICATION_ID), F.col(APPLICATION_DATE)]
+    selected = [F.col(schema.APPLICATION_ID), F.col(schema.APPLICATION_DATE)]
     selected += [F.coalesce(F.col(c).cast("double"), F.lit(0.0)).alias(c) for c in schema.feature_columns()]
     return out.select(*selected, F.col(schema.LABEL).cast("long").alias(schema.LABEL))
 
@@ -149,7 +144,7 @@ def run(
         tables[schema.APPLICATIONS], tables[schema.REPAYMENTS], tables[schema.INQUIRIES], lag_months
     )
     if not keys:
-        rows = rows.drop(APPLICATION_ID)
+        rows = rows.drop(schema.APPLICATION_ID)
     rows.write.mode("errorifexists").parquet(out)
     return {
         "seconds": round(time.perf_counter() - start, 3),
