@@ -16,7 +16,6 @@ thresholds from the feature spec) are computed on the same two datasets.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import math
 import time
@@ -291,39 +290,3 @@ def monitor(
 def _shares(counts: np.ndarray) -> list[float]:
     total = counts.sum()
     return [round(float(c / total), 6) if total else 0.0 for c in counts]
-
-
-def verdict_markdown(result: MonitoringResult) -> str:
-    lines = [
-        f"# Monitoring verdict: **{result.verdict.upper()}**",
-        "",
-        f"Model `{result.model_version}`; {result.current_rows} current rows vs a "
-        f"{result.baseline_rows_sampled}-row baseline sample. "
-        "PSI bands: < 0.1 stable, 0.1-0.25 watch, > 0.25 act.",
-        "",
-        "| column | PSI | band | TFDV drift (measure, value / threshold) |",
-        "|---|---|---|---|",
-        f"| **score (PD)** | {result.score_psi:.4f} | {result.bands[SCORE]} | |",
-    ]
-    for name, value in sorted(result.feature_psi.items(), key=lambda kv: -kv[1]):
-        d = result.tfdv_drift.get(name)
-        drift = (
-            f"{d['measure']} {d['value']:.4f} / {d['threshold']:.2f}{' DRIFT' if d['drifted'] else ''}"
-            if d
-            else ""
-        )
-        lines.append(f"| {name} | {value:.4f} | {result.bands[name]} | {drift} |")
-    return "\n".join(lines) + "\n"
-
-
-def write_outputs(result: MonitoringResult, out_dir: str | Path) -> dict[str, Path]:
-    """monitoring.json, the HTML report (PSI bars, score distributions) and the Markdown verdict."""
-    from credit_risk.report import monitoring_html
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"result": out / RESULT_FILE, "report": out / REPORT_FILE, "verdict": out / VERDICT_FILE}
-    paths["result"].write_text(json.dumps(result.to_dict(), indent=2))
-    paths["report"].write_text(monitoring_html(result))
-    paths["verdict"].write_text(verdict_markdown(result))
-    return paths

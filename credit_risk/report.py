@@ -1,4 +1,6 @@
-"""Human-readable evidence: the HTML evaluation report (plots) and the Markdown model card.
+"""The evaluation step's human-readable evidence: the HTML evaluation report (plots) and the
+Markdown model card (the validation and monitoring reports are ``validation_report`` and
+``monitoring_report``, each beside the module it reports on).
 
 Both are rendered by the Kubeflow UI (HTML / Markdown artifacts). Plots are PNGs embedded as data
 URIs so the report is one self-contained file.
@@ -6,9 +8,7 @@ URIs so the report is one self-contained file.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 from typing import Any
 
@@ -17,15 +17,7 @@ import numpy as np
 from credit_risk import gate, metrics, vintage
 from credit_risk.evaluation import EvaluationResult
 from credit_risk.feature_spec import FeatureSpec
-
-
-def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+from credit_risk.figures import png_data_uri as _png
 
 
 def _plots(r: EvaluationResult) -> dict[str, str]:
@@ -390,180 +382,3 @@ def model_card(r: EvaluationResult, spec: FeatureSpec) -> str:
         "- The PD is only as representative as the training population; monitor drift after deployment.",
     ]
     return "\n".join(lines) + "\n"
-
-
-# --- data validation report -----------------------------------------------------------------
-def _feature_stats(stats: Any) -> dict[str, Any]:
-    return {".".join(f.path.step): f for f in stats.datasets[0].features} if stats and stats.datasets else {}
-
-
-def _summary_cells(f: Any) -> str:
-    if f is None:
-        return "<td colspan=3>-</td>"
-    if f.HasField("num_stats"):
-        n = f.num_stats
-        common = n.common_stats
-        total = common.num_missing + common.num_non_missing
-        missing = common.num_missing / total if total else 0.0
-        return (
-            f"<td>{missing:.1%}</td><td>mean {n.mean:.4g}, sd {n.std_dev:.4g}</td>"
-            f"<td>{n.min:.4g} / {n.median:.4g} / {n.max:.4g}</td>"
-        )
-    s = f.string_stats
-    common = s.common_stats
-    total = common.num_missing + common.num_non_missing
-    missing = common.num_missing / total if total else 0.0
-    top = ", ".join(f"{html.escape(v.value)} ({v.frequency:.0f})" for v in s.top_values[:3])
-    return f"<td>{missing:.1%}</td><td>{s.unique} values</td><td>{top}</td>"
-
-
-def _histogram_png(name: str, current: Any, baseline: Any) -> str:
-    """Distribution of one feature: this data vs the baseline (shares, not counts)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(3.2, 1.6))
-    for stats, label, color in ((current, "this data", "#1f77b4"), (baseline, "baseline", "#ff7f0e")):
-        if stats is None:
-            continue
-        if stats.HasField("num_stats") and stats.num_stats.histograms:
-            buckets = stats.num_stats.histograms[0].buckets
-            counts = np.array([b.sample_count for b in buckets])
-            edges = [b.low_value for b in buckets]
-            ax.step(edges, counts / max(counts.sum(), 1), where="post", label=label, color=color)
-        elif stats.HasField("string_stats"):
-            top = stats.string_stats.top_values[:8]
-            total = max(sum(v.frequency for v in stats.string_stats.top_values), 1)
-            ax.plot(
-                [v.value[:8] for v in top], [v.frequency / total for v in top], "o-", label=label, color=color
-            )
-            ax.tick_params(axis="x", labelrotation=60, labelsize=6)
-    ax.set_title(name, fontsize=8)
-    ax.tick_params(labelsize=6)
-    if baseline is not None:
-        ax.legend(fontsize=6)
-    return _png(fig)
-
-
-def validation_html(result: Any, stats: Any, baseline: Any, facets_html: str) -> str:
-    """One self-contained page: verdict, anomaly table, per-feature summary with distribution plots
-    (side by side with the baseline when there is one), then TFDV's Facets overview (which loads
-    its viewer from the internet; the part above renders offline)."""
-    current, base = _feature_stats(stats), _feature_stats(baseline)
-    verdict = "passed" if result.passed else "FAILED"
-    color = "#2e7d32" if result.passed else "#c62828"
-    anomaly_rows = (
-        "".join(
-            f"<tr><td><code>{html.escape(a.column)}</code></td><td>{html.escape(a.kind)}</td>"
-            f"<td>{'yes' if a.blocking else 'no (policy)'}</td><td>{html.escape(a.description)}</td></tr>"
-            for a in result.anomalies
-        )
-        or "<tr><td colspan=4>none</td></tr>"
-    )
-    feature_rows = []
-    for name in current:
-        drift = result.drift.get(f"{name}:drift")
-        drift_cell = (
-            f"<td>{drift['measure']} {drift['value']:.3f} (limit {drift['threshold']:.2f})</td>"
-            if drift
-            else "<td>-</td>"
-        )
-        feature_rows.append(
-            f"<tr><td><code>{html.escape(name)}</code></td>{_summary_cells(current[name])}"
-            + (_summary_cells(base.get(name)) if base else "")
-            + drift_cell
-            + f"<td><img src='{_histogram_png(name, current[name], base.get(name))}'></td></tr>"
-        )
-    base_head = "<th>missing</th><th>baseline</th><th>min / median / max or top</th>" if base else ""
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Data validation</title>
-<style>body{{font-family:sans-serif;margin:24px}} table{{border-collapse:collapse;font-size:13px}}
-td,th{{border:1px solid #ccc;padding:4px 6px;vertical-align:top}} th{{background:#f3f3f3}}
-td:first-child{{max-width:200px;word-break:break-all}}</style></head><body>
-<h1>Data validation: <span style="color:{color}">{verdict}</span></h1>
-<p><code>{html.escape(result.data_uri)}</code>: {result.num_rows:,} rows x {result.num_columns} columns;
-schema: {html.escape(result.schema_source)}{"; compared with the baseline statistics" if base else ""}.</p>
-<h2>Anomalies</h2>
-<table><tr><th>column</th><th>kind</th><th>fails step</th><th>description</th></tr>{anomaly_rows}</table>
-<h2>Features</h2>
-<table><tr><th>feature</th><th>missing</th><th>this data</th><th>min / median / max or top</th>{base_head}
-<th>drift</th><th>distribution</th></tr>{"".join(feature_rows)}</table>
-<h2>Facets overview</h2>
-{facets_html}
-</body></html>"""
-
-
-def _psi_plots(result: Any) -> dict[str, str]:
-    """PSI per column against the band limits, and the score's baseline vs current shares."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from credit_risk import monitoring
-
-    values = {
-        "score (PD)": result.score_psi,
-        **dict(sorted(result.feature_psi.items(), key=lambda kv: kv[1])),
-    }
-    colors = {monitoring.STABLE: "#2e7d32", monitoring.WATCH: "#f9a825", monitoring.ACT: "#c62828"}
-    fig, ax = plt.subplots(figsize=(7, 0.28 * len(values) + 1.2))
-    ax.barh(list(values), list(values.values()), color=[colors[monitoring.band(v)] for v in values.values()])
-    for limit in (0.1, 0.25):
-        ax.axvline(limit, color="grey", linestyle="--", linewidth=1)
-    ax.set_xlabel("PSI (dashed: 0.1 watch, 0.25 act)")
-    ax.tick_params(axis="y", labelsize=8)
-    plots = {"PSI by column": _png(fig)}
-    dist = result.distributions[monitoring.SCORE]
-    fig, ax = plt.subplots(figsize=(7, 3))
-    x = np.arange(len(dist["bins"]))
-    ax.bar(x - 0.2, dist["baseline"], width=0.4, label="baseline (training)")
-    ax.bar(x + 0.2, dist["current"], width=0.4, label="current")
-    ax.set_xticks(x, dist["bins"], rotation=45, ha="right", fontsize=7)
-    ax.set_ylabel("share of rows")
-    ax.set_title(f"PD distribution, PSI {result.score_psi:.4f}")
-    ax.legend()
-    plots["score distribution"] = _png(fig)
-    return plots
-
-
-def monitoring_html(result: Any) -> str:
-    """The monitoring report: verdict, PSI table with bands, TFDV drift, plots (one self-contained file)."""
-    from credit_risk import monitoring
-
-    plots = "".join(
-        f"<figure><img alt='{html.escape(k)}' src='{v}'><figcaption>{html.escape(k)}</figcaption></figure>"
-        for k, v in _psi_plots(result).items()
-    )
-    rows = [("<b>score (PD)</b>", result.score_psi, result.bands[monitoring.SCORE], None)]
-    rows += [
-        (html.escape(k), v, result.bands[k], result.tfdv_drift.get(k))
-        for k, v in sorted(result.feature_psi.items(), key=lambda kv: -kv[1])
-    ]
-    body = "".join(
-        f"<tr><td>{name}</td><td>{value:.4f}</td><td class='{b}'>{b}</td><td>"
-        + (
-            f"{d['measure']} {d['value']:.4f} / {d['threshold']:.2f}{' <b>drift</b>' if d['drifted'] else ''}"
-            if d
-            else ""
-        )
-        + "</td></tr>"
-        for name, value, b, d in rows
-    )
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Monitoring {html.escape(result.model_version)}</title>
-<style>body{{font-family:sans-serif;margin:24px}} table{{border-collapse:collapse;font-size:13px}}
-td,th{{border:1px solid #ccc;padding:3px 8px}} .stable{{background:#e8f5e9}} .watch{{background:#fff8e1}}
-.act{{background:#ffebee}} .verdict{{font-size:22px;font-weight:bold;padding:8px;display:inline-block}}
-figure{{display:inline-block;margin:8px}}</style></head><body>
-<h1>Population stability: model <code>{html.escape(result.model_version)}</code></h1>
-<div class="verdict {result.verdict}">{result.verdict.upper()}</div>
-<p>{result.current_rows} current rows (<code>{html.escape(result.current_uri)}</code>) against a uniform sample of
-{result.baseline_rows_sampled} baseline rows (<code>{html.escape(result.baseline_uri)}</code>).
-PSI bands: &lt; 0.1 stable, 0.1-0.25 watch, &gt; 0.25 act. TFDV drift: Jensen-Shannon divergence (numeric),
-L-infinity distance (categorical), thresholds from the feature spec.</p>
-<h2>Plots</h2>{plots}
-<h2>PSI and drift by column</h2>
-<table><tr><th>column</th><th>PSI</th><th>band</th><th>TFDV drift (measure, value / threshold)</th></tr>{body}</table>
-</body></html>
-"""

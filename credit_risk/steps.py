@@ -19,6 +19,7 @@ from credit_risk import (
     gate,
     ingest,
     monitoring,
+    monitoring_report,
     rollout,
     storage,
     training_data,
@@ -250,5 +251,5 @@ def monitor_step(
     """PSI + TFDV drift of the current data and its scores against the baseline; writes the
     result JSON, HTML report and Markdown verdict to ``out_dir``."""
     result = monitoring.monitor(model_dir, baseline_uri, current_uri, scores_uri, config)
-    monitoring.write_outputs(result, out_dir)
+    monitoring_report.write_outputs(result, out_dir)
     return result

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from credit_risk import data, data_stats, report, storage
+from credit_risk import data, data_stats, storage, validation_report
 from credit_risk.errors import ConfigError, DataError
 from credit_risk.feature_spec import FeatureSpec
 
@@ -389,7 +389,7 @@ def validate(
         )
     else:
         facets = display_util.get_statistics_html(stats)
-    html = report.validation_html(result, stats, baseline, facets)
+    html = validation_report.validation_html(result, stats, baseline, facets)
     _write(result, out, stats, schema, anomalies_proto, html)
     log.info(
         "validated %s: %d rows, %d anomalies (%d blocking) in %.2fs -> %s",

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk import batch_scoring, monitoring
+from credit_risk import batch_scoring, monitoring, monitoring_report
 from credit_risk.errors import DataError
 from tests.helpers import GERMAN_CSV
 
@@ -70,7 +70,7 @@ def test_a_shifted_population_is_act_with_the_moved_features_named(german_model_
     # the scores read back from batch scoring equal scoring inside the monitor
     inline = monitoring.monitor(german_model_dir, str(GERMAN_CSV), current, with_tfdv=False)
     assert inline.score_psi == pytest.approx(result.score_psi, rel=1e-6)
-    paths = monitoring.write_outputs(result, tmp_path / "out")
+    paths = monitoring_report.write_outputs(result, tmp_path / "out")
     saved = json.loads(paths["result"].read_text())
     assert saved["verdict"] == "act" and saved["bands"]["credit_amount"] == "act"
     html = paths["report"].read_text()

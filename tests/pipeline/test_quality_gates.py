@@ -118,7 +118,7 @@ def test_zizmor_catches_unpinned_actions_and_persisted_credentials(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "gate", ["ruff", "ruff-format", "hadolint", "workflows", "zizmor", "jenkinsfile", "manifests"]
+    "gate", ["ruff", "ruff-format", "hadolint", "workflows", "zizmor", "jenkinsfile", "manifests", "imports"]
 )
 def test_gate_passes_on_the_repo(gate):
     ok, detail = check.GATES[gate]()
@@ -303,3 +303,47 @@ def test_ci_runs_exactly_the_readmes_test_command():
     ci = [ln.strip() for ln in (REPO / ".ci" / "run").read_text().splitlines()]
     steps = [ln for ln in ci if ln and not ln.startswith(("#", "set ", "cd "))]
     assert steps == [f"exec {command}"], steps
+
+
+LAYERS, CYCLES = "App -> pipelines", "No import cycles"
+
+
+def _repo_copy(tmp_path):
+    import shutil
+
+    root = tmp_path / "repo"
+    for name in ("credit_risk", "components", "pipelines", "serving"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.py", ".importlinter"):
+        shutil.copy(REPO / name, root / name)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("path", "line", "broken"),
+    [
+        # the core imports the app (inside a function: deferred imports count too); the app already
+        # imports the core, so this is a cycle as well
+        ("credit_risk/metrics.py", "def _f():\n    from credit_risk import cli\n", {LAYERS, CYCLES}),
+        # a component imports a pipeline: the package_dir folders are layered as installed
+        ("components/split.py", "from credit_risk.pipelines import policy\n", {LAYERS, CYCLES}),
+        # the predictor imports a step (nothing imports the predictor: no cycle)
+        ("serving/metrics.py", "from credit_risk import steps\n", {LAYERS}),
+        # a cycle between two core modules (vintage already imports rating)
+        ("credit_risk/rating.py", "def _g():\n    from credit_risk import vintage\n", {CYCLES}),
+        # the data side loads TensorFlow
+        ("credit_risk/ingest.py", "def _h():\n    import tensorflow\n", {"never reach TensorFlow"}),
+        # a new module no layer names
+        ("credit_risk/newcomer.py", "X = 1\n", {LAYERS}),
+    ],
+)
+def test_the_import_contract_fails_on_a_planted_violation(tmp_path, path, line, broken):
+    root = _repo_copy(tmp_path)
+    assert check.gate_imports(root)[0]  # the copy passes before the plant
+    target = root / path
+    target.write_text((target.read_text() if target.exists() else "") + "\n\n" + line)
+    ok, detail = check.gate_imports(root)
+    assert not ok and "BROKEN" in detail, detail
+    broken_lines = [ln for ln in detail.splitlines() if ln.endswith("BROKEN")]
+    assert len(broken_lines) == len(broken), detail
+    assert all(any(name in ln for ln in broken_lines) for name in broken), detail
