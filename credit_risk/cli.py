@@ -199,6 +199,18 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if args.fail_on_flag and report.flagged else EXIT_OK
 
 
+def cmd_default_curves(args: argparse.Namespace) -> int:
+    from credit_risk import vintage
+
+    curves = vintage.curves_from_files(
+        args.data, args.date_column, args.months_column, args.period, args.horizon, args.chunk_rows
+    )
+    written = vintage.write_curves(curves, args.output)
+    print(curves.markdown())
+    print(f"written: {', '.join(str(p) for p in written.values())}")
+    return EXIT_OK
+
+
 def cmd_generate_history(args: argparse.Namespace) -> int:
     from credit_risk.history import generate
 
@@ -560,6 +572,32 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
     p.add_argument("--fail-on-flag", action="store_true", help="exit 3 when any cohort is flagged")
     p.add_argument("--chunk-rows", type=int, default=131_072, help="rows in memory at a time")
     p.set_defaults(func=cmd_backtest)
+
+    p = sub.add_parser(
+        "default-curves",
+        help="cumulative default curves: per origination cohort, the share of loans defaulted by each "
+        "month after origination (no model needed)",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="CSV/Parquet file, directory or glob (e.g. raw/applications); gs://, s3://",
+    )
+    p.add_argument("--date-column", default="application_date", help="origination date (YYYY-MM-DD)")
+    p.add_argument(
+        "--months-column",
+        default="months_to_default",
+        help="months from origination to the default, empty/null when the loan did not default",
+    )
+    p.add_argument("--period", choices=["month", "quarter", "year"], default="quarter", help="cohort width")
+    p.add_argument(
+        "--horizon", type=int, default=12, help="months after origination on the curve (default 12)"
+    )
+    p.add_argument(
+        "--output", "-o", required=True, help="local directory for default_curves.json / .md / .png"
+    )
+    p.add_argument("--chunk-rows", type=int, default=131_072, help="rows in memory at a time")
+    p.set_defaults(func=cmd_default_curves)
 
     p = sub.add_parser(
         "generate-history",

@@ -13,6 +13,10 @@ later ones. Given each loan's origination date, this module
   memory by distinct days) - the pipeline's split when the feature spec names an
   ``origination_date``, and evaluation then tabulates the held-out cohorts.
 
+``default_curves`` gives the **cumulative default curves** per cohort - the share of its loans
+defaulted by each month after origination - from each loan's months to default (no model needed;
+``credit-risk default-curves``).
+
 Cohorts are accumulated chunk by chunk (``VintageAccumulator``), so scoring a portfolio of any
 size keeps one chunk in memory plus the per-cohort scores the AUC needs (a float32 and a byte per
 row). ``credit-risk backtest`` scores files with an exported model and writes the table as JSON,
@@ -193,6 +197,151 @@ def out_of_time_split(dates: pd.Series, holdout_fraction: float) -> tuple[np.nda
     counts.add(parsed)
     cutoff = counts.cutoff(holdout_fraction)
     return (parsed >= pd.Timestamp(cutoff)).to_numpy(), cutoff
+
+
+@dataclass
+class DefaultCurves:
+    """Cumulative default curves: per origination cohort, the share of its loans that had defaulted
+    by each month after origination (1 .. ``horizon``)."""
+
+    date_column: str
+    months_column: str
+    period: str
+    horizon: int
+    cohorts: list[str]
+    loans: list[int]
+    cumulative: list[list[float]]  # [cohort][month - 1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def markdown(self) -> str:
+        shown = [m for m in (1, 3, 6, 9, 12, 18, 24, 36) if m <= self.horizon] or [self.horizon]
+        lines = [
+            f"# Cumulative default rate by origination {self.period} (`{self.date_column}`)",
+            "",
+            f"Share of each cohort's loans defaulted by month after origination (`{self.months_column}`).",
+            "",
+            "| cohort | loans | " + " | ".join(f"month {m}" for m in shown) + " |",
+            "|---|---|" + "---|" * len(shown),
+        ]
+        for name, n, curve in zip(self.cohorts, self.loans, self.cumulative, strict=True):
+            lines.append(f"| {name} | {n} | " + " | ".join(f"{curve[m - 1]:.4f}" for m in shown) + " |")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class CurveAccumulator:
+    """Loans and defaults by (cohort, month after origination), added chunk by chunk: memory grows
+    with the cohorts, not the loans."""
+
+    date_column: str
+    months_column: str
+    period: str = "quarter"
+    horizon: int = 12
+    _loans: dict[str, int] = field(default_factory=dict)
+    _defaults: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.period not in PERIODS:
+            raise ConfigError(f"cohort period must be one of {PERIODS}, got {self.period!r}")
+        if not 1 <= self.horizon <= 120:
+            raise ConfigError(f"horizon must be 1-120 months, got {self.horizon}")
+
+    def add(self, dates: pd.Series, months: pd.Series, first_row: int = 1, where: str = "") -> None:
+        """``months``: months from origination to the default, missing = no default; a value that is
+        not a whole number of at least 1 fails naming its rows."""
+        cohorts = cohort_labels(parse_dates(dates, first_row, where), self.period)
+        number = pd.to_numeric(months, errors="coerce")
+        bad = (months.notna() & ~(number.notna() & (number >= 1) & (number == np.floor(number)))).to_numpy()
+        if bad.any():
+            message = training_data._bad_values(
+                "column", months, bad, first_row, None, "a whole number of months >= 1 (or empty: no default)"
+            )
+            raise DataError(f"{where}: {message}" if where else message)
+        month = number.fillna(0).to_numpy(dtype=np.int64)
+        for name in np.unique(cohorts):
+            rows = cohorts == name
+            key = str(name)
+            self._loans[key] = self._loans.get(key, 0) + int(rows.sum())
+            hits = month[rows]
+            hits = hits[(hits >= 1) & (hits <= self.horizon)]
+            counts = np.bincount(hits - 1, minlength=self.horizon)[: self.horizon]
+            self._defaults[key] = self._defaults.get(key, np.zeros(self.horizon, np.int64)) + counts
+
+    def curves(self) -> DefaultCurves:
+        names = sorted(self._loans)
+        cumulative = [(np.cumsum(self._defaults[n]) / self._loans[n]).round(6).tolist() for n in names]
+        return DefaultCurves(self.date_column, self.months_column, self.period, self.horizon, names,
+                             [self._loans[n] for n in names], cumulative)  # fmt: skip
+
+
+def default_curves(
+    dates: pd.Series, months: pd.Series, period: str = "quarter", horizon: int = 12
+) -> DefaultCurves:
+    """The curves of rows in memory (``CurveAccumulator`` for chunks)."""
+    acc = CurveAccumulator(str(dates.name), str(months.name), period, horizon)
+    acc.add(dates, months)
+    return acc.curves()
+
+
+def curves_from_files(
+    data_uri: str,
+    date_column: str,
+    months_column: str,
+    period: str = "quarter",
+    horizon: int = 12,
+    chunk_rows: int = 131_072,
+) -> DefaultCurves:
+    """The curves of every row of the CSV/Parquet file(s) at ``data_uri`` (local, gs://, s3://),
+    one chunk in memory."""
+    from credit_risk import data_stats, storage
+
+    acc = CurveAccumulator(date_column, months_column, period, horizon)
+    files = storage.list_files(data_uri)
+    for chunk in data_stats.file_chunks(files, [date_column, months_column], chunk_rows, "the curves need"):
+        acc.add(chunk.frame[date_column], chunk.frame[months_column], chunk.first_row, chunk.uri)
+    return acc.curves()
+
+
+def curves_figure(curves: DefaultCurves) -> Any:
+    """One line per cohort: cumulative default rate against months after origination."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    months = np.arange(1, curves.horizon + 1)
+    colors = plt.cm.viridis(np.linspace(0, 1, max(len(curves.cohorts), 2)))
+    for i, (name, curve) in enumerate(zip(curves.cohorts, curves.cumulative, strict=True)):
+        ax.plot(months, curve, color=colors[i], label=name, linewidth=1.2)
+    ax.set(xlabel="months after origination", ylabel="cumulative default rate",
+           title=f"Cumulative default rate by origination {curves.period}")  # fmt: skip
+    if len(curves.cohorts) <= 12:
+        ax.legend(fontsize=7, ncol=2)
+    ax.set_ylim(0, None)
+    fig.tight_layout()
+    return fig
+
+
+def write_curves(curves: DefaultCurves, out_dir: str | Path) -> dict[str, Path]:
+    """``default_curves.json`` / ``.md`` / ``.png`` in ``out_dir``, all three or none (as ``write``)."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = {"json": "default_curves.json", "markdown": "default_curves.md", "plot": "default_curves.png"}
+    with tempfile.TemporaryDirectory(prefix=".curves-", dir=out) as staging:
+        stage = Path(staging)
+        (stage / names["json"]).write_text(json.dumps(curves.to_dict(), indent=2) + "\n")
+        (stage / names["markdown"]).write_text(curves.markdown())
+        fig = curves_figure(curves)
+        fig.savefig(stage / names["plot"])
+        plt.close(fig)
+        for name in names.values():
+            os.replace(stage / name, out / name)
+    return {kind: out / name for kind, name in names.items()}
 
 
 def figure(report: VintageReport) -> Any:

@@ -13,7 +13,8 @@ The process (docs/history.md, "Generated data") - known, so what a model can lea
   records must count for the second one only);
 - income, amount and term per application; ``default ~ Bernoulli(sigmoid(-2.0 + 1.0 z +
   1.2 (debt_to_income - 0.3) + 0.1 (term/12 - 3)))``: history is informative because it is driven
-  by the same ``z`` the label is.
+  by the same ``z`` the label is; a default happens ``1 + Binomial(11, sigmoid(-0.2 - 0.6 z))``
+  months after the application (``months_to_default``, for the cumulative default curves).
 
 Memory holds one chunk of customers at a time (``chunk_customers``); each chunk is one Parquet part
 per table. The output appears whole or not at all (written beside the target, then renamed).
@@ -71,7 +72,11 @@ def _month_start(index: np.ndarray) -> np.ndarray:
 
 
 def _chunk(
-    rng: np.random.Generator, first_customer: int, first_application: int, n: int
+    rng: np.random.Generator,
+    first_customer: int,
+    first_application: int,
+    n: int,
+    timing: np.random.Generator | None = None,
 ) -> dict[str, pa.Table]:
     customer = np.arange(first_customer, first_customer + n, dtype=np.int64)
     z = rng.normal(size=n)
@@ -90,12 +95,18 @@ def _chunk(
     age = np.clip(np.round(rng.normal(40 - 3 * app_z, 11)), 18, 85)
     dti = amount / income
     p_default = _sigmoid(-2.0 + 1.0 * app_z + 1.2 * (dti - 0.3) + 0.1 * (term / 12 - 3))
+    default = (rng.random(m) < p_default).astype(np.int64)
+    # when a default happens: riskier applicants sooner (its own generator, so the other columns are
+    # the same with and without it)
+    timing = np.random.default_rng(first_customer) if timing is None else timing
+    months = 1 + timing.binomial(11, _sigmoid(-0.2 - 0.6 * app_z))
     applications = pa.table({
         "application_id": np.arange(first_application, first_application + m, dtype=np.int64),
         "customer_id": app_customer,
         "application_date": pa.array(app_date, pa.date32()),
         "income": income, "loan_amount": amount, "term_months": term, "applicant_age": age,
-        "default": (rng.random(m) < p_default).astype(np.int64),
+        "default": default,
+        schema.MONTHS_TO_DEFAULT: pa.array(np.where(default == 1, months, 0), pa.int64(), mask=default == 0),
     })  # fmt: skip
 
     # accounts and their monthly records, up to 6 months after the last application
@@ -160,7 +171,7 @@ def generate(out: str | Path, records: int, seed: int = 0, chunk_customers: int 
         done, part, application = 0, 0, 1
         while done < customers:
             n = min(chunk_customers, customers - done)
-            tables = _chunk(rng, done + 1, application, n)
+            tables = _chunk(rng, done + 1, application, n, np.random.default_rng([seed, part]))
             for table, frame in tables.items():
                 pq.write_table(
                     frame, staging / table / f"part-{part:05d}.parquet", row_group_size=ROW_GROUP_ROWS

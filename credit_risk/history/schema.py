@@ -60,7 +60,14 @@ RAW_SCHEMA: dict[str, dict[str, tuple[str, str]]] = {
         "inquiry_date": ("date32", "day of the hard credit inquiry"),
     },
 }
+# optional raw columns: read by the portfolio analytics (vintage.default_curves), never by the ETL
+OPTIONAL_SCHEMA: dict[str, dict[str, tuple[str, str]]] = {
+    APPLICATIONS: {
+        "months_to_default": ("int64", "months from the application to the default, 1-12; null without one"),
+    },
+}
 LABEL = "default"
+MONTHS_TO_DEFAULT = "months_to_default"
 APPLICATION_ID, CUSTOMER_ID, APPLICATION_DATE = "application_id", "customer_id", "application_date"
 
 # columns that must never be null, and the value rules a raw row must meet (both engines check them)

@@ -277,3 +277,46 @@ def test_evaluation_backtests_the_held_out_cohorts_and_the_gate_flags_the_seeded
     )
     with pytest.raises(Exception, match="vintage_period must be one of"):
         gate.GateConfig(vintage_period="week")
+
+
+# --- cumulative default curves -----------------------------------------------------------------
+
+
+def test_default_curves_match_a_hand_computed_table_and_name_a_bad_month():
+    dates = pd.Series(["2024-01-05", "2024-02-10", "2024-03-01", "2024-03-31", "2024-04-02", "2024-05-01"],
+                      name="opened")  # fmt: skip
+    months = pd.Series([1, None, 3, 5, 2, None], name="to_default")
+    curves = vintage.default_curves(dates, months, period="quarter", horizon=3)
+    assert curves.cohorts == ["2024Q1", "2024Q2"] and curves.loans == [4, 2]
+    # Q1: one default in month 1, one in month 3, one after the horizon (month 5): 1/4, 1/4, 2/4
+    assert curves.cumulative == [[0.25, 0.25, 0.5], [0.0, 0.5, 0.5]]
+    assert "| 2024Q1 | 4 | 0.2500 | 0.5000 |" in curves.markdown()  # months 1 and 3 shown
+    bad = pd.Series([1, 0, 2.5, None, "x", 3], name="to_default")
+    expected = (r"column 'to_default' row 2 value 0, row 3 value 2.5, row 5 value 'x' are not a whole number "
+                r"of months >= 1 \(or empty: no default\)")  # fmt: skip
+    with pytest.raises(DataError, match=expected):
+        vintage.default_curves(dates, bad)
+
+
+def test_default_curves_of_the_generated_history_from_the_cli(tmp_path):
+    from credit_risk.history import generate, schema
+
+    raw = generate.generate(tmp_path / "raw", records=30_000, seed=2).path
+    apps = pd.read_parquet(f"{raw}/{schema.APPLICATIONS}")
+    defaulted = apps["default"] == 1
+    months = apps[schema.MONTHS_TO_DEFAULT]
+    assert months[defaulted].between(1, 12).all() and months[~defaulted].isna().all()
+    out = tmp_path / "curves"
+    data = f"{raw}/{schema.APPLICATIONS}"
+    assert cli.main(["default-curves", "--data", data, "-o", str(out), "--chunk-rows", "1000"]) == cli.EXIT_OK
+    curves = json.loads((out / "default_curves.json").read_text())
+    assert sum(curves["loans"]) == len(apps)  # chunked reading lost no row
+    quarters = pd.PeriodIndex(apps["application_date"], freq="Q").astype(str)
+    for name, n, curve in zip(curves["cohorts"], curves["loans"], curves["cumulative"], strict=True):
+        assert curve == sorted(curve) and len(curve) == 12  # cumulative: never falls
+        assert curve[-1] == pytest.approx(
+            apps["default"][quarters == name].mean(), abs=1e-6
+        )  # all by month 12
+        assert n == int((quarters == name).sum())
+    assert (out / "default_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| month 1 | month 3 | month 6 | month 9 | month 12 |" in (out / "default_curves.md").read_text()
