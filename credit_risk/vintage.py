@@ -313,7 +313,7 @@ def curves_figure(curves: DefaultCurves) -> Any:
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     months = np.arange(1, curves.horizon + 1)
-    colors = plt.cm.viridis(np.linspace(0, 1, max(len(curves.cohorts), 2)))
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 1, max(len(curves.cohorts), 2)))
     for i, (name, curve) in enumerate(zip(curves.cohorts, curves.cumulative, strict=True)):
         ax.plot(months, curve, color=colors[i], label=name, linewidth=1.2)
     ax.set(xlabel="months after origination", ylabel="cumulative default rate",
