@@ -218,6 +218,21 @@ def test_audit_gate_says_which_audit_ran_and_never_passes_on_nothing(online, pas
     ), detail
 
 
+def test_an_unreachable_audit_service_is_asked_once_and_every_lock_still_audited_offline():
+    asked = []
+
+    def unreachable(lock, waived):
+        asked.append(lock.name)
+        return "UNREACHABLE", [], "pip-audit exit 1: connection refused"
+
+    ok, detail = check.gate_pip_audit(online=unreachable)
+    locks = sorted(p.name for p in (REPO / "locks").glob("*.txt"))
+    assert ok and len(asked) == 1 and len(locks) > 1, detail
+    audited = [line for line in detail.splitlines() if "AUDITED-OFFLINE" in line]
+    assert [line.split(":")[0] for line in audited] == locks  # each lock still audited offline
+    assert all("not retried" in line for line in audited[1:])
+
+
 def test_online_audit_without_json_is_a_crash_not_a_pass(monkeypatch):
     monkeypatch.setattr(check, "run", lambda cmd: (1, "Traceback (most recent call last):\nKeyError: 'x'"))
     state, _findings, detail = check.online_audit(REPO / "locks" / "serving.txt", set())
