@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,11 @@ def cmd_run_local(args: argparse.Namespace) -> int:
         args.pipeline_root,
         params,
     )
-    summary = run_local(data_uri, spec_uri, args.pipeline_root, **params)
+    log_path = None
+    if not args.verbose:
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        log_path = args.log_file or str(Path(args.pipeline_root) / f"run-local-{stamp}.log")
+    summary = run_local(data_uri, spec_uri, args.pipeline_root, log_path, **params)
     print(format_summary(summary))
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2))
@@ -504,6 +509,14 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat argpa
         help="any other pipeline parameter (repeatable)",
     )
     p.add_argument("--summary-json", help="also write the run summary as JSON here")
+    p.add_argument(
+        "--log-file",
+        help="where the full KFP output goes (default <pipeline-root>/run-local-<UTC time>.log); the "
+        "terminal shows one line per step",
+    )
+    p.add_argument(
+        "--verbose", action="store_true", help="stream the full KFP output to the terminal instead"
+    )
     p.set_defaults(func=cmd_run_local)
 
     p = sub.add_parser("submit", help="submit the compiled pipeline to a Kubeflow Pipelines endpoint")

@@ -85,19 +85,85 @@ class RunSummary:
         }
 
 
+# what a key figure of a finished step is read from: its output artifacts' metadata, in this order
+KEY_FIGURES = ("source", "rows", "num_rows", "anomalies", "train_rows", "eval_rows", "val_auc", "auc",
+               "decision", "state", "reason")  # fmt: skip
+
+
+class Progress:
+    """One line per task - name, status, seconds, key figures from its outputs' metadata - from
+    the KFP local runner's own log lines (``Executing task 'x'`` ... ``Task 'x' finished with
+    status SUCCESS``), written to ``out`` (the terminal) while the full output goes to a log."""
+
+    _START = re.compile(r"Executing task '([\w-]+)'")
+    _END = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
+
+    def __init__(self, out: Any, root: Path, pipeline_name: str, before: set[Path]) -> None:
+        self.out, self.root, self.pipeline_name, self.before = out, root, pipeline_name, before
+        self.started: dict[str, float] = {}
+        self.done = 0
+
+    def feed(self, line: str) -> None:
+        if match := self._START.search(line):
+            self.started[match.group(1)] = time.perf_counter()
+        elif match := self._END.search(line):
+            task, status = match.groups()
+            seconds = time.perf_counter() - self.started.get(task, time.perf_counter())
+            self.done += 1
+            figures = "  ".join(f"{k} {v}" for k, v in self.figures(task).items())
+            self.out.write(
+                f"  [{self.done}] {task:<18} {status:<8} {seconds:6.1f} s  {figures}".rstrip() + "\n"
+            )
+            self.out.flush()
+
+    def figures(self, task: str) -> dict[str, Any]:
+        """Up to three KEY_FIGURES of the task's output artifacts (``executor_output.json``)."""
+        runs = [p for p in self.root.glob(f"{self.pipeline_name}-*") if p.is_dir() and p not in self.before]
+        if not runs:
+            return {}
+        path = max(runs, key=lambda p: p.stat().st_mtime) / task / "executor_output.json"
+        try:
+            outputs = json.loads(path.read_text()).get("artifacts", {})
+        except (OSError, ValueError):
+            return {}
+        found = []  # (output, key, value), outputs in order, keys in KEY_FIGURES order
+        for output, produced in outputs.items():
+            for artifact in produced.get("artifacts", []):
+                metadata = artifact.get("metadata") or {}
+                found += [(output, k, metadata[k]) for k in KEY_FIGURES if metadata.get(k) not in ("", None)]
+        values = collections.defaultdict(set)
+        for _, k, v in found:
+            values[k].add(str(v))
+        # a figure every output agrees on is shown once; differing ones name their output
+        shown = {(k if len(values[k]) == 1 else f"{output} {k}"): v for output, k, v in found}
+        return {k: _short(v) for k, v in list(shown.items())[:3]}
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else round(value, 4)
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 class _Tail(io.TextIOBase):
-    """Passes output through and keeps the last lines, to name a failed task's exception."""
+    """Passes output through (to the terminal, or a log file), keeps the last lines to name a
+    failed task's exception, and feeds each line to a ``Progress`` view when there is one."""
 
     _ERROR = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
 
-    def __init__(self, target: Any, keep: int = 400) -> None:
-        self.target, self.partial = target, ""
+    def __init__(self, target: Any, keep: int = 400, progress: Progress | None = None) -> None:
+        self.target, self.partial, self.progress = target, "", progress
         self.lines: collections.deque[str] = collections.deque(maxlen=keep)
 
     def write(self, text: str) -> int:
-        self.target.write(text)
+        self.target.write(text if self.progress is None else _ANSI.sub("", text))  # a log file: no colours
         *complete, self.partial = (self.partial + text).split("\n")
-        self.lines.extend(_ANSI.sub("", line) for line in complete)
+        for line in complete:
+            clean = _ANSI.sub("", line)
+            self.lines.append(clean)
+            if self.progress is not None:
+                self.progress.feed(clean)
         return len(text)
 
     def flush(self) -> None:
@@ -125,10 +191,12 @@ def _run_locally(
     pipeline_name: str,
     pipeline_root: str | Path,
     artifacts: dict[str, tuple[str, str]],
+    log_path: str | Path | None = None,
     **arguments: Any,
 ) -> _LocalRun:
     """Run ``pipeline`` with the KFP local runner under ``pipeline_root``; never raises for a failed
-    task (the error names the task and, from its output, its exception)."""
+    task (the error names the task and, from its output, its exception). With ``log_path`` the
+    terminal shows one progress line per task and the full KFP output goes to that file."""
     import kfp.local
 
     root = Path(pipeline_root).resolve()
@@ -138,12 +206,20 @@ def _run_locally(
     # kfp warns that our custom base image is not used locally: intended - the pipeline
     # environment is built from the same lock file as that image.
     warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
-    start, error, tail = time.perf_counter(), "", _Tail(sys.stdout)
-    try:
-        with contextlib.redirect_stdout(tail):  # kfp.local prints each task's output here
-            pipeline(**arguments)
-    except RuntimeError as e:  # kfp.local's way of saying a task failed
-        error = f"{_ANSI.sub('', str(e))} {tail.last_error()}".strip()
+    start, error = time.perf_counter(), ""
+    with contextlib.ExitStack() as stack:
+        if log_path is None:
+            tail = _Tail(sys.stdout)
+        else:
+            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+            log_file = stack.enter_context(open(log_path, "w"))  # closed by the stack
+            tail = _Tail(log_file, progress=Progress(sys.stdout, root, pipeline_name, before))
+            print(f"running {pipeline_name} locally (full output: {log_path})", flush=True)
+        try:
+            with contextlib.redirect_stdout(tail):  # kfp.local prints each task's output here
+                pipeline(**arguments)
+        except RuntimeError as e:  # kfp.local's way of saying a task failed
+            error = f"{_ANSI.sub('', str(e))} {tail.last_error()}".strip()
     seconds = time.perf_counter() - start
     runs = [p for p in root.glob(f"{pipeline_name}-*") if p.is_dir() and p not in before]
     run_dir = max(runs, key=lambda p: p.stat().st_mtime) if runs else None
@@ -159,8 +235,15 @@ def _artifacts_in(run_dir: Path, artifacts: dict[str, tuple[str, str]]) -> dict[
     }
 
 
-def run_local(data_uri: str, feature_spec_uri: str, pipeline_root: str | Path, **params: Any) -> RunSummary:
-    """Run the whole pipeline locally; never raises for a failed run (the summary says why)."""
+def run_local(
+    data_uri: str,
+    feature_spec_uri: str,
+    pipeline_root: str | Path,
+    log_path: str | Path | None = None,
+    **params: Any,
+) -> RunSummary:
+    """Run the whole pipeline locally; never raises for a failed run (the summary says why).
+    ``log_path``: a progress line per step on the terminal, the full output in that file."""
     from credit_risk.pipelines.training_pipeline import PIPELINE_NAME, training_pipeline
 
     run = _run_locally(
@@ -168,6 +251,7 @@ def run_local(data_uri: str, feature_spec_uri: str, pipeline_root: str | Path, *
         PIPELINE_NAME,
         pipeline_root,
         ARTIFACTS,
+        log_path,
         data_uri=data_uri,
         feature_spec_uri=feature_spec_uri,
         **params,

@@ -395,6 +395,17 @@ def test_the_training_pipeline_runs_end_to_end_from_raw_history(tmp_path, capsys
     s = json.loads(summary.read_text())
     assert s["succeeded"], s
     assert rc in (0, 3) and s["verdict"] in ("approved", "rejected")
+    # the terminal shows one line per step (name, status, seconds, key figures); KFP's output is in the log
+    out = capsys.readouterr().out
+    steps_shown = re.findall(r"^  \[(\d)\] ([\w-]+) +(SUCCESS|FAILURE) +([\d.]+) s(.*)$", out, re.M)
+    assert [t for _, t, _, _, _ in steps_shown] == [
+        "history-features", "ingest", "validate", "split", "train", "evaluate", "deploy"
+    ] and all(status == "SUCCESS" for _, _, status, _, _ in steps_shown), out  # fmt: skip
+    figures = {t: f for _, t, _, _, f in steps_shown}
+    assert "source raw history" in figures["history-features"] and "decision" in figures["evaluate"], out
+    assert "executor_input" not in out and "Executing task" not in out
+    (log,) = (tmp_path / "root").glob("run-local-*.log")
+    assert "Executing task 'train'" in log.read_text()
     run_dir = Path(s["run_dir"])
     meta = json.loads((run_dir / "history-features" / "executor_output.json").read_text())
     features = meta["artifacts"]["features"]["artifacts"][0]["metadata"]
