@@ -138,6 +138,21 @@ def raw_batches(
                 yield batch
 
 
+def text_frames(uri: str, chunk_rows: int, columns: Sequence[str] | None = None) -> Iterator[Any]:
+    """The rows of one CSV/Parquet file as pandas frames of at most ``chunk_rows`` rows (CSV cells
+    text, Parquet cells as typed; a missing cell NaN, as pandas' own CSV reader gives it): the one
+    chunked reader of split, training, scoring, monitoring and the back-tests (``raw_batches``
+    underneath, so they read a file exactly as validation does)."""
+    import numpy as np
+
+    for batch in raw_batches(uri, columns=columns, batch_rows=chunk_rows):
+        frame = batch.to_pandas()
+        for name in frame.select_dtypes(include="object").columns:
+            frame[name] = frame[name].where(frame[name].notna(), np.nan)
+        for start in range(0, len(frame), chunk_rows):  # a CSV block can hold more rows
+            yield frame.iloc[start : start + chunk_rows].reset_index(drop=True)
+
+
 @dataclass(frozen=True)
 class FileChunk:
     """Rows of one data file as read (CSV cells as text, Parquet cells typed), before the spec's
@@ -163,12 +178,9 @@ def file_chunks(
         if missing:
             raise DataError(f"{uri}: column(s) {missing} {needed_by} are not in the data")
         row = 1
-        for batch in raw_batches(uri, columns=columns, batch_rows=chunk_rows):
-            frame = batch.to_pandas()
-            for start in range(0, len(frame), chunk_rows):  # a CSV block can hold more rows
-                part = frame.iloc[start : start + chunk_rows].reset_index(drop=True)
-                yield FileChunk(uri, row, part)
-                row += len(part)
+        for part in text_frames(uri, chunk_rows, columns):
+            yield FileChunk(uri, row, part)
+            row += len(part)
 
 
 def as_text(batch: Any) -> Any:

@@ -27,7 +27,7 @@ import pandas as pd
 
 from credit_risk import storage
 from credit_risk.contract import MISSING_CATEGORY, frame_to_arrays
-from credit_risk.data_stats import is_parquet, parquet_file
+from credit_risk.data_stats import text_frames
 from credit_risk.errors import DataError
 from credit_risk.feature_spec import FeatureSpec
 
@@ -123,22 +123,6 @@ def typed_chunk(
     return pd.DataFrame(out, index=raw.index)[needed].reset_index(drop=True)
 
 
-def _raw_chunks(uri: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    with storage.open_read(uri) as stream:
-        if is_parquet(uri):
-            for batch in parquet_file(stream, uri).iter_batches(batch_size=chunk_rows):
-                yield batch.to_pandas()
-            return
-        try:
-            yield from pd.read_csv(
-                stream, dtype=str, keep_default_na=False, na_values=[""], chunksize=chunk_rows
-            )
-        except pd.errors.EmptyDataError as e:
-            raise DataError(f"{uri}: the file is empty (no header row)") from e
-        except pd.errors.ParserError as e:
-            raise DataError(f"{uri}: not a readable CSV: {e}") from e
-
-
 ROW_KEY_FILE_STRIDE = 1 << 40  # row key = file index * stride + row number in that file
 
 
@@ -160,7 +144,7 @@ class FileSource:
         which files a worker reads or in what order - so the validation split cannot move."""
         for index, uri in files if files is not None else list(enumerate(self.files())):
             row = 1
-            for raw in _raw_chunks(uri, self.chunk_rows):
+            for raw in text_frames(uri, self.chunk_rows):
                 yield index * ROW_KEY_FILE_STRIDE + row, typed_chunk(raw, spec, uri, row)
                 row += len(raw)
 

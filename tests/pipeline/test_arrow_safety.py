@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from credit_risk import batch_scoring, data_stats, training_data
+from credit_risk import batch_scoring, data_stats
 from credit_risk.errors import DataError
 from tests.helpers import REPO
 
@@ -47,7 +47,7 @@ def test_control_the_payload_runs_when_pyarrow_reads_it_unprotected(crafted):
     [
         lambda p: list(data_stats.raw_batches(str(p))),  # validate, ingest (files), monitoring
         lambda p: data_stats.columns_of(str(p)),
-        lambda p: list(training_data._raw_chunks(str(p), 100)),  # split / train
+        lambda p: list(data_stats.text_frames(str(p), 100)),  # split / train / scoring
         lambda p: batch_scoring._estimated_rows([str(p)]),
     ],
     ids=["raw_batches", "columns_of", "training_chunks", "batch_scoring_rows"],
