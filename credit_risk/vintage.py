@@ -329,16 +329,28 @@ def write_curves(curves: DefaultCurves, out_dir: str | Path) -> dict[str, Path]:
     """``default_curves.json`` / ``.md`` / ``.png`` in ``out_dir``, all three or none (as ``write``)."""
     import matplotlib.pyplot as plt
 
+    def draw(path: Path) -> None:
+        fig = curves_figure(curves)
+        fig.savefig(path)
+        plt.close(fig)
+
+    return _write_set(out_dir, "default_curves", curves.to_dict(), curves.markdown(), draw)
+
+
+def _write_set(
+    out_dir: str | Path, stem: str, record: dict[str, Any], markdown: str, draw: Any
+) -> dict[str, Path]:
+    """``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` (``draw(path)``) in ``out_dir``: written to a
+    staging directory inside it first and moved in only when every one is complete, so a failure
+    (a full disk, a plotting error) leaves no partial or mismatched set behind."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    names = {"json": "default_curves.json", "markdown": "default_curves.md", "plot": "default_curves.png"}
-    with tempfile.TemporaryDirectory(prefix=".curves-", dir=out) as staging:
+    names = {"json": f"{stem}.json", "markdown": f"{stem}.md", "plot": f"{stem}.png"}
+    with tempfile.TemporaryDirectory(prefix=f".{stem}-", dir=out) as staging:
         stage = Path(staging)
-        (stage / names["json"]).write_text(json.dumps(curves.to_dict(), indent=2) + "\n")
-        (stage / names["markdown"]).write_text(curves.markdown())
-        fig = curves_figure(curves)
-        fig.savefig(stage / names["plot"])
-        plt.close(fig)
+        (stage / names["json"]).write_text(json.dumps(record, indent=2) + "\n")
+        (stage / names["markdown"]).write_text(markdown)
+        draw(stage / names["plot"])
         for name in names.values():
             os.replace(stage / name, out / name)
     return {kind: out / name for kind, name in names.items()}
@@ -390,17 +402,7 @@ def plot(report: VintageReport, path: str | Path) -> Path:
 
 
 def write(report: VintageReport, out_dir: str | Path) -> dict[str, Path]:
-    """``vintage.json``, ``vintage.md`` and ``vintage.png`` in ``out_dir``: all three written to a
-    staging directory inside it first and moved in only when every one is complete, so a failure
-    (a full disk, a plotting error) leaves no partial or mismatched set behind."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    names = {"json": "vintage.json", "markdown": "vintage.md", "plot": "vintage.png"}
-    with tempfile.TemporaryDirectory(prefix=".vintage-", dir=out) as staging:
-        stage = Path(staging)
-        (stage / names["json"]).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-        (stage / names["markdown"]).write_text(report.markdown())
-        plot(report, stage / names["plot"])
-        for name in names.values():
-            os.replace(stage / name, out / name)
-    return {kind: out / name for kind, name in names.items()}
+    """``vintage.json``, ``vintage.md`` and ``vintage.png`` in ``out_dir``, all three or none."""
+    return _write_set(
+        out_dir, "vintage", report.to_dict(), report.markdown(), lambda path: plot(report, path)
+    )
