@@ -725,6 +725,96 @@ def test_an_emr_serverless_job_run_names_the_staged_job_and_no_output_means_noth
         engine.request("n", "/local/main.py", f"{out}/z.zip", "s3://b/raw", "s3://b/out", 0, 60)
 
 
+@pytest.mark.parametrize(
+    ("mode", "timeout", "says"),
+    [
+        ("fail", 60, r"ended FAILED: Job failed, please check complete logs .* ExitCode: 1"),
+        ("hang", 2, r"timed out after 2 s in state RUNNING; cancelled"),
+    ],
+)
+def test_an_emr_serverless_run_that_fails_or_hangs_publishes_nothing(s3, mode, timeout, says):
+    """What moto cannot show (its runs succeed at once): through the EMR Serverless protocol fake, a
+    failed run names EMR's stateDetails, a stuck one is cancelled (CancelJobRun) at the timeout,
+    and neither publishes a spec."""
+    from credit_risk import storage
+    from credit_risk.history import emr
+    from credit_risk.history.cluster import SparkJobError
+    from tests.emr_serverless_fake import FakeEmrServerless
+
+    _, bucket = s3
+    out = f"s3://{bucket}/features/emr-{mode}"
+    with FakeEmrServerless(mode) as fake:
+        engine = emr.EmrServerless(
+            "00app1", "arn:aws:iam::123456789012:role/emr-history", client=fake.client()
+        )
+        with pytest.raises(SparkJobError, match=says):
+            etl.run_on_cluster(f"s3://{bucket}/raw", out, engine, poll_seconds=0.2, timeout_seconds=timeout)
+        (run,) = fake.runs.values()
+        assert run["jobDriver"]["sparkSubmit"]["entryPoint"] == f"{out}/_job/spark_job.py"
+        cancelled = [p for m, p in fake.requests if m == "DELETE"]
+        assert cancelled == ([f"/applications/00app1/jobruns/{run['jobRunId']}"] if mode == "hang" else [])
+        assert run["state"] in (("CANCELLING", "CANCELLED") if mode == "hang" else ("FAILED",))
+    assert not storage.exists(f"{out}/{etl.SPEC_FILE}")
+
+
+def test_a_cancelled_step_cancels_its_emr_serverless_run(s3):
+    """KFP cancels a run with SIGTERM: the job run is cancelled, not left running (and billed)."""
+    import os
+    import signal
+    import threading
+
+    from credit_risk.history import emr
+    from credit_risk.history.cluster import SparkJobError
+    from tests.emr_serverless_fake import FakeEmrServerless
+
+    _, bucket = s3
+    with FakeEmrServerless("hang") as fake:
+        engine = emr.EmrServerless(
+            "00app1", "arn:aws:iam::123456789012:role/emr-history", client=fake.client()
+        )
+        timer = threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGTERM))
+        timer.start()
+        try:
+            with pytest.raises(SparkJobError, match="cancelled in state RUNNING; cancelled"):
+                etl.run_on_cluster(f"s3://{bucket}/raw", f"s3://{bucket}/features/emr-cancel", engine,
+                                   poll_seconds=0.2, timeout_seconds=60)  # fmt: skip
+        finally:
+            timer.cancel()
+        assert [m for m, _ in fake.requests].count("DELETE") == 1
+
+
+def test_the_emr_serverless_fake_validates_like_the_service():
+    """The fake's own checks, raw over HTTP (boto3 would refuse these before sending): a body
+    missing a required member is a 400 ValidationException naming it, an unknown application a 404,
+    and a retried start with the same clientToken the same run."""
+    import urllib.error
+    import urllib.request
+
+    from tests.emr_serverless_fake import FakeEmrServerless
+
+    def post(url, body):
+        request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    with FakeEmrServerless("succeed") as fake:
+        status, body = post(f"{fake.url}/applications/00app1/jobruns", {"clientToken": "t1"})
+        assert status == 400 and body["__type"] == "ValidationException"
+        assert 'Missing required parameter in input: "executionRoleArn"' in body["message"]
+        good = {"clientToken": "t1", "executionRoleArn": "arn:aws:iam::123456789012:role/r",
+                "jobDriver": {"sparkSubmit": {"entryPoint": "s3://b/main.py"}}}  # fmt: skip
+        assert post(f"{fake.url}/applications/nope/jobruns", good)[0] == 404
+        first, second = (post(f"{fake.url}/applications/00app1/jobruns", good)[1] for _ in range(2))
+        assert first["jobRunId"] == second["jobRunId"] and len(fake.runs) == 1
+        client = fake.client()
+        states = [client.get_job_run(applicationId="00app1", jobRunId=first["jobRunId"])["jobRun"]["state"]
+                  for _ in range(4)]  # fmt: skip
+        assert states == ["RUNNING", "RUNNING", "SUCCESS", "SUCCESS"]
+
+
 def test_raw_history_and_features_on_s3(raw_small, s3, tmp_path):
     """Object storage on both ends: the pandas engine reads s3:// raw tables directly and publishes
     the snapshot there (marker last); for Spark in a pod an s3:// raw input is streamed to local disk
