@@ -7,7 +7,7 @@ environments exist). Recorded per repeat: the wall time of the process, the pipe
 summary reports, each step's seconds from its progress line, and the held-out AUC and verdict (the
 speed must not cost quality: the AUC is compared with the documented one of the same seed).
 
-Bar (issue "one way through the code", docs/measured.md): the german_credit pipeline in at most 60 s
+Bar (docs/measured.md): the german_credit pipeline in at most 60 s
 on 2 cores, held-out AUC within 0.005 of 0.830.
 
 Usage (pipeline environment):

@@ -21,7 +21,7 @@ Python loop on ~1% of its calls, which makes single timings jump by up to a seco
     --beam-rows rows (if that is one of --rows).
 
 and compares every field of every feature's statistics with the Arrow call's (floats to 1e-9
-relative). Targets (issue 9): fast path >= 1.8x the in-memory call on 1M rows with identical
+relative). Targets (docs/measured.md): fast path >= 1.8x the in-memory call on 1M rows with identical
 statistics, >= 20x the Beam DirectRunner, peak memory flat from 1M to 10M rows.
 
 Usage (pipeline environment; 10M rows need ~2.5 GB of disk under --workdir):
