@@ -245,5 +245,7 @@ def test_the_history_step_runs_spark_in_the_pipeline_image_as_the_pod_user(image
         frames.append(frame.sort_values(key).reset_index(drop=True))
     pd.testing.assert_frame_equal(frames[0], frames[1], check_exact=False, rtol=1e-12)
     spec = yaml.safe_load((work / "spark" / "feature_spec.yaml").read_text())
-    assert spec["name"] == "loan_history" and [f["name"] for f in spec["features"]] + ["default"] == key
+    # the spec's columns: its origination date (application_date), the features, the label
+    assert spec["name"] == "loan_history" and spec["origination_date"] == "application_date"
+    assert key == ["application_date", *[f["name"] for f in spec["features"]], "default"]
     print(f"[pipeline image] history step (generate + Spark local[2] + pandas): {seconds:.0f} s")
