@@ -26,6 +26,7 @@ import pandas as pd
 
 from credit_risk import contract, data_stats, storage, training_data
 from credit_risk.errors import ConfigError, DataError
+from credit_risk.lineage import model_version_of
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +105,6 @@ class _Progress:
             )
         else:
             log.info("scoring: %d rows, %.0f rows/s%s", rows, rate, " - done" if final else "")
-
-
-def model_version_of(model_dir: str | Path) -> str:
-    from credit_risk.deploy import version_name
-    from credit_risk.evaluation import model_fingerprint
-
-    return version_name(model_fingerprint(model_dir))
 
 
 def score(

@@ -27,6 +27,7 @@ import yaml
 from credit_risk import __version__, images, storage
 from credit_risk.errors import ConfigError, CreditRiskError, DeployError
 from credit_risk.gate import Decision
+from credit_risk.lineage import version_name
 from credit_risk.rollout import MODE_ANNOTATION, MODEL_VERSION_KEY, SERVING_URI_ANNOTATION, STANDARD
 
 log = logging.getLogger(__name__)
@@ -194,15 +195,6 @@ def status_markdown(record: DeployRecord) -> str:
             ],
         ]
     return "\n".join(lines) + "\n"
-
-
-def version_name(fingerprint: str) -> str:
-    """Content-addressed version name of a model fingerprint (``evaluation.model_fingerprint``):
-    the same model always publishes to the same place and scores under the same version."""
-    digest = fingerprint.rsplit(":", maxsplit=1)[-1]
-    if not re.fullmatch(r"[0-9a-f]{8,64}", digest):
-        raise ConfigError(f"not a usable model fingerprint: {fingerprint!r}")
-    return f"m-{digest[:16]}"
 
 
 def model_version(decision: Decision) -> str:

@@ -3,7 +3,6 @@ champion-challenger, and the gate's decision."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -15,8 +14,8 @@ import pandas as pd
 
 from credit_risk import calibration, contract, fairness, gate, metrics, monotonicity, rating, vintage
 from credit_risk.feature_spec import FeatureSpec
+from credit_risk.lineage import fingerprint, model_fingerprint
 from credit_risk.scoring import ExportedModel
-from credit_risk.training import fingerprint
 from credit_risk.vintage import VintageReport
 
 log = logging.getLogger(__name__)
@@ -41,16 +40,6 @@ class EvaluationResult:
     grades: rating.GradeReport | None = None
     sweeps: list[monotonicity.FeatureSweep] = field(default_factory=list)
     vintage: VintageReport | None = None
-
-
-def model_fingerprint(model_dir: str | Path) -> str:
-    """Content hash of the SavedModel graph and weights: identifies exactly what was evaluated."""
-    digest = hashlib.sha256()
-    root = Path(model_dir)
-    for path in sorted([root / "saved_model.pb", *sorted((root / "variables").glob("*"))]):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return f"sha256:{digest.hexdigest()[:16]}"
 
 
 def _model_info(model_dir: str | Path) -> dict:

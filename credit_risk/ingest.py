@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from credit_risk import storage, training_data
+from credit_risk import lineage, storage, training_data
 from credit_risk.errors import DataError
 from credit_risk.feature_spec import FeatureSpec
 
@@ -113,7 +113,7 @@ class _SnapshotWriter:
         name = f"part-{len(self.files):05d}.parquet"
         typed.to_parquet(self.scratch / name, index=False)
         self.out.add(self.scratch / name, name)
-        self.digest.update(training_data.content_hash(typed))  # row hashes: chunking does not matter
+        self.digest.update(lineage.content_hash(typed))  # row hashes: chunking does not matter
         self.files.append(name)
         self.rows += len(typed)
         elapsed = time.perf_counter() - self.started

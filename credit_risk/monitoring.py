@@ -218,7 +218,7 @@ def monitor(
     with_tfdv: bool = True,
 ) -> MonitoringResult:
     """PSI of the score and every model input of ``current_uri`` against ``baseline_uri``."""
-    from credit_risk.batch_scoring import model_version_of
+    from credit_risk.lineage import model_version_of
     from credit_risk.scoring import ExportedModel
 
     config = config or MonitoringConfig()

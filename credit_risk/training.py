@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import json
 import logging
@@ -181,13 +180,6 @@ def master_scale(
                 break
         rows = pd.concat(chunks, ignore_index=True).iloc[:SCALE_FIT_ROWS]
     return rating.fit_scale(predict_frame(model, rows, spec), setting.grades)
-
-
-def fingerprint(frame: pd.DataFrame) -> str:
-    """Content hash of the training rows (order-sensitive): proves which data trained a model.
-    Equal to the fingerprint ``training_data.analyze`` computes while streaming the same rows."""
-    digest = hashlib.sha256(training_data.content_hash(frame))
-    return f"rows={len(frame)};sha256={digest.hexdigest()[:16]}"
 
 
 def _tensors(frame: pd.DataFrame, spec: FeatureSpec) -> dict:

@@ -30,6 +30,7 @@ from credit_risk.contract import MISSING_CATEGORY, frame_to_arrays
 from credit_risk.data_stats import text_frames
 from credit_risk.errors import DataError
 from credit_risk.feature_spec import FeatureSpec
+from credit_risk.lineage import content_hash, data_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -286,11 +287,6 @@ class DataProfile:
         return sorted(set(self.categories[name]) - {MISSING_CATEGORY})
 
 
-def content_hash(chunk: pd.DataFrame) -> bytes:
-    """Row hashes of a typed chunk; hashing chunks in order equals hashing the whole frame."""
-    return pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes()
-
-
 def analyze(
     source: Source, spec: FeatureSpec, validation_fraction: float = 0.0, seed: int = 0
 ) -> DataProfile:
@@ -330,7 +326,7 @@ def analyze(
         raise DataError(
             f"{where}: model input(s) {sorted(empty)} have no values (all null) in the training rows"
         )
-    profile.fingerprint = f"rows={profile.rows};sha256={digest.hexdigest()[:16]}"
+    profile.fingerprint = data_fingerprint(profile.rows, digest)
     log.info(
         "analyzed %s: %d rows (%d fit, %d validation), %d positives in fit rows",
         where,

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk import batch_scoring, contract, data, storage
+from credit_risk import batch_scoring, contract, data, lineage, storage
 from credit_risk.errors import ConfigError, DataError
 from credit_risk.scoring import ExportedModel
 from tests.helpers import GERMAN_CSV, edited_copy, set_cell
@@ -29,7 +29,7 @@ def test_scores_every_row_in_chunks_like_the_model_itself(german_model_dir, germ
     expected = ExportedModel(german_model_dir).predict_frame(data.load_dataset(str(GERMAN_CSV), german_spec))
     np.testing.assert_allclose(scores["pd"].to_numpy(), expected, rtol=1e-6, atol=1e-7)
     assert (scores["decision"] == np.where(expected >= 0.4, contract.DECLINE, contract.APPROVE)).all()
-    assert set(scores["model_version"]) == {batch_scoring.model_version_of(german_model_dir)}
+    assert set(scores["model_version"]) == {lineage.model_version_of(german_model_dir)}
     assert result.model_version.startswith("m-")
     assert result.decline_rate == pytest.approx((expected >= 0.4).mean())
     assert storage.is_published(str(tmp_path / "scores"))

@@ -3,7 +3,7 @@ import json
 import pytest
 import yaml
 
-from credit_risk import deploy, feature_spec, gate, images, storage
+from credit_risk import deploy, feature_spec, gate, images, lineage, storage
 from credit_risk.errors import ConfigError
 from tests.helpers import crd_schema
 
@@ -168,12 +168,12 @@ def test_infra_validation_starts_the_real_predictor_and_queries_it(german_model_
 def test_model_that_fails_to_load_is_never_deployed(german_model_dir, tmp_path):
     import shutil
 
-    from credit_risk import evaluation, steps
+    from credit_risk import steps
     from credit_risk.errors import DeployError
 
     broken = tmp_path / "broken"
     shutil.copytree(german_model_dir, broken)
-    fingerprint = evaluation.model_fingerprint(broken)
+    fingerprint = lineage.model_fingerprint(broken)
     (broken / "saved_model.pb").write_bytes(b"not a graph")
     out, record_path = tmp_path / "isvc.yaml", tmp_path / "record.json"
     with pytest.raises(DeployError, match="infra validation / publish failed: the predictor exited"):
@@ -194,10 +194,10 @@ def test_model_that_fails_to_load_is_never_deployed(german_model_dir, tmp_path):
 def test_approved_model_rolls_out_through_the_kubernetes_api(german_model_dir, tmp_path, monkeypatch):
     """The whole deploy step: real infra validation, publish, real kubernetes client -> the fake,
     whose revision answers the smoke query with the published model's own PDs."""
-    from credit_risk import evaluation
+
     from tests.kube_api_fake import FakeKubeApi
 
-    approval = _approval(tmp_path, fingerprint=evaluation.model_fingerprint(german_model_dir))
+    approval = _approval(tmp_path, fingerprint=lineage.model_fingerprint(german_model_dir))
     with FakeKubeApi() as fake:
         monkeypatch.setenv("CREDIT_RISK_CLUSTER_GATEWAY", fake.url)
         config = deploy.DeployConfig(
@@ -221,10 +221,10 @@ def test_approved_model_rolls_out_through_the_kubernetes_api(german_model_dir, t
 def test_a_revision_serving_another_model_is_not_deployed(german_model_dir, tmp_path, monkeypatch):
     """The cluster serves a different model under the approved model's URI (a stale copy, a
     wrong bucket): its smoke answers differ from the infra-validated PDs, so it fails."""
-    from credit_risk import evaluation
+
     from tests.kube_api_fake import FakeKubeApi
 
-    approval = _approval(tmp_path, fingerprint=evaluation.model_fingerprint(german_model_dir))
+    approval = _approval(tmp_path, fingerprint=lineage.model_fingerprint(german_model_dir))
     with FakeKubeApi() as fake:
         monkeypatch.setenv("CREDIT_RISK_CLUSTER_GATEWAY", fake.url)
         config = deploy.DeployConfig(name="pd", apply=True, kube_host=fake.url, poll_seconds=0.05)
@@ -315,9 +315,8 @@ def test_deployment_mode_is_explicit_in_the_manifest():
 def test_a_minio_artifact_uri_is_refused_as_storage_uri_naming_the_fix(german_model_dir, tmp_path):
     """On a stock Kubeflow the model artifact is minio://...: KServe's storage initializer cannot
     read it, so without serving_root deploy fails clearly instead of rendering a dead service."""
-    from credit_risk import evaluation
 
-    approval = _approval(tmp_path, fingerprint=evaluation.model_fingerprint(german_model_dir))
+    approval = _approval(tmp_path, fingerprint=lineage.model_fingerprint(german_model_dir))
     ok = {"instances": 3, "seconds": 0.1, "pds": [0.1, 0.2, 0.3]}
     record = deploy.deploy(
         approval, str(german_model_dir), deploy.DeployConfig(name="pd"), tmp_path / "isvc.yaml",

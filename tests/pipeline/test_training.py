@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from credit_risk import contract, data, training
+from credit_risk import contract, data, lineage, training
 from credit_risk.errors import ConfigError, DataError
 from credit_risk.model import ModelConfig
 from credit_risk.scoring import ExportedModel
@@ -83,7 +83,7 @@ def test_train_and_export_records_fingerprint(tmp_path, german_spec):
     frame = data.load_dataset(str(GERMAN_CSV), german_spec)
     result = training.train_and_export(frame, german_spec, training.TrainingConfig(epochs=1), tmp_path / "m")
     info = json.loads((tmp_path / "m" / contract.MODEL_INFO_FILE).read_text())
-    assert info["training"]["data_fingerprint"] == result.data_fingerprint == training.fingerprint(frame)
+    assert info["training"]["data_fingerprint"] == result.data_fingerprint == lineage.fingerprint(frame)
     assert result.data_fingerprint.startswith("rows=1000;sha256=")
     assert info["hyperparameters"]["epochs"] == 1 and info["dataset"] == "german_credit"
     baseline = info[contract.REASON_BASELINE_KEY]  # the applicant reason codes are measured against
@@ -96,7 +96,7 @@ def test_fingerprint_changes_with_content(german_spec):
     frame = data.load_dataset(str(GERMAN_CSV), german_spec)
     changed = frame.copy()
     changed.loc[0, "credit_amount"] += 1
-    assert training.fingerprint(frame) != training.fingerprint(changed)
+    assert lineage.fingerprint(frame) != lineage.fingerprint(changed)
 
 
 def test_single_class_training_data_is_refused(german_spec):

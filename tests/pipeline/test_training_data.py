@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk import contract, data, training, training_data
+from credit_risk import contract, data, lineage, training, training_data
 from credit_risk.errors import DataError
 from tests.helpers import CREDIT_CSV, GERMAN_CSV, drop_column, edited_copy, set_cell, set_column
 
@@ -35,7 +35,7 @@ def test_sharded_files_stream_to_the_same_rows_and_fingerprint_as_the_frame(
     streamed = pd.concat([chunk for _, chunk in source.chunks(german_spec)], ignore_index=True)
     pd.testing.assert_frame_equal(streamed, german_frame[german_spec.columns].reset_index(drop=True))
     profile = training_data.analyze(source, german_spec)
-    assert profile.fingerprint == training.fingerprint(german_frame)
+    assert profile.fingerprint == lineage.fingerprint(german_frame)
     assert profile.rows == 1000 and profile.positives == int(german_frame["default"].sum())
 
 

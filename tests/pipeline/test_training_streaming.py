@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk import contract, data, training, training_data
+from credit_risk import contract, data, lineage, training, training_data
 from credit_risk.errors import ConfigError
 from credit_risk.scoring import ExportedModel
 from tests.helpers import GERMAN_CSV, GERMAN_SPEC, REPO, free_port
@@ -37,7 +37,7 @@ def test_streamed_training_exports_a_servable_model_with_its_provenance(
     source = training_data.FileSource(str(parquet_shards / "part-*.parquet"), chunk_rows=200)
     result = training.train_and_export(source, german_spec, QUICK, tmp_path / "model")
     info = json.loads((tmp_path / "model" / contract.MODEL_INFO_FILE).read_text())
-    assert result.data_fingerprint == training.fingerprint(german_frame)  # same rows, streamed
+    assert result.data_fingerprint == lineage.fingerprint(german_frame)  # same rows, streamed
     assert info["training"]["data_fingerprint"] == result.data_fingerprint
     assert info["training"]["rows"] == 1000 and info["workers"] == 1
     assert info["hyperparameters"]["batch_size"] == 128 and info["package_version"]
@@ -67,7 +67,7 @@ def test_training_streams_sharded_csv_from_gcs(gcs, tmp_path, german_spec, germa
     source = training_data.FileSource(f"gs://{bucket}/snapshots/german/part-*.csv", chunk_rows=256)
     assert len(source.files()) == 2
     result = training.train_and_export(source, german_spec, QUICK, tmp_path / "model")
-    assert result.data_fingerprint == training.fingerprint(german_frame)
+    assert result.data_fingerprint == lineage.fingerprint(german_frame)
     assert (tmp_path / "model" / "saved_model.pb").exists()
 
 
@@ -151,6 +151,6 @@ def test_train_step_streams_the_snapshot_when_asked(tmp_path, german_spec, germa
 
     result = steps.train_step(str(GERMAN_CSV), str(GERMAN_SPEC), QUICK, str(tmp_path / "m"), stream=True)
     info = json.loads((tmp_path / "m" / contract.MODEL_INFO_FILE).read_text())
-    assert result.data_fingerprint == training.fingerprint(german_frame)
+    assert result.data_fingerprint == lineage.fingerprint(german_frame)
     # the streamed path's reason baseline comes from the profile: sample median, modal category
     assert info[contract.REASON_BASELINE_KEY]["purpose"] in set(german_frame["purpose"])
