@@ -117,8 +117,13 @@ def _doc_commands(path):
 
 @pytest.mark.parametrize(
     ("doc", "at_least"),
-    [("docs/kubeflow.md", 6), ("README.md", 4), ("docs/storage.md", 3), ("docs/history.md", 6),
-     ("docs/credit-evidence.md", 2)],  # fmt: skip
+    [
+        ("docs/kubeflow.md", 6),
+        ("README.md", 4),
+        ("docs/storage.md", 3),
+        ("docs/history.md", 6),
+        ("docs/credit-evidence.md", 2),
+    ],
 )
 def test_every_credit_risk_and_kustomize_command_in_the_guides_is_valid(doc, at_least):
     """Each `credit-risk ...` command of a guide's bash blocks parses with the real CLI (flags
