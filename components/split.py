@@ -17,8 +17,8 @@ def split(
     position; class shares match in expectation) for snapshots larger than memory.
 
     Outputs:
-      train_data: rows the model is fitted on (CSV).
-      eval_data: held-out rows, used only by evaluation (CSV).
+      train_data: rows the model is fitted on (typed Parquet).
+      eval_data: held-out rows, used only by evaluation (typed Parquet).
     """
     import logging
 

@@ -37,7 +37,8 @@ def validate(
       anomalies_table: the anomalies (and drift values) as a Markdown table.
       stats_report: Facets statistics (HTML), side by side with the baseline when there is one.
       drift: every drift/skew measurement, also under threshold (KFP Metrics).
-      validated_data: the validated snapshot (CSV) - the only data later steps read.
+      validated_data: the validated snapshot, typed by the spec (one Parquet file) - the only data
+        later steps read.
     """
     import json
     import logging

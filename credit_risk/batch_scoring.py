@@ -1,7 +1,7 @@
 """Score a dataset of any size with an exported model, in bounded memory.
 
 Reads CSV/Parquet (local, gs:// or s3://) chunk by chunk (``data_stats.raw_batches``: one chunk in
-memory), types each chunk by the model's own feature spec (``training_data.typed_chunk``: a bad
+memory), types each chunk by the model's own feature spec (``values.typed``: a bad
 value fails with its column, row and value), calls the SavedModel's serving signature (the same
 graph KServe serves), and writes ``part-NNNNN.parquet`` with the pass-through id columns plus
 ``pd``, ``decision`` and ``model_version`` per row. Each part goes to the output as soon as it is
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from credit_risk import contract, data_stats, storage, training_data
+from credit_risk import contract, data_stats, storage, values
 from credit_risk.errors import ConfigError, DataError
 from credit_risk.lineage import model_version_of
 
@@ -136,7 +136,7 @@ def score(
         needed_by = "the model needs (or named as id columns)"
         for chunk in data_stats.file_chunks(files, wanted, config.chunk_rows, needed_by):
             raw = chunk.frame
-            typed = training_data.typed_chunk(
+            typed = values.typed(
                 raw, spec, chunk.uri, chunk.first_row, chunk.line_offset, model_inputs_only=True
             )
             pds = model.predict_frame(typed, batch_size=config.batch_size)
@@ -207,7 +207,7 @@ def backtest(
     rows = 0
     for chunk in data_stats.file_chunks(files, wanted, chunk_rows, "the back-test needs"):
         raw = chunk.frame
-        typed = training_data.typed_chunk(raw, spec, chunk.uri, chunk.first_row, chunk.line_offset)
+        typed = values.typed(raw, spec, chunk.uri, chunk.first_row, chunk.line_offset)
         dates = vintage.parse_dates(raw[date_column], chunk.first_row, chunk.uri)
         pds = model.predict_frame(typed)
         acc.add(vintage.cohort_labels(dates, period), typed[spec.label].to_numpy(), pds)

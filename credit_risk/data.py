@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from credit_risk import storage
+from credit_risk import data_stats, values
 from credit_risk.errors import DataError
 from credit_risk.feature_spec import Feature, FeatureSpec
 
 log = logging.getLogger(__name__)
 
-MISSING_MARKERS = [""]  # only an empty cell is missing; "NA" may be a real category
+READ_CHUNK_ROWS = 65_536  # rows per chunk while a whole file is read
 MAX_EXAMPLES = 3
 MAX_DUPLICATE_FRACTION = 0.01  # a few exact repeats happen in real data; more means a broken extract
 
@@ -33,14 +33,12 @@ class Problem:
 
 
 def read_raw(uri: str) -> pd.DataFrame:
-    """Every column as text (missing = NaN), so nothing is silently coerced."""
-    path = storage.local_copy(uri)
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=MISSING_MARKERS)
-    except pd.errors.EmptyDataError as e:
-        raise DataError(f"{uri}: the file is empty (no header row)") from e
-    except pd.errors.ParserError as e:
-        raise DataError(f"{uri}: not a readable CSV: {e}") from e
+    """A whole file through the package's one chunked reader (``data_stats.text_frames``): CSV
+    cells as text (missing = NaN, nothing silently coerced), Parquet cells as typed."""
+    frames = list(data_stats.text_frames(uri, READ_CHUNK_ROWS))
+    if not frames:  # a header and no row: the columns, for the checks to report "no rows"
+        return pd.DataFrame(columns=data_stats.columns_of(uri), dtype=object)
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def _where(rows: list[int], values: list[str] | None = None, total: int | None = None) -> str:
@@ -373,23 +371,6 @@ def find_problems(
     return checks.problems()
 
 
-def typed_frame(raw: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    """Spec columns with their spec types: numerics float64, categoricals str (NaN when missing).
-
-    A numeric column that does not parse is left as text, so TFDV sees and reports its real type.
-    Extra columns are kept (as text) so validation can report them.
-    """
-    out = raw.copy()
-    for f in spec.features:
-        if f.name in out.columns and f.is_numeric:
-            coerced = pd.to_numeric(out[f.name], errors="coerce")
-            if not (coerced.isna() & out[f.name].notna()).any():
-                out[f.name] = coerced.astype("float64")
-    if spec.label in out.columns and out[spec.label].isin(["0", "1"]).all():
-        out[spec.label] = out[spec.label].astype("int64")
-    return out
-
-
 def load_dataset(uri: str, spec: FeatureSpec) -> pd.DataFrame:
     """Read, check and type a dataset; raises DataError listing every problem."""
     raw = read_raw(uri)
@@ -400,7 +381,7 @@ def load_dataset(uri: str, spec: FeatureSpec) -> pd.DataFrame:
             + "\n".join(f"  - {p.message}" for p in problems)
         )
     log.info("read %d rows x %d columns from %s", len(raw), len(raw.columns), uri)
-    return typed_frame(raw, spec)[spec.columns]
+    return values.typed(raw, spec, uri, 1, None if data_stats.is_parquet(uri) else 1)
 
 
 def check_eval_fraction(eval_fraction: float) -> None:

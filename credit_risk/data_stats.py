@@ -23,14 +23,16 @@ import logging
 import math
 import multiprocessing
 import os
+import re
 import sys
 import tempfile
 import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from credit_risk import storage
+from credit_risk import storage, values
 from credit_risk.errors import DataError
 from credit_risk.feature_spec import FeatureSpec
 
@@ -39,9 +41,57 @@ log = logging.getLogger(__name__)
 BATCH_ROWS = 131_072  # rows per Arrow record batch: the unit of memory
 
 
+PARQUET_MAGIC = b"PAR1"  # the first (and last) four bytes of every Parquet file
+
+
 def is_parquet(uri: str) -> bool:
-    """Whether ``uri`` names a Parquet file (else it is read as CSV)."""
-    return uri.endswith((".parquet", ".pq"))
+    """Whether ``uri`` is a Parquet file (else it is read as CSV): by its name, or for a local file
+    by its first bytes (a KFP artifact path has no extension: the validated snapshot and the
+    splits are Parquet files named by the artifact)."""
+    if uri.endswith((".parquet", ".pq")):
+        return True
+    if storage.is_remote(uri):
+        return False
+    try:
+        with open(uri, "rb") as f:
+            return f.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC
+    except OSError:
+        return False
+
+
+class TypedTableWriter:
+    """Typed rows (``values.typed`` frames) appended to one Parquet file with the spec's schema
+    (``values.arrow_schema``), written beside ``path`` and renamed into place by ``commit``: a
+    failure leaves no file a later step could pick up. A table with no row still has its columns."""
+
+    def __init__(self, path: str | os.PathLike[str], spec: FeatureSpec) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = self.path.with_name(f".{self.path.name}.partial")
+        self.schema = values.arrow_schema(spec)
+        self.rows = 0
+        self._writer = pq.ParquetWriter(self.partial, self.schema)
+
+    def write(self, typed: Any) -> None:
+        import pyarrow as pa
+
+        if len(typed):
+            self._writer.write_table(pa.Table.from_pandas(typed, schema=self.schema, preserve_index=False))
+            self.rows += len(typed)
+
+    def commit(self) -> None:
+        self._writer.close()
+        self.partial.replace(self.path)
+
+    def __enter__(self) -> TypedTableWriter:
+        return self
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        if kind is not None:
+            self._writer.close()
+            self.partial.unlink(missing_ok=True)
 
 
 def parquet_file(stream: Any, uri: str) -> Any:
@@ -100,6 +150,16 @@ def _line_blocks(stream: Any, block_bytes: int) -> Iterator[bytes]:
         carry = data[cut + 1 :]
 
 
+def _csv_error(message: str, rows_before: int) -> str:
+    """pyarrow's parse error with its block-relative ``Row #N`` (the header is row 1) as the file's
+    line: ``file line 9: Expected 1 columns, got 2: ...``."""
+    found = re.search(r"Row #(\d+): ", message)
+    if not found:
+        return f"after data row {rows_before}: {message}"
+    detail = message[found.end() :]
+    return f"file line {rows_before + int(found.group(1))}: {detail}"
+
+
 def raw_batches(
     uri: str,
     columns: Sequence[str] | None = None,
@@ -116,7 +176,7 @@ def raw_batches(
     names = csv_header(uri)
     convert = pacsv.ConvertOptions(
         column_types={n: pa.string() for n in names},
-        null_values=[""],
+        null_values=[""],  # only an empty cell is missing; "NA" may be a real category
         strings_can_be_null=True,
         quoted_strings_can_be_null=True,
         include_columns=list(columns) if columns is not None else None,
@@ -132,7 +192,7 @@ def raw_batches(
             try:
                 table = pacsv.read_csv(io.BytesIO(header + block), read_options=read, convert_options=convert)
             except pa.ArrowInvalid as e:
-                raise DataError(f"{uri}: not a readable CSV after data row {rows}: {e}") from e
+                raise DataError(f"{uri}: not a readable CSV: {_csv_error(str(e), rows)}") from e
             for batch in table.to_batches():
                 rows += batch.num_rows
                 yield batch
@@ -156,7 +216,7 @@ def text_frames(uri: str, chunk_rows: int, columns: Sequence[str] | None = None)
 @dataclass(frozen=True)
 class FileChunk:
     """Rows of one data file as read (CSV cells as text, Parquet cells typed), before the spec's
-    typing (``training_data.typed_chunk``), with where they came from for its error messages."""
+    typing (``values.typed``), with where they came from for its error messages."""
 
     uri: str
     first_row: int  # 1-based data row number in its file
@@ -192,50 +252,6 @@ def as_text(batch: Any) -> Any:
         return batch
     columns = [c if pa.types.is_string(c.type) else pc.cast(c, pa.string()) for c in batch.columns]
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
-
-
-def typed_batch(batch: Any, spec: FeatureSpec) -> Any:
-    """A raw batch with spec types for TFDV: numerics float64, label int64, the rest string.
-
-    Unparseable numbers and labels become null here (``data.DataChecks`` reports them by row).
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    numeric = {f.name for f in spec.features if f.is_numeric}
-    arrays, names = [], []
-    for name, raw in zip(batch.schema.names, batch.columns, strict=True):
-        column = raw
-        if name in numeric or name == spec.label:
-            target = pa.int64() if name == spec.label else pa.float64()
-            if pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type):
-                column = _parse_numbers(raw, target, labels=name == spec.label)
-            else:
-                column = pc.cast(column, target)
-        elif not pa.types.is_string(raw.type):
-            column = pc.cast(raw, pa.string())
-        arrays.append(column)
-        names.append(name)
-    return pa.RecordBatch.from_arrays(arrays, names=names)
-
-
-def _parse_numbers(text: Any, target: Any, labels: bool) -> Any:
-    """Text -> numbers; a cell that does not parse (or, for the label, is not 0/1) becomes null.
-    The usual all-valid batch takes one vectorised cast; only a batch with bad cells pays for the
-    per-cell pattern match."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if not labels or pc.all(pc.is_in(text, pa.array(["0", "1"])), skip_nulls=True).as_py() is not False:
-        try:
-            return pc.cast(text, target)
-        except pa.ArrowInvalid:
-            pass
-    trimmed = pc.utf8_trim_whitespace(text)
-    ok = pc.match_substring_regex(trimmed, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-    if labels:
-        ok = pc.and_(ok, pc.is_in(trimmed, pa.array(["0", "1"])))
-    return pc.cast(pc.if_else(ok, trimmed, pa.scalar(None, pa.string())), target)
 
 
 def stats_options(spec: FeatureSpec, schema: Any = None) -> Any:
@@ -305,7 +321,7 @@ def _statistics_of(
     accumulators = [g.create_accumulator() for g in generators]
     for uri in files:
         for batch in raw_batches(uri, columns, batch_rows):
-            canonical = table_util.CanonicalizeRecordBatch(typed_batch(batch, spec))
+            canonical = table_util.CanonicalizeRecordBatch(values.typed_batch(batch, spec))
             accumulators = [g.add_input(a, canonical) for g, a in zip(generators, accumulators, strict=True)]
     return bytes(stats_impl.extract_statistics_output(accumulators, generators).SerializeToString())
 
@@ -409,7 +425,7 @@ class _ReadTyped:
 
         spec = feature_spec.from_dict(yaml.safe_load(self.spec_yaml))
         for batch in raw_batches(uri, None, self.batch_rows):
-            yield table_util.CanonicalizeRecordBatch(typed_batch(batch, spec))
+            yield table_util.CanonicalizeRecordBatch(values.typed_batch(batch, spec))
 
 
 def beam_statistics(uri: str, spec: FeatureSpec, beam_args: Sequence[str], batch_rows: int = 65_536) -> Any:

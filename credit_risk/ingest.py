@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from credit_risk import lineage, storage, training_data
+from credit_risk import lineage, storage, values
 from credit_risk.errors import DataError
 from credit_risk.feature_spec import FeatureSpec
 
@@ -111,7 +111,7 @@ class _SnapshotWriter:
         if typed.empty:
             return
         name = f"part-{len(self.files):05d}.parquet"
-        typed.to_parquet(self.scratch / name, index=False)
+        typed.to_parquet(self.scratch / name, index=False, schema=values.arrow_schema(self.spec))
         self.out.add(self.scratch / name, name)
         self.digest.update(lineage.content_hash(typed))  # row hashes: chunking does not matter
         self.files.append(name)
@@ -130,8 +130,7 @@ class _SnapshotWriter:
             raise IngestError(
                 f"{source.get('kind')} source returned no rows: nothing to train on; no snapshot written"
             )
-        parquet_type = {"numeric": "double", "categorical": "string", "date": "string", "label": "int64"}
-        columns = {c: parquet_type[_expected(self.spec, c)] for c in self.spec.columns}
+        columns = {f.name: str(f.type) for f in values.arrow_schema(self.spec)}
         snapshot = Snapshot(
             uri=target, rows=self.rows, files=self.files, content_sha256=self.digest.hexdigest(),
             columns=columns,
@@ -161,7 +160,7 @@ def _run(spec: FeatureSpec, target: str, chunks: Chunks, line_offset: int | None
             writer = _SnapshotWriter(spec, Path(scratch), out)
             for frame in frames:
                 # the one typing rule of training: numerics float64, categoricals str, label 0/1
-                writer.write(training_data.typed_chunk(frame, spec, where, writer.rows + 1, line_offset))
+                writer.write(values.typed(frame, spec, where, writer.rows + 1, line_offset))
             return writer.publish(target, source, dropped)
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from credit_risk import data_stats, storage, training_data
+from credit_risk import data_stats, storage, values
 from credit_risk.errors import ConfigError, DataError
 from credit_risk.feature_spec import FeatureSpec
 
@@ -159,7 +159,7 @@ class MonitoringResult:
 def _typed_chunks(uri: str, spec: FeatureSpec, chunk_rows: int) -> Iterator[pd.DataFrame]:
     columns = [f.name for f in spec.model_features]
     for chunk in data_stats.file_chunks(storage.list_files(uri), columns, chunk_rows, "the model needs"):
-        yield training_data.typed_chunk(
+        yield values.typed(
             chunk.frame, spec, chunk.uri, chunk.first_row, chunk.line_offset, model_inputs_only=True
         )
 

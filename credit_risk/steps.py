@@ -23,6 +23,7 @@ from credit_risk import (
     rollout,
     storage,
     training_data,
+    values,
     vintage,
 )
 from credit_risk.deploy import REFUSED, DeployConfig, DeployRecord, deploy, status_markdown
@@ -33,13 +34,6 @@ from credit_risk.training import TrainingConfig, TrainingResult, train_and_expor
 from credit_risk.validation import ValidationConfig, ValidationResult, validate
 
 log = logging.getLogger(__name__)
-
-DATA_FILE = "data.csv"  # file name of a Dataset artifact's table inside its directory
-
-
-def _csv_in(artifact_path: str) -> str:
-    p = Path(artifact_path)
-    return str(p / DATA_FILE) if p.is_dir() else str(p)
 
 
 def ingest_step(
@@ -72,8 +66,9 @@ def validate_step(
     snapshot_path: str,
     config: ValidationConfig | None = None,
 ) -> ValidationResult:
-    """Validate ``data_uri``; on success write its spec columns to ``snapshot_path`` (what later
-    steps read), streamed in chunks and renamed into place.
+    """Validate ``data_uri``; on success write its spec columns, typed by the spec, to
+    ``snapshot_path`` as one Parquet file (what later steps read: split, training and evaluation
+    never parse text again), streamed in chunks and renamed into place.
 
     Raises DataValidationError (listing every anomaly) and writes no snapshot when a blocking
     anomaly is found.
@@ -84,18 +79,14 @@ def validate_step(
         log.error("%s", result.summary())
         raise DataValidationError(result.summary())
     log.info("%s", result.summary())
-    snapshot = Path(snapshot_path)
-    snapshot.parent.mkdir(parents=True, exist_ok=True)
-    partial = snapshot.with_name(f".{snapshot.name}.partial")
-    header = True
-    for uri in storage.list_files(data_uri):
-        for batch in data_stats.raw_batches(uri):
-            batch.to_pandas()[spec.columns].to_csv(
-                partial, mode="w" if header else "a", header=header, index=False
-            )
-            header = False
-    partial.rename(snapshot)
-    log.info("validated snapshot (%d rows) -> %s", result.num_rows, snapshot)
+    with data_stats.TypedTableWriter(snapshot_path, spec) as snapshot:
+        for uri in storage.list_files(data_uri):
+            row, line_offset = 1, None if data_stats.is_parquet(uri) else 1
+            for part in data_stats.text_frames(uri, training_data.CHUNK_ROWS, spec.columns):
+                snapshot.write(values.typed(part, spec, uri, row, line_offset))
+                row += len(part)
+        snapshot.commit()
+    log.info("validated snapshot (%d rows, typed Parquet) -> %s", snapshot.rows, snapshot_path)
     return result
 
 
@@ -117,7 +108,7 @@ def split_step(
     spec = feature_spec.load(spec_uri)
     date = spec.date_column
     if stream:
-        source = training_data.FileSource(_csv_in(dataset_path))
+        source = training_data.FileSource(dataset_path)
         cutoff = None
         if date:
             data.check_eval_fraction(eval_fraction)
@@ -129,7 +120,7 @@ def split_step(
             source, spec, eval_fraction, seed, train_path, eval_path, cutoff=cutoff
         )
     else:
-        frame = data.load_dataset(_csv_in(dataset_path), spec)
+        frame = data.load_dataset(dataset_path, spec)
         if date:
             data.check_eval_fraction(eval_fraction)
             held, cutoff = vintage.out_of_time_split(frame[date], eval_fraction)
@@ -137,8 +128,9 @@ def split_step(
         else:
             train, held_out = data.split_train_eval(frame, spec, eval_fraction, seed)
         for frame_, path in ((train, train_path), (held_out, eval_path)):
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            frame_.to_csv(path, index=False)
+            with data_stats.TypedTableWriter(path, spec) as table:
+                table.write(frame_)
+                table.commit()
         n_train, n_eval = len(train), len(held_out)
     if date:
         log.info("split out of time on %r: held out the rows dated %s or later", date, cutoff)
@@ -159,8 +151,8 @@ def train_step(
     """Train on the snapshot: loaded whole (stratified split), or streamed in bounded chunks."""
     spec = feature_spec.load(spec_uri)
     if stream:
-        return train_and_export(training_data.FileSource(_csv_in(train_path)), spec, config, model_dir)
-    frame = data.load_dataset(_csv_in(train_path), spec)
+        return train_and_export(training_data.FileSource(train_path), spec, config, model_dir)
+    frame = data.load_dataset(train_path, spec)
     return train_and_export(frame, spec, config, model_dir)
 
 
@@ -184,7 +176,7 @@ def evaluate_step(
     model that InferenceService serves to all traffic (none if it does not exist yet; the API
     server from in-cluster config, ~/.kube/config, or ``$CREDIT_RISK_KUBE_HOST``)."""
     spec = feature_spec.load(spec_uri)
-    frame = data.load_dataset(_csv_in(eval_path), spec)
+    frame = data.load_dataset(eval_path, spec)
     with tempfile.TemporaryDirectory(prefix="credit-risk-champion-") as scratch:
         champion_uri = champion_dir or ""
         if champion_uri.startswith(rollout.CLUSTER_SCHEME):

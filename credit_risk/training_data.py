@@ -27,101 +27,16 @@ import pandas as pd
 
 from credit_risk import storage
 from credit_risk.contract import MISSING_CATEGORY, frame_to_arrays
-from credit_risk.data_stats import text_frames
+from credit_risk.data_stats import TypedTableWriter, text_frames
 from credit_risk.errors import DataError
 from credit_risk.feature_spec import FeatureSpec
 from credit_risk.lineage import content_hash, data_fingerprint
+from credit_risk.values import typed
 
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 65_536  # rows read (and shuffled) at a time: memory is bounded by this, not the data
 SAMPLE_CAP = 200_000  # values kept per numeric column for bucket boundaries (uniform reservoir)
-DATE_FORMAT = "%Y-%m-%d"  # the one text form of a date (the spec's origination_date)
-
-
-def _bad_values(
-    label: str, column: pd.Series, bad: np.ndarray, first_row: int, line_offset: int | None, expected: str
-) -> str:
-    """``column 'x' row 7 value 'n/a' is not a number`` (up to 3 examples, then a count)."""
-    where = np.flatnonzero(bad)
-    line = (
-        (lambda i: f" (file line {first_row + i + line_offset})")
-        if line_offset is not None
-        else (lambda i: "")
-    )
-    examples = ", ".join(f"row {first_row + i}{line(i)} value {column.iloc[i]!r}" for i in where[:3])
-    more = f" (+{len(where) - 3} more)" if len(where) > 3 else ""
-    verb = "is" if len(where) == 1 else "are"
-    return f"{label} {column.name!r} {examples}{more} {verb} not {expected}"
-
-
-def to_dates(column: pd.Series) -> pd.Series:
-    """ISO dates (``YYYY-MM-DD``) and date/timestamp objects (a Parquet date32, a database date) as
-    datetime64; NaT where a value is missing or not a date. Text is never guessed (15/01/2024 vs
-    01/15/2024)."""
-    if pd.api.types.is_datetime64_any_dtype(column):
-        return column
-    text = column.astype("string")
-    parsed = pd.to_datetime(text, format=DATE_FORMAT, errors="coerce")
-    objects = parsed.isna() & column.notna() & ~column.map(lambda v: isinstance(v, str))
-    if objects.any():
-        parsed = parsed.fillna(pd.to_datetime(column[objects], errors="coerce"))
-    return parsed
-
-
-def typed_chunk(
-    raw: pd.DataFrame,
-    spec: FeatureSpec,
-    where: str,
-    first_row: int,
-    line_offset: int | None = None,
-    model_inputs_only: bool = False,
-) -> pd.DataFrame:
-    """Spec columns with spec types (numerics float64, categoricals str/NaN, label int64, the
-    origination date ``YYYY-MM-DD`` text), or one DataError naming the source, and for every column
-    with bad values the rows (from ``first_row``; ``line_offset`` also gives the file line) and
-    values. ``model_inputs_only``: just the model's input features, no label (data to score)."""
-    features = spec.model_features if model_inputs_only else list(spec.features)
-    needed = [f.name for f in features] if model_inputs_only else spec.columns
-    missing = [c for c in needed if c not in raw.columns]
-    if missing:
-        raise DataError(
-            f"{where}: column(s) {missing} named by feature spec {spec.name!r} are not in the data"
-        )
-    out, problems = {}, []
-    for f in features:
-        col = raw[f.name]
-        if f.is_numeric:
-            num = pd.to_numeric(col, errors="coerce")
-            bad = (num.isna() & col.notna()).to_numpy()
-            if bad.any():
-                problems.append(_bad_values("column", col, bad, first_row, line_offset, "a number"))
-            out[f.name] = num.astype("float64")
-        else:
-            # CSV cells are already text; a Parquet or database column may hold numbers or None
-            text = col if col.dtype == object else col.astype(str)
-            out[f.name] = text.where(col.notna(), np.nan)
-    if not model_inputs_only:
-        label = pd.to_numeric(raw[spec.label], errors="coerce")
-        bad = (~label.isin([0, 1])).to_numpy()
-        if bad.any():
-            problems.append(_bad_values("label", raw[spec.label], bad, first_row, line_offset, "0 or 1"))
-        out[spec.label] = label
-        if spec.date_column:
-            dates = to_dates(raw[spec.date_column])
-            bad = dates.isna().to_numpy()
-            if bad.any():
-                problems.append(
-                    _bad_values(
-                        "column", raw[spec.date_column], bad, first_row, line_offset, "a date (YYYY-MM-DD)"
-                    )
-                )
-            out[spec.date_column] = dates.dt.strftime(DATE_FORMAT)
-    if problems:
-        raise DataError(f"{where}: " + "; ".join(problems))
-    if not model_inputs_only:
-        out[spec.label] = out[spec.label].astype("int64")
-    return pd.DataFrame(out, index=raw.index)[needed].reset_index(drop=True)
 
 
 ROW_KEY_FILE_STRIDE = 1 << 40  # row key = file index * stride + row number in that file
@@ -146,7 +61,7 @@ class FileSource:
         for index, uri in files if files is not None else list(enumerate(self.files())):
             row = 1
             for raw in text_frames(uri, self.chunk_rows):
-                yield index * ROW_KEY_FILE_STRIDE + row, typed_chunk(raw, spec, uri, row)
+                yield index * ROW_KEY_FILE_STRIDE + row, typed(raw, spec, uri, row)
                 row += len(raw)
 
 
@@ -160,7 +75,7 @@ class FrameSource:
         self, spec: FeatureSpec, files: list[tuple[int, str]] | None = None
     ) -> Iterator[tuple[int, pd.DataFrame]]:
         if not self.frame.empty:
-            yield 1, typed_chunk(self.frame, spec, "training frame", 1)
+            yield 1, typed(self.frame, spec, "training frame", 1)
 
 
 Source = FileSource | FrameSource
@@ -194,7 +109,8 @@ def split_stream(
     eval_path: str | Path,
     cutoff: str | None = None,
 ) -> tuple[int, int]:
-    """Train / held-out split of every row of ``source`` in one bounded-memory pass, as CSV files.
+    """Train / held-out split of every row of ``source`` in one bounded-memory pass, as typed
+    Parquet files (``data_stats.TypedTableWriter``).
 
     A row is held out by a seeded hash of its position (``validation_mask``), so the split does not
     depend on chunking. Class shares match in expectation, not exactly as in the in-memory
@@ -205,33 +121,25 @@ def split_stream(
     from credit_risk.data import check_eval_fraction
 
     check_eval_fraction(eval_fraction)
-    targets = [Path(train_path), Path(eval_path)]
-    partials = [t.with_name(f".{t.name}.partial") for t in targets]
-    counts, started = [0, 0], time.perf_counter()
-    try:
-        for t in partials:
-            t.parent.mkdir(parents=True, exist_ok=True)
-            pd.DataFrame(columns=spec.columns).to_csv(t, index=False)  # the header, even if no row follows
-        if cutoff is not None and not spec.date_column:
-            raise DataError(
-                f"an out-of-time cutoff needs the spec's origination_date; {spec.name!r} has none"
-            )
+    if cutoff is not None and not spec.date_column:
+        raise DataError(f"an out-of-time cutoff needs the spec's origination_date; {spec.name!r} has none")
+    started = time.perf_counter()
+    with (
+        TypedTableWriter(train_path, spec) as train,
+        TypedTableWriter(eval_path, spec) as held_out,
+    ):
         for first_key, chunk in source.chunks(spec):
             if cutoff is not None:  # typed dates are YYYY-MM-DD text: they order as the dates do
                 held = (chunk[str(spec.date_column)] >= cutoff).to_numpy()
             else:
                 held = validation_mask(first_key, len(chunk), eval_fraction, seed ^ HELD_OUT_SALT)
-            for i, part in enumerate((chunk[~held], chunk[held])):
-                part.to_csv(partials[i], mode="a", header=False, index=False)
-                counts[i] += len(part)
-            rows = sum(counts)
+            train.write(chunk[~held])
+            held_out.write(chunk[held])
+            rows = train.rows + held_out.rows
             log.info("split: %d rows (%.0f rows/s)", rows, rows / max(time.perf_counter() - started, 1e-9))
-        for partial, target in zip(partials, targets, strict=True):
-            partial.replace(target)
-    finally:
-        for partial in partials:
-            partial.unlink(missing_ok=True)
-    return counts[0], counts[1]
+        train.commit()
+        held_out.commit()
+    return train.rows, held_out.rows
 
 
 @dataclass

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from credit_risk import metrics, rating, training_data
+from credit_risk import metrics, rating, values
 from credit_risk.errors import ConfigError, DataError
 
 PERIODS = ("month", "quarter", "year")
@@ -45,10 +45,10 @@ def parse_dates(column: pd.Series, first_row: int = 1, where: str = "") -> pd.Se
     """ISO dates (``YYYY-MM-DD``; Parquet/database dates and timestamps as they are) as datetime64,
     or one DataError naming up to three bad rows and their values. A missing date is bad: a loan
     without an origination date belongs to no cohort."""
-    parsed = training_data.to_dates(column)
+    parsed = values.to_dates(column)
     bad = parsed.isna().to_numpy()
     if bad.any():
-        message = training_data._bad_values("column", column, bad, first_row, None, "a date (YYYY-MM-DD)")
+        message = values.bad_values("column", column, bad, first_row, None, "a date (YYYY-MM-DD)")
         raise DataError(f"{where}: {message}" if where else message)
     return parsed
 
@@ -255,7 +255,7 @@ class CurveAccumulator:
         number = pd.to_numeric(months, errors="coerce")
         bad = (months.notna() & ~(number.notna() & (number >= 1) & (number == np.floor(number)))).to_numpy()
         if bad.any():
-            message = training_data._bad_values(
+            message = values.bad_values(
                 "column", months, bad, first_row, None, "a whole number of months >= 1 (or empty: no default)"
             )
             raise DataError(f"{where}: {message}" if where else message)

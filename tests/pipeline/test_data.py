@@ -100,11 +100,15 @@ def test_sample_request_uses_model_inputs_and_null(credit_spec):
     assert isinstance(body["instances"][0]["Age"], float)
 
 
-def test_typed_frame_leaves_unparseable_numeric_as_text(german_spec):
-    raw = pd.DataFrame({"duration_in_month": ["1", "x"], "default": ["0", "1"]})
-    typed = data.typed_frame(raw, german_spec)
-    assert typed["duration_in_month"].dtype == object
-    assert typed["default"].dtype == "int64"
+def test_load_dataset_types_each_column_by_the_spec_from_csv_and_parquet(tmp_path, german_spec):
+    """One typing rule (values.typed) whatever the file: the same frame from CSV text and Parquet."""
+    frame = data.load_dataset(str(GERMAN_CSV), german_spec)
+    assert list(frame.columns) == german_spec.columns
+    for f in german_spec.features:
+        assert frame[f.name].dtype == ("float64" if f.is_numeric else object), f.name
+    assert frame["default"].dtype == "int64"
+    frame.to_parquet(tmp_path / "g.parquet", index=False)
+    pd.testing.assert_frame_equal(data.load_dataset(str(tmp_path / "g.parquet"), german_spec), frame)
 
 
 def test_out_of_range_value_names_row_and_value(tmp_path, german_spec):
@@ -142,5 +146,14 @@ def test_wrong_delimiter_reports_every_missing_column(tmp_path, credit_spec, ger
     # german_credit's values contain commas: the file does not even parse, and says where
     header, rows = read_rows(GERMAN_CSV)
     (tmp_path / "semi2.csv").write_text("\n".join(";".join(r) for r in [header, *rows[:20]]) + "\n")
-    with pytest.raises(DataError, match=r"not a readable CSV: .*line 9"):
+    with pytest.raises(DataError, match=r"not a readable CSV: file line 2: Expected 1 columns, got 2"):
         data.read_raw(str(tmp_path / "semi2.csv"))
+
+
+def test_an_unreadable_line_deep_in_a_csv_is_named_by_its_file_line(tmp_path):
+    """The reader parses ~1 MB blocks: the line is counted across them (the header is line 1)."""
+    rows = ["a,b", *(f"{i},{i}" for i in range(400_000))]
+    rows.insert(300_001, "1,2,3")  # file line 300,002
+    (tmp_path / "deep.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"file line 300002: Expected 2 columns, got 3"):
+        data.read_raw(str(tmp_path / "deep.csv"))

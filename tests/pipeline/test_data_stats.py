@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk import data_stats
+from credit_risk import data_stats, values
 from credit_risk.errors import DataError
 from tests.helpers import CREDIT_CSV, GERMAN_CSV
 
@@ -67,7 +67,7 @@ def test_fast_path_gives_tfdvs_own_in_memory_statistics(german_spec):
     (table_batch,) = pa.Table.from_batches(list(data_stats.raw_batches(str(GERMAN_CSV)))).to_batches(
         max_chunksize=None
     )
-    whole = table_util.CanonicalizeRecordBatch(data_stats.typed_batch(table_batch, german_spec))
+    whole = table_util.CanonicalizeRecordBatch(values.typed_batch(table_batch, german_spec))
     tfdv_own = stats_impl.generate_statistics_in_memory(whole, data_stats.stats_options(german_spec))
     fast = data_stats.fast_statistics(str(GERMAN_CSV), german_spec, processes=2, batch_rows=300)
     assert data_stats.statistics_differences(fast, tfdv_own) == []

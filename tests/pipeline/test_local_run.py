@@ -108,7 +108,7 @@ def test_unreachable_threshold_is_rejected_and_not_deployed(tmp_path):
     assert "auc" in s.decision.reasons[0] and ">= 0.999" in s.decision.reasons[0]
     assert not s.deployment.deployed and "rejected" in s.deployment.reason
     assert "inference_service" not in s.artifacts
-    train, held = (pd.read_csv(s.artifacts[k]) for k in ("train_data", "eval_data"))
+    train, held = (pd.read_parquet(s.artifacts[k]) for k in ("train_data", "eval_data"))
     assert len(train) + len(held) == 1000 and 200 <= len(held) <= 300  # 25 % by a seeded hash
     assert s.decision.metrics["rows"] == len(held)
 

@@ -186,11 +186,14 @@ def test_frame_conversion_equals_the_request_contract(credit_spec):
 def test_streamed_split_is_a_seeded_partition_independent_of_chunking(tmp_path, german_spec, german_frame):
     def split(chunk_rows: int, seed: int, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         source = training_data.FileSource(str(GERMAN_CSV), chunk_rows=chunk_rows)
-        train, held = tmp_path / name / "train.csv", tmp_path / name / "eval.csv"
+        train, held = tmp_path / name / "train.parquet", tmp_path / name / "eval.parquet"
         counts = training_data.split_stream(source, german_spec, 0.2, seed, train, held)
         frames = data.load_dataset(str(train), german_spec), data.load_dataset(str(held), german_spec)
         assert counts == (len(frames[0]), len(frames[1]))
-        assert sorted(p.name for p in (tmp_path / name).iterdir()) == ["eval.csv", "train.csv"]  # no partials
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == [
+            "eval.parquet",
+            "train.parquet",
+        ]  # no partials
         return frames
 
     train, held = split(1000, 7, "a")
@@ -214,7 +217,7 @@ def test_streamed_split_of_bad_data_leaves_no_files(tmp_path, german_spec):
     source = training_data.FileSource(str(bad), chunk_rows=100)
     out = tmp_path / "out"
     with pytest.raises(DataError, match=r"row 701 .*'forty'"):
-        training_data.split_stream(source, german_spec, 0.2, 1, out / "train.csv", out / "eval.csv")
+        training_data.split_stream(source, german_spec, 0.2, 1, out / "train.parquet", out / "eval.parquet")
     assert list(out.iterdir()) == []
     with pytest.raises(DataError, match=r"eval_fraction must be in \[0.05, 0.5\]"):
-        training_data.split_stream(source, german_spec, 0.9, 1, out / "train.csv", out / "eval.csv")
+        training_data.split_stream(source, german_spec, 0.9, 1, out / "train.parquet", out / "eval.parquet")

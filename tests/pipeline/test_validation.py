@@ -1,8 +1,9 @@
 import json
 
+import pandas as pd
 import pytest
 
-from credit_risk import steps, validation
+from credit_risk import data, steps, validation
 from credit_risk.errors import DataValidationError
 from tests.helpers import CREDIT_CSV, GERMAN_CSV, GERMAN_SPEC, read_rows, write_rows
 
@@ -76,10 +77,13 @@ def test_validate_step_fails_and_writes_no_snapshot(tmp_path):
 
 
 def test_validate_step_snapshot_is_exactly_the_spec_columns(tmp_path, german_spec):
-    snapshot = tmp_path / "snapshot.csv"
+    snapshot = tmp_path / "validated_data"  # a KFP artifact path: no extension
     steps.validate_step(str(GERMAN_CSV), str(GERMAN_SPEC), str(tmp_path / "out"), str(snapshot))
-    header, rows = read_rows(snapshot)
-    assert header == german_spec.columns and len(rows) == 1000
+    typed = pd.read_parquet(snapshot)  # typed by the spec: later steps never parse text again
+    assert list(typed.columns) == german_spec.columns and len(typed) == 1000
+    pd.testing.assert_frame_equal(typed, data.load_dataset(str(GERMAN_CSV), german_spec))
+    assert data.load_dataset(str(snapshot), german_spec).equals(typed)  # read back by its content
+    assert not list(tmp_path.glob(".*partial"))
 
 
 def test_out_of_range_is_reported_by_tfdv_from_the_spec_range(tmp_path, german_spec):

@@ -191,7 +191,7 @@ def test_policy_can_let_a_new_category_through_as_a_warning(tmp_path, german_spe
     result = steps.validate_step(uri, str(GERMAN_SPEC), str(tmp_path / "out"), str(snapshot), config)
     assert result.passed and [a.kind for a in result.anomalies] == ["ENUM_TYPE_UNEXPECTED_STRING_VALUES"]
     assert not result.anomalies[0].blocking and "warning" in result.summary()
-    assert len(pd.read_csv(snapshot)) == 1000
+    assert len(pd.read_parquet(snapshot)) == 1000
 
 
 def test_curated_schema_is_the_one_beside_the_spec_and_must_cover_the_spec(tmp_path, german_spec):

@@ -145,11 +145,11 @@ def _dated_csv(tmp_path, edit=None):
 def test_typed_rows_carry_the_origination_date_as_iso_text_and_name_a_bad_one(tmp_path):
     import datetime as dt
 
-    from credit_risk import feature_spec, training_data
+    from credit_risk import feature_spec, values
 
     spec = feature_spec.load(_dated_spec(tmp_path))
     frame = pd.read_csv(_dated_csv(tmp_path), dtype=str).head(3)
-    typed = training_data.typed_chunk(frame, spec, "dated.csv", 1, line_offset=1)
+    typed = values.typed(frame, spec, "dated.csv", 1, line_offset=1)
     assert (
         list(typed.columns) == spec.columns
         and typed["origination_date"].tolist() == frame["origination_date"].tolist()
@@ -157,17 +157,17 @@ def test_typed_rows_carry_the_origination_date_as_iso_text_and_name_a_bad_one(tm
     objects = frame.assign(
         origination_date=[dt.date(2024, 1, 5), dt.date(2024, 2, 29), dt.date(2023, 12, 31)]
     )
-    assert training_data.typed_chunk(objects, spec, "db", 1)["origination_date"].tolist() == [
+    assert values.typed(objects, spec, "db", 1)["origination_date"].tolist() == [
         "2024-01-05", "2024-02-29", "2023-12-31",
     ]  # fmt: skip
     bad = frame.assign(origination_date=["2024-01-05", "05/01/2024", None])
     expected = (r"dated.csv: column 'origination_date' row 2 \(file line 3\) value '05/01/2024', "
                 r"row 3 \(file line 4\) value None are not a date \(YYYY-MM-DD\)")  # fmt: skip
     with pytest.raises(DataError, match=expected):
-        training_data.typed_chunk(bad, spec, "dated.csv", 1, line_offset=1)
+        values.typed(bad, spec, "dated.csv", 1, line_offset=1)
     missing = frame.drop(columns=["origination_date"])
     with pytest.raises(DataError, match=r"column\(s\) \['origination_date'\] named by feature spec"):
-        training_data.typed_chunk(missing, spec, "dated.csv", 1)
+        values.typed(missing, spec, "dated.csv", 1)
 
 
 def test_validation_checks_every_origination_date(tmp_path):
@@ -202,9 +202,9 @@ def test_the_split_holds_out_the_latest_originations_in_memory_and_streamed(tmp_
     spec, csv = str(_dated_spec(tmp_path)), str(_dated_csv(tmp_path))
     splits = {}
     for stream in (False, True):
-        train, held = tmp_path / f"train-{stream}.csv", tmp_path / f"eval-{stream}.csv"
+        train, held = tmp_path / f"train-{stream}.parquet", tmp_path / f"eval-{stream}.parquet"
         n_train, n_eval = steps.split_step(csv, spec, 0.25, 1, str(train), str(held), stream=stream)
-        t, h = pd.read_csv(train), pd.read_csv(held)
+        t, h = pd.read_parquet(train), pd.read_parquet(held)
         assert (len(t), len(h)) == (n_train, n_eval) and n_train + n_eval == 1000
         assert t["origination_date"].max() < h["origination_date"].min()  # out of time: no overlap
         assert 0.2 <= n_eval / 1000 <= 0.3
@@ -242,21 +242,21 @@ def test_evaluation_backtests_the_held_out_cohorts_and_the_gate_flags_the_seeded
         frame.loc[flip, "default"] = 1
 
     csv = str(_dated_csv(tmp_path, seed_late_defaults))
-    steps.split_step(csv, spec, 0.25, 1, str(tmp_path / "train.csv"), str(tmp_path / "eval.csv"))
+    steps.split_step(csv, spec, 0.25, 1, str(tmp_path / "train.parquet"), str(tmp_path / "eval.parquet"))
 
     def run(name, config):
         out = tmp_path / name
         out.mkdir()
         files = [str(out / n) for n in ("approval.json", "card.md", "report.html")]
         return steps.evaluate_step(
-            str(german_model_dir), str(tmp_path / "eval.csv"), spec, config, *files
+            str(german_model_dir), str(tmp_path / "eval.parquet"), spec, config, *files
         ), out
 
     result, out = run("judged", gate.GateConfig())
     cohorts = {c.cohort: c for c in result.vintage.cohorts}
     assert "2024Q4" in cohorts and "2024Q4" in result.vintage.flagged
     assert min(cohorts) >= "2024Q2" and result.vintage.out_of_time_cutoff >= "2024-04-01"
-    assert sum(c.n for c in cohorts.values()) == len(pd.read_csv(tmp_path / "eval.csv"))
+    assert sum(c.n for c in cohorts.values()) == len(pd.read_parquet(tmp_path / "eval.parquet"))
     checks = [c for c in result.decision.checks if c.name == "min_cohort_p_value"]
     assert [c.group for c in checks] == list(cohorts)
     assert not result.decision.approved
