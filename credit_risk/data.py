@@ -161,8 +161,7 @@ class DataChecks:
         if date and date in names:
             col = batch.column(names.index(date))
             text = col if pa.types.is_string(col.type) else pc.cast(col, pa.string())
-            parsed = pc.strptime(text, format="%Y-%m-%d", unit="s", error_is_null=True)
-            bad = pc.is_null(parsed).to_numpy(zero_copy_only=False)  # missing or not YYYY-MM-DD
+            bad = pc.is_null(values.dates(text)).to_numpy(zero_copy_only=False)  # missing or not YYYY-MM-DD
             if bad.any():
                 self._found(date, "bad_date", bad, first_row, pc.fill_null(text, "<missing>"))
         if label is not None:

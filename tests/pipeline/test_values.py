@@ -51,3 +51,25 @@ def test_a_typed_table_is_parquet_by_its_content_and_never_half_written(tmp_path
     with data_stats.TypedTableWriter(tmp_path / "empty", german_spec) as table:
         table.commit()
     assert list(pd.read_parquet(tmp_path / "empty").columns) == german_spec.columns
+
+
+def test_one_date_rule_for_typing_and_the_row_checks(tmp_path):
+    """ISO text that prints back as written, Parquet/database dates as they are; strptime alone
+    would roll 2024-02-30 over to March. The row checks (data.DataChecks) use the same rule."""
+    import datetime as dt
+
+    from credit_risk import feature_spec
+
+    text = pa.array(["2024-01-15", "2024-02-30", "2024-1-5", "15/01/2024", None, "2024-02-29"])
+    assert values.dates(text).to_pylist() == ["2024-01-15", None, None, None, None, "2024-02-29"]
+    stamps = pd.Series(pd.to_datetime(["2024-03-01 10:30", None]))
+    assert values.dates(values.arrow(stamps)).to_pylist() == ["2024-03-01", None]
+    objects = pd.Series([dt.date(2024, 5, 6), None], dtype=object)
+    assert values.dates(values.arrow(objects)).to_pylist() == ["2024-05-06", None]
+    spec = feature_spec.from_dict(
+        {"name": "d", "label": "default", "origination_date": "booked_on",
+         "features": [{"name": "x", "type": "numeric"}]}
+    )  # fmt: skip
+    raw = pd.DataFrame({"x": ["1", "2"], "default": ["0", "1"], "booked_on": ["2024-01-15", "2024-02-30"]})
+    (problem,) = [p for p in data.find_problems(raw, spec) if p.kind == "bad_date"]
+    assert "row 2 (file line 3) value '2024-02-30'" in problem.message
