@@ -78,5 +78,5 @@ setup(
     },
     install_requires=COMMON,
     extras_require={"pipeline": PIPELINE, "serving": SERVING, "dev": DEV},
-    entry_points={"console_scripts": ["credit-risk=credit_risk.cli:main"]},
+    entry_points={"console_scripts": ["credit-risk=credit_risk.app.cli:main"]},
 )

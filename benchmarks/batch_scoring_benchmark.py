@@ -1,6 +1,6 @@
 """Batch scoring and PSI at scale: rows/s and peak memory on 1M and 10M synthetic rows.
 
-Writes synthetic german_credit-shaped rows (credit_risk.synthetic) as Parquet shards of 250k
+Writes synthetic german_credit-shaped rows (credit_risk.dataset.synthetic) as Parquet shards of 250k
 rows, exports a small wide-and-deep model (throughput does not depend on how well it is trained),
 then measures, each in a fresh subprocess so its peak RSS is its own:
 
@@ -47,8 +47,9 @@ def _child(kind: str, workdir: Path, rows: int) -> dict:
     model_dir = workdir / "model"
     out: dict = {"kind": kind, "rows": rows}
     if kind == "in_process":
-        from credit_risk import contract, data
-        from credit_risk.scoring import ExportedModel
+        from credit_risk.dataset import data
+        from credit_risk.modeling.scoring import ExportedModel
+        from credit_risk.spec import contract
 
         model = ExportedModel(model_dir)
         frame = data.load_dataset(str(SPEC.with_name("german_credit.csv")), model.spec)
@@ -70,7 +71,7 @@ def _child(kind: str, workdir: Path, rows: int) -> dict:
             }
         )
     elif kind == "score":
-        from credit_risk import batch_scoring
+        from credit_risk.release import batch_scoring
 
         result = batch_scoring.score(
             model_dir, str(workdir / f"rows-{rows}"), str(workdir / f"scores-{rows}")
@@ -79,7 +80,7 @@ def _child(kind: str, workdir: Path, rows: int) -> dict:
             {"seconds": result.seconds, "rows_per_second": result.rows_per_second, "parts": len(result.files)}
         )
     elif kind == "psi":
-        from credit_risk import monitoring
+        from credit_risk.release import monitoring
 
         start = time.perf_counter()
         result = monitoring.monitor(
@@ -112,7 +113,9 @@ def _run_child(kind: str, workdir: Path, rows: int) -> dict:
 
 
 def _prepare(workdir: Path, sizes: list[int]) -> None:
-    from credit_risk import data, feature_spec, synthetic, training
+    from credit_risk.dataset import data, synthetic
+    from credit_risk.modeling import training
+    from credit_risk.spec import feature_spec
 
     spec = feature_spec.load(SPEC)
     if not (workdir / "model" / "saved_model.pb").exists():

@@ -2,7 +2,7 @@
 
 Same folds for every model: RepeatedStratifiedKFold(n_splits=5, n_repeats=3, random_state=42);
 same inputs for every model: the feature spec's model inputs. The wide-and-deep model trains with
-the pipeline's defaults (credit_risk.training.TrainingConfig()).
+the pipeline's defaults (credit_risk.modeling.training.TrainingConfig()).
 
 Tuning budget: the wide-and-deep defaults were chosen after 15 configurations on german_credit's
 folds (benchmarks/results/cv_german_credit_*.json). ``--baseline-budget 15`` gives each baseline the
@@ -30,7 +30,10 @@ import provenance  # benchmarks/provenance.py: this script's folder is first on 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from credit_risk import data, feature_spec, metrics, training
+from credit_risk.dataset import data
+from credit_risk.evidence import metrics
+from credit_risk.modeling import training
+from credit_risk.spec import feature_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

@@ -75,7 +75,7 @@ def make_model(workdir: Path) -> Path:
 def bodies(model_dir: Path, workdir: Path) -> dict[str, Path]:
     """1-row V1 (the default: reasons on; and reasons off) and 1,000-row V2 request bodies from the
     model's own sample rows."""
-    from credit_risk import feature_spec
+    from credit_risk.spec import feature_spec
 
     expected = (
         json.loads((model_dir.parent / "expected.json").read_text())
@@ -86,7 +86,7 @@ def bodies(model_dir: Path, workdir: Path) -> dict[str, Path]:
     if expected:
         instances = [i for i in expected["instances"] if all(v is not None for v in i.values())]
     else:
-        from credit_risk.infra_validation import sample_requests
+        from credit_risk.release.infra_validation import sample_requests
 
         instances = sample_requests(model_dir)["instances"][:2]
     one = {"instances": instances[:1]}  # the default request: reasons on

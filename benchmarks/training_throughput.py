@@ -1,6 +1,6 @@
 """Training throughput: rows/s per epoch of the streamed wide-and-deep training, and its scaling.
 
-Writes synthetic german_credit-shaped rows (credit_risk.synthetic: real rows resampled, numerics
+Writes synthetic german_credit-shaped rows (credit_risk.dataset.synthetic: real rows resampled, numerics
 jittered) as Parquet shards, then trains from them with the production code path
 (``training_data.FileSource`` -> tf.data -> the custom distributed loop) at batch 1024 for a few
 epochs. Reports, per size: rows/s per epoch (train steps only; the first epoch includes tracing,
@@ -26,7 +26,9 @@ from pathlib import Path
 
 import provenance  # benchmarks/provenance.py: this script's folder is first on sys.path
 
-from credit_risk import feature_spec, synthetic, training, training_data
+from credit_risk.dataset import synthetic
+from credit_risk.modeling import training, training_data
+from credit_risk.spec import feature_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

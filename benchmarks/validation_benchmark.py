@@ -1,6 +1,6 @@
 """Validation benchmark: TFDV statistics of synthetic credit rows, our fast path vs TFDV's own calls.
 
-Generates german_credit-shaped CSVs (credit_risk.synthetic: real rows resampled, numerics jittered;
+Generates german_credit-shaped CSVs (credit_risk.dataset.synthetic: real rows resampled, numerics jittered;
 same columns and schema) of each size, then measures - every measurement in its own child process,
 so its peak memory (max RSS, including its worker processes) is its own, and each timed
 ``--repeat`` times (the median is reported; TFDV samples string lengths for a Beam metric in a
@@ -54,7 +54,8 @@ CHILD = r"""
 import json, resource, statistics, sys, time
 kind, csv, spec_path, statistics_out = sys.argv[1], sys.argv[2], sys.argv[5], sys.argv[7]
 rows, processes, repeat = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[6])
-from credit_risk import data, data_stats, feature_spec
+from credit_risk.dataset import data, data_stats
+from credit_risk.spec import feature_spec
 import tensorflow_data_validation  # imported before the clock starts, as in a long-lived step
 spec = feature_spec.load(spec_path)
 options = data_stats.stats_options(spec)  # the same options for every call: the same work
@@ -76,7 +77,7 @@ if kind not in ("fast", "fast_parquet", "beam", "validate_step"):
 def run():
     if kind == "validate_step":  # the whole validate step: row checks, statistics, anomalies, reports
         import tempfile
-        from credit_risk import validation
+        from credit_risk.dataset import validation
         with tempfile.TemporaryDirectory() as out:
             validation.validate(csv.replace(".csv", "-parquet"), spec, out)
         return None
@@ -110,7 +111,8 @@ print(json.dumps(out))
 
 
 def generate(rows: int, workdir: Path) -> Path:
-    from credit_risk import data, feature_spec, synthetic
+    from credit_risk.dataset import data, synthetic
+    from credit_risk.spec import feature_spec
 
     path = workdir / f"german-{rows}.csv"
     if path.exists():
@@ -136,7 +138,8 @@ def to_parquet(csv: Path, spec_path: Path = SPEC) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from credit_risk import data_stats, feature_spec
+    from credit_risk.dataset import data_stats
+    from credit_risk.spec import feature_spec
 
     out = csv.with_name(csv.stem + "-parquet")
     if out.exists():
@@ -217,7 +220,7 @@ def main() -> None:
     def unlike(kind: str, rows: int) -> list[str] | None:
         from tensorflow_metadata.proto.v0 import statistics_pb2
 
-        from credit_risk import data_stats
+        from credit_risk.dataset import data_stats
 
         a, b = find(kind, rows), find("arrow", rows)
         if not (a and b):

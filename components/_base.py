@@ -4,7 +4,7 @@ import functools
 
 from kfp import dsl
 
-from credit_risk import images
+from credit_risk.release import images
 
 # Our image carries kfp and the package from locks/pipeline.txt: nothing is installed at run time.
 # `credit-risk compile --registry/--tag` rewrites this image in the compiled YAML.

@@ -24,7 +24,7 @@ def batch_score(
     import logging
 
     from credit_risk import steps
-    from credit_risk.batch_scoring import ScoringConfig
+    from credit_risk.release.batch_scoring import ScoringConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ScoringConfig(

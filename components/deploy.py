@@ -23,7 +23,7 @@ def deploy(
     status: Output[Markdown],
     deploy_metrics: Output[Metrics],
 ):
-    """Deploy an approved model; record why not otherwise (see ``credit_risk.deploy``).
+    """Deploy an approved model; record why not otherwise (see ``credit_risk.release.deploy``).
 
     Always runs (no ``dsl.If``, as TFX's Pusher): it reads the approval first and never touches the
     cluster for a rejected model. Approved: smoke test in the serving environment, publish the version
@@ -42,8 +42,8 @@ def deploy(
     import logging
 
     from credit_risk import steps
-    from credit_risk.deploy import RENDERED, DeployConfig
-    from credit_risk.rollout import STANDARD
+    from credit_risk.release.deploy import RENDERED, DeployConfig
+    from credit_risk.release.rollout import STANDARD
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     standard = deployment_mode == STANDARD  # the HPA scales on CPU there, not on concurrency

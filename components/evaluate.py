@@ -42,8 +42,9 @@ def evaluate(
     import logging
     import math
 
-    from credit_risk import gate, steps
-    from credit_risk.evaluation import roc_points
+    from credit_risk import steps
+    from credit_risk.evidence import gate
+    from credit_risk.evidence.evaluation import roc_points
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = gate.GateConfig.load(gate_config_uri or None, gate_overrides)

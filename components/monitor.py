@@ -33,8 +33,9 @@ def monitor(
     import tempfile
     from pathlib import Path
 
-    from credit_risk import monitoring, steps
+    from credit_risk import steps
     from credit_risk.errors import ModelRejectedError
+    from credit_risk.release import monitoring
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = monitoring.MonitoringConfig(

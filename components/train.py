@@ -32,7 +32,7 @@ def train(
     ``ensemble_size`` > 1 trains that many members (seeds seed, seed+1, ...) and exports their
     average. ``wide_learning_rate`` 0 = the deep part's ``learning_rate``; ``wide_optimizer`` "adam" or
     "ftrl" (with ``l1``, the paper's sparse linear part). ``monotone_constraints``: the PD is
-    monotone by construction in every feature the spec declares ``monotone`` (credit_risk.model).
+    monotone by construction in every feature the spec declares ``monotone`` (credit_risk.modeling.model).
     ``stream_data``: read the snapshot in bounded chunks with a hashed validation split instead
     of loading it (for data larger than memory); off, the snapshot is loaded and split
     stratified (the benchmarked defaults).
@@ -45,8 +45,8 @@ def train(
     import logging
 
     from credit_risk import __version__, steps
-    from credit_risk.model import ModelConfig
-    from credit_risk.training import TrainingConfig
+    from credit_risk.modeling.model import ModelConfig
+    from credit_risk.modeling.training import TrainingConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = TrainingConfig(

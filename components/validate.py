@@ -46,7 +46,8 @@ def validate(
     import tempfile
     from pathlib import Path
 
-    from credit_risk import steps, validation
+    from credit_risk import steps
+    from credit_risk.dataset import validation
     from credit_risk.errors import DataValidationError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -11,27 +11,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from credit_risk import (
-    batch_scoring,
-    data,
-    data_stats,
-    feature_spec,
-    gate,
-    ingest,
-    monitoring,
-    monitoring_report,
-    rollout,
-    storage,
-    training_data,
-    values,
-    vintage,
-)
-from credit_risk.deploy import REFUSED, DeployConfig, DeployRecord, deploy, status_markdown
+from credit_risk import storage
+from credit_risk.dataset import data, data_stats, ingest
+from credit_risk.dataset.validation import ValidationConfig, ValidationResult, validate
 from credit_risk.errors import DataValidationError, DeployError, ModelRejectedError
-from credit_risk.evaluation import EvaluationResult, evaluate, write_decision
-from credit_risk.report import html_report, model_card
-from credit_risk.training import TrainingConfig, TrainingResult, train_and_export
-from credit_risk.validation import ValidationConfig, ValidationResult, validate
+from credit_risk.evidence import gate, vintage
+from credit_risk.evidence.evaluation import EvaluationResult, evaluate, write_decision
+from credit_risk.evidence.report import html_report, model_card
+from credit_risk.modeling import training_data
+from credit_risk.modeling.training import TrainingConfig, TrainingResult, train_and_export
+from credit_risk.release import batch_scoring, monitoring, monitoring_report, rollout
+from credit_risk.release.deploy import REFUSED, DeployConfig, DeployRecord, deploy, status_markdown
+from credit_risk.spec import feature_spec, values
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY locks/build.txt locks/pipeline.txt locks/serving.txt locks/
 # The deploy step smoke-tests a model in the serving environment (kserve + TF 2.21) before it gets
-# traffic (credit_risk/infra_validation.py); that environment cannot share the pipeline's packages.
+# traffic (credit_risk/release/infra_validation.py); that environment cannot share the pipeline's packages.
 RUN --mount=type=cache,target=/root/.cache/uv \
     python3 -m venv /opt/build-tools \
     && /opt/build-tools/bin/pip install --no-cache-dir --require-hashes -r locks/build.txt \

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from credit_risk import images
+from credit_risk.release import images
 
 COMPILED_FILE = Path(__file__).with_name("training_pipeline.yaml")
 MONITORING_COMPILED_FILE = Path(__file__).with_name("monitoring_pipeline.yaml")

@@ -10,8 +10,8 @@ from credit_risk.components import batch_score, monitor
 from credit_risk.pipelines import policy
 from kfp import dsl
 
-from credit_risk.contract import DEFAULT_OPERATING_THRESHOLD
-from credit_risk.monitoring import MonitoringConfig
+from credit_risk.release.monitoring import MonitoringConfig
+from credit_risk.spec.contract import DEFAULT_OPERATING_THRESHOLD
 
 MONITORING_PIPELINE_NAME = "credit-risk-monitoring"
 _DEFAULTS = MonitoringConfig()

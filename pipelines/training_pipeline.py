@@ -18,9 +18,9 @@ from credit_risk.components import deploy, evaluate, history_features, ingest, s
 from credit_risk.pipelines import policy
 from kfp import dsl
 
-from credit_risk import images
-from credit_risk.deploy import DeployConfig
-from credit_risk.training import TrainingConfig
+from credit_risk.modeling.training import TrainingConfig
+from credit_risk.release import images
+from credit_risk.release.deploy import DeployConfig
 
 PIPELINE_NAME = "credit-risk-training"
 _DEFAULTS = TrainingConfig()
@@ -116,7 +116,7 @@ def build_training_pipeline(
         Validation: ``schema_uri`` (curated schema; "" = the one beside the spec),
         ``baseline_stats_uri`` (drift), ``serving_data_uri`` (skew), ``warn_only_anomalies`` (kinds
         that do not fail), ``beam_args`` (statistics on a Beam runner). Training parameters are
-        ``credit_risk.training.TrainingConfig``'s (``wide_learning_rate`` 0 = ``learning_rate``);
+        ``credit_risk.modeling.training.TrainingConfig``'s (``wide_learning_rate`` 0 = ``learning_rate``);
         ``stream_training_data`` splits and trains from the snapshot in bounded chunks.
         ``champion_model_uri``: the model to beat (a model dir, a published gs:// or s3:// version, or
         ``isvc://<namespace>/<name>`` for what that InferenceService serves).

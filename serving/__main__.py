@@ -13,7 +13,7 @@ import tempfile
 
 from kserve.model_server import parser as kserve_parser
 
-from credit_risk.contract import DEFAULT_OPERATING_THRESHOLD
+from credit_risk.spec.contract import DEFAULT_OPERATING_THRESHOLD
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,7 +32,8 @@ from typing import Any
 import orjson
 from credit_risk.serving import metrics
 
-from credit_risk import __version__, contract
+from credit_risk import __version__
+from credit_risk.spec import contract
 
 log = logging.getLogger("credit_risk.serving.requests")
 

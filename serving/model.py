@@ -23,7 +23,7 @@ from credit_risk.serving.batcher import DEFAULT_MAX_WAIT_S, MicroBatcher
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput, ModelMissingError
 
-from credit_risk import contract, feature_spec, rating
+from credit_risk.spec import contract, feature_spec, rating
 
 log = logging.getLogger(__name__)
 

@@ -122,7 +122,7 @@ def local_run_key() -> str:
     """What a recorded local run on german_credit was computed from: the pipeline image's content
     hash (all code and locks) and the bundled data. The image stage compares its containerized run
     with the pipeline suite's local run only when the keys match."""
-    from credit_risk import images
+    from credit_risk.release import images
 
     digest = hashlib.sha256(images.content_hash(images.PIPELINE_IMAGE_NAME).encode())
     for path in (GERMAN_CSV, GERMAN_SPEC):

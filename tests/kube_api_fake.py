@@ -358,7 +358,7 @@ class FakeKubeApi:
         model = self._models[uri]
         if model is None:
             return [FIXED_PD] * len(instances)
-        from credit_risk import contract
+        from credit_risk.spec import contract
 
         columns = {f.name: [i.get(f.name) for i in instances] for f in model.spec.model_features}
         return [float(p) for p in model.predict_arrays(contract.columns_to_arrays(columns, model.spec))]
@@ -659,7 +659,7 @@ def _load_model(uri: str) -> Any:
     from pathlib import Path
 
     from credit_risk import storage
-    from credit_risk.scoring import ExportedModel
+    from credit_risk.modeling.scoring import ExportedModel
 
     if storage.is_remote(uri):
         # the emulator of that URI's store (another store's emulator running in this process, e.g.

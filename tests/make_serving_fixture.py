@@ -9,8 +9,10 @@ import json
 import sys
 from pathlib import Path
 
-from credit_risk import contract, data, feature_spec, training
-from credit_risk.scoring import ExportedModel
+from credit_risk.dataset import data
+from credit_risk.modeling import training
+from credit_risk.modeling.scoring import ExportedModel
+from credit_risk.spec import contract, feature_spec
 from tests.helpers import CREDIT_CSV, CREDIT_SPEC
 
 

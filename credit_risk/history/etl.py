@@ -232,7 +232,7 @@ def run_on_cluster(
 
 
 def _summarise_uris(uris: list[str]) -> tuple[int, float]:
-    from credit_risk import data_stats
+    from credit_risk.dataset import data_stats
 
     rows = defaults = 0
     for uri in uris:

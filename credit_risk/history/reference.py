@@ -18,7 +18,7 @@ from credit_risk.history import schema
 
 def read_table(raw: str, table: str) -> pd.DataFrame:
     """One raw table (every Parquet part under ``<raw>/<table>``, local, gs:// or s3://)."""
-    from credit_risk import data_stats  # the one way this package opens Parquet (pyarrow_hotfix)
+    from credit_risk.dataset import data_stats  # the one way this package opens Parquet (pyarrow_hotfix)
 
     frames = []
     for uri in storage.list_files(f"{raw.rstrip('/')}/{table}", suffixes=(".parquet",)):

@@ -178,7 +178,7 @@ def feature_columns() -> list[str]:
 
 
 def feature_spec_dict(name: str = "loan_history", data_file: str | None = None) -> dict[str, Any]:
-    """The feature spec (``credit_risk.feature_spec`` keys) of the ETL's output snapshot."""
+    """The feature spec (``credit_risk.spec.feature_spec`` keys) of the ETL's output snapshot."""
     features: list[dict[str, Any]] = [{"type": "numeric", **f} for f in APPLICATION_FEATURES]
     for f in history_features():
         entry: dict[str, Any] = {"name": f.name, "type": "numeric", "description": f.description}
@@ -194,7 +194,7 @@ def feature_spec_dict(name: str = "loan_history", data_file: str | None = None) 
         "(credit_risk.history; docs/history.md)",
         "label": {"name": LABEL, "description": RAW_SCHEMA[APPLICATIONS][LABEL][1]},
         # the split holds out the latest applications (out of time) and evaluation tabulates them
-        # by cohort (credit_risk.vintage)
+        # by cohort (credit_risk.evidence.vintage)
         "origination_date": APPLICATION_DATE,
         "features": features,
         "slices": [{"name": "age_band", "feature": "applicant_age", "bins": [18, 25, 35, 50, 100]}],

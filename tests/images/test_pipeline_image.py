@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from credit_risk import images
+from credit_risk.release import images
 from tests.gcs_emulator import gcs_emulator
 from tests.helpers import GERMAN_CSV, GERMAN_SPEC, REPO, local_run_key
 from tests.images.podman import REGISTRY, podman, require_image
@@ -133,7 +133,7 @@ def local_reference(tmp_path: Path) -> dict:
         recorded = json.loads(LOCAL_REFERENCE.read_text())
         if recorded.get("key") == local_run_key():
             return recorded
-    from credit_risk.local_run import run_local
+    from credit_risk.app.local_run import run_local
 
     s = run_local(str(GERMAN_CSV), str(GERMAN_SPEC), tmp_path / "local")
     assert s.succeeded, s.error

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from credit_risk import deploy, images
+from credit_risk.release import deploy, images
 from tests.helpers import REPO, free_port, http
 from tests.images.podman import REGISTRY, podman, require_image
 

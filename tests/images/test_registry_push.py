@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from credit_risk import images
+from credit_risk.release import images
 from tests.helpers import REPO, free_port, wait_http_ok
 
 pytestmark = pytest.mark.timeout(900)

@@ -2,7 +2,7 @@ import logging
 
 import pytest
 
-from credit_risk import feature_spec
+from credit_risk.spec import feature_spec
 from tests.helpers import CREDIT_SPEC, GERMAN_SPEC
 
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -21,7 +21,8 @@ def credit_spec():
 @pytest.fixture(scope="session")
 def german_model_dir(tmp_path_factory, german_spec):
     """A small real exported model (2 epochs): for steps that need a model, not a good one."""
-    from credit_risk import data, training
+    from credit_risk.dataset import data
+    from credit_risk.modeling import training
     from tests.helpers import GERMAN_CSV
 
     frame = data.load_dataset(str(GERMAN_CSV), german_spec)
@@ -35,7 +36,7 @@ def german_run(tmp_path_factory):
     """The whole pipeline on german_credit with every default, run once on the KFP local runner and
     shared by the tests that only read its outputs (the end-to-end checks, the notebook): a full
     run costs minutes on 2 cores, and running it twice would test nothing more."""
-    from credit_risk.local_run import run_local
+    from credit_risk.app.local_run import run_local
     from tests.helpers import GERMAN_CSV
 
     return run_local(str(GERMAN_CSV), str(GERMAN_SPEC), tmp_path_factory.mktemp("german-run"))

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from credit_risk import batch_scoring, data_stats
+from credit_risk.dataset import data_stats
 from credit_risk.errors import DataError
+from credit_risk.release import batch_scoring
 from tests.helpers import REPO
 
 CRAFT = """
@@ -62,7 +63,7 @@ def test_every_reader_refuses_the_crafted_file(crafted, read):
 
 def test_a_fresh_process_reading_through_the_package_is_protected(crafted):
     path, marker = crafted
-    code = "import sys; from credit_risk import data_stats; list(data_stats.raw_batches(sys.argv[1]))"
+    code = "import sys; from credit_risk.dataset import data_stats; list(data_stats.raw_batches(sys.argv[1]))"
     proc = subprocess.run(
         [sys.executable, "-c", code, str(path)], check=False, capture_output=True, text=True, timeout=120
     )

@@ -7,9 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk import batch_scoring, contract, data, lineage, storage
+from credit_risk import lineage, storage
+from credit_risk.dataset import data
 from credit_risk.errors import ConfigError, DataError
-from credit_risk.scoring import ExportedModel
+from credit_risk.modeling.scoring import ExportedModel
+from credit_risk.release import batch_scoring
+from credit_risk.spec import contract
 from tests.helpers import GERMAN_CSV, edited_copy, set_cell
 
 

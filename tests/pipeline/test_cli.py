@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from credit_risk import cli
+from credit_risk.app import cli
 from tests.helpers import CREDIT_SPEC, REPO
 
 
@@ -27,7 +27,7 @@ def test_every_documented_command_exists():
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
 def test_help_everywhere(command):
     out = subprocess.run(
-        [sys.executable, "-m", "credit_risk.cli", *command, "--help"],
+        [sys.executable, "-m", "credit_risk.app.cli", *command, "--help"],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from credit_risk import data
+from credit_risk.dataset import data
 from credit_risk.errors import DataError
 from tests.helpers import CREDIT_CSV, GERMAN_CSV, read_rows, write_rows
 

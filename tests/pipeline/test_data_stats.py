@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk import data_stats, values
+from credit_risk.dataset import data_stats
 from credit_risk.errors import DataError
+from credit_risk.spec import values
 from tests.helpers import CREDIT_CSV, GERMAN_CSV
 
 

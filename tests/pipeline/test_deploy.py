@@ -3,8 +3,11 @@ import json
 import pytest
 import yaml
 
-from credit_risk import deploy, feature_spec, gate, images, lineage, storage
+from credit_risk import lineage, storage
 from credit_risk.errors import ConfigError
+from credit_risk.evidence import gate
+from credit_risk.release import deploy, images
+from credit_risk.spec import feature_spec
 from tests.helpers import crd_schema
 
 
@@ -152,7 +155,7 @@ def test_an_unpublished_leftover_is_refused_not_served(tmp_path):
 
 
 def test_infra_validation_starts_the_real_predictor_and_queries_it(german_model_dir):
-    from credit_risk.infra_validation import infra_validate, sample_requests
+    from credit_risk.release.infra_validation import infra_validate, sample_requests
 
     body = sample_requests(german_model_dir)
     nullable = [

@@ -8,7 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from credit_risk import data, gate, kube, steps, training
+from credit_risk import kube, steps
+from credit_risk.dataset import data
+from credit_risk.evidence import gate
+from credit_risk.modeling import training
 from tests.helpers import GERMAN_CSV, GERMAN_SPEC
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -216,7 +219,7 @@ def test_champion_published_on_gcs_is_downloaded_verified_and_recorded(setup, gc
 def test_champion_discovered_from_the_inference_service(setup, monkeypatch):
     """``isvc://<namespace>/<name>``: the model that InferenceService serves (read through the real
     kubernetes client from tests/kube_api_fake.py, a protocol-level fake of the API server)."""
-    from credit_risk import deploy
+    from credit_risk.release import deploy
     from tests.kube_api_fake import FakeKubeApi
 
     config = deploy.DeployConfig(name="credit-risk", namespace="credit-risk")

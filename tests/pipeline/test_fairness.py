@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk import fairness
 from credit_risk.errors import DataError
-from credit_risk.feature_spec import from_dict
+from credit_risk.evidence import fairness
+from credit_risk.spec.feature_spec import from_dict
 
 SPEC = from_dict(
     {

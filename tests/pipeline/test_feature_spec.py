@@ -1,8 +1,8 @@
 import pytest
 import yaml
 
-from credit_risk import feature_spec
 from credit_risk.errors import FeatureSpecError
+from credit_risk.spec import feature_spec
 from tests.helpers import GERMAN_CSV, GERMAN_SPEC, read_rows
 
 

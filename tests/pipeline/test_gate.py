@@ -2,9 +2,9 @@ import math
 
 import pytest
 
-from credit_risk import gate
 from credit_risk.errors import ConfigError
-from credit_risk.fairness import SliceReport
+from credit_risk.evidence import gate
+from credit_risk.evidence.fairness import SliceReport
 
 GOOD = {"auc": 0.80, "ks": 0.45, "brier": 0.15, "ece": 0.03}
 CFG = gate.GateConfig()

@@ -14,9 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk import cli, contract, feature_spec, validation
+from credit_risk.app import cli
+from credit_risk.dataset import validation
 from credit_risk.errors import DataError
 from credit_risk.history import etl, generate, reference, schema
+from credit_risk.spec import contract, feature_spec
 
 SPARK_GROUP = "spark-session"  # one worker under -n: the tests share one local Spark (JVM start ~10 s)
 

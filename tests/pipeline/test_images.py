@@ -14,8 +14,9 @@ import pytest
 import yaml
 from credit_risk.pipelines.compile import COMPILED_FILE
 
-from credit_risk import image_build, images
+from credit_risk.app import image_build
 from credit_risk.errors import ConfigError, ImageBuildError
+from credit_risk.release import images
 from tests.helpers import REPO
 
 TREE = ["docker", "locks", "setup.py", "credit_risk", "components", "pipelines", "serving", ".dockerignore"]

@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from credit_risk import ingest, storage
+from credit_risk import storage
+from credit_risk.dataset import ingest
 from credit_risk.errors import DataError
 from tests.helpers import CREDIT_CSV, GERMAN_CSV
 

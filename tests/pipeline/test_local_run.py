@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from credit_risk import gate
+from credit_risk.app.local_run import run_local, summarize_run
 from credit_risk.errors import ConfigError
-from credit_risk.local_run import run_local, summarize_run
+from credit_risk.evidence import gate
 from tests.helpers import (
     CREDIT_CSV,
     CREDIT_SPEC,

@@ -3,7 +3,7 @@ import re
 import pytest
 import yaml
 
-from credit_risk.deploy import DeployConfig, render_inference_service
+from credit_risk.release.deploy import DeployConfig, render_inference_service
 from tests.helpers import REPO, crd_schema
 
 BASE_ISVC = REPO / "manifests" / "base" / "inference-service.yaml"
@@ -15,7 +15,9 @@ def test_base_inference_service_is_what_the_deploy_step_renders():
         "gs://MODEL_BUCKET/credit-risk/models/VERSION", DeployConfig(name="credit-risk"), "VERSION"
     )
     del rendered["metadata"]["namespace"]
-    assert base == rendered, "manifests/base/inference-service.yaml drifted from credit_risk/deploy.py"
+    assert base == rendered, (
+        "manifests/base/inference-service.yaml drifted from credit_risk/release/deploy.py"
+    )
 
 
 def test_base_inference_service_validates_against_crd():
@@ -158,7 +160,7 @@ def test_the_pipeline_namespace_gets_the_runner_and_the_serving_namespace_binds_
 
 
 def test_predictor_workload_equivalent_carries_the_pod_spec():
-    from credit_risk.manifests import predictor_workloads
+    from credit_risk.release.manifests import predictor_workloads
 
     isvc = render_inference_service("gs://b/m", DeployConfig(name="pd"), "v1")
     (workload,) = predictor_workloads([isvc, {"kind": "ServiceAccount", "metadata": {"name": "x"}}])

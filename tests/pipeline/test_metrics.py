@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import sklearn.metrics as skm
 
-from credit_risk import metrics
 from credit_risk.errors import DataError
+from credit_risk.evidence import metrics
 
 
 def _cases():
@@ -106,7 +106,7 @@ def test_bootstrap_ci_is_seeded_and_brackets_the_estimate():
 
 @pytest.mark.parametrize("method", ["platt", "isotonic"])
 def test_recalibration_fixes_a_miscalibrated_score(method):
-    from credit_risk.calibration import recalibrate
+    from credit_risk.evidence.calibration import recalibrate
 
     rng = np.random.default_rng(3)
     true_pd = rng.uniform(0.02, 0.6, 4000)
@@ -121,8 +121,8 @@ def test_recalibration_fixes_a_miscalibrated_score(method):
 
 
 def test_recalibration_method_is_validated():
-    from credit_risk.calibration import recalibrate
     from credit_risk.errors import ConfigError
+    from credit_risk.evidence.calibration import recalibrate
 
     with pytest.raises(ConfigError, match="must be one of"):
         recalibrate([0, 1] * 10, [0.2, 0.7] * 10, "magic")

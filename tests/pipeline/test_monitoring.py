@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk import batch_scoring, monitoring, monitoring_report
 from credit_risk.errors import DataError
+from credit_risk.release import batch_scoring, monitoring, monitoring_report
 from tests.helpers import GERMAN_CSV
 
 
@@ -123,7 +123,7 @@ def test_the_baseline_sample_is_bounded_and_uniform(german_spec, tmp_path):
 @pytest.mark.slow
 def test_monitoring_pipeline_runs_locally_and_the_cli_exits_3_on_act(german_model_dir, tmp_path, capsys):
     """The compiled monitoring pipeline on the KFP local runner: importer -> batch score -> monitor."""
-    from credit_risk import cli
+    from credit_risk.app import cli
 
     current = _shifted(tmp_path)
     args = ["monitor", "--model", str(german_model_dir), "--baseline", str(GERMAN_CSV), "--current", current]
@@ -142,7 +142,7 @@ def test_monitoring_pipeline_runs_locally_and_the_cli_exits_3_on_act(german_mode
 
 
 def test_score_cli_writes_parquet(german_model_dir, tmp_path, capsys):
-    from credit_risk import cli
+    from credit_risk.app import cli
 
     out = tmp_path / "scores"
     args = ["score", "--model", str(german_model_dir), "--data", str(GERMAN_CSV), "--output", str(out)]

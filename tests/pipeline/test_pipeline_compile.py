@@ -5,7 +5,7 @@ import pytest
 import yaml
 from credit_risk.pipelines.compile import COMPILED_FILE, MONITORING_COMPILED_FILE, compile_pipeline
 
-from credit_risk import images
+from credit_risk.release import images
 
 
 def test_committed_yaml_is_up_to_date(tmp_path):
@@ -194,8 +194,8 @@ def test_every_training_setting_is_declared_once_and_typed_on_the_dashboard():
     and the CLI reaches each (its flags, or --param with the pipeline parameter's name)."""
     from dataclasses import fields
 
-    from credit_risk import cli
-    from credit_risk.training import TrainingConfig
+    from credit_risk.app import cli
+    from credit_risk.modeling.training import TrainingConfig
 
     config = TrainingConfig()
     settings = {f.name: getattr(config, f.name) for f in fields(config) if f.name != "model"}

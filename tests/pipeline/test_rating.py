@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk import feature_spec, gate, monotonicity, rating
 from credit_risk.errors import FeatureSpecError
+from credit_risk.evidence import gate, monotonicity
+from credit_risk.spec import feature_spec, rating
 
 
 def _beta_cdf(x, a, b, steps=200_000):
@@ -99,7 +100,7 @@ def test_spec_master_scale_and_monotone_keys_are_validated():
 
 
 def test_bundled_specs_declare_a_scale_directions_and_a_reason_for_every_reason_feature():
-    from credit_risk.contract import reason_features
+    from credit_risk.spec.contract import reason_features
     from tests.helpers import CREDIT_SPEC
 
     for path in (CREDIT_SPEC, CREDIT_SPEC.parent / "german_credit.spec.yaml"):

@@ -3,9 +3,9 @@ protocol-level fake of the API server's InferenceService REST paths (no cluster 
 
 import pytest
 
-from credit_risk import deploy
-from credit_risk.infra_validation import http_smoke
-from credit_risk.rollout import (
+from credit_risk.release import deploy
+from credit_risk.release.infra_validation import http_smoke
+from credit_risk.release.rollout import (
     SERVING_URI_ANNOTATION,
     InferenceServiceApi,
     KubeApiError,

@@ -132,7 +132,7 @@ def test_s3_reads_seek_so_parquet_opens_and_a_sequential_read_is_still_verified(
     a sequential read of the same object is still verified."""
     import pandas as pd
 
-    from credit_risk import data_stats
+    from credit_risk.dataset import data_stats
 
     client, bucket = s3
     frame = pd.DataFrame({"a": range(50_000), "b": [f"r{i}" for i in range(50_000)]})
@@ -301,7 +301,7 @@ def test_the_storage_guide_commands_run_against_an_s3_api(s3, tmp_path, monkeypa
     import os
     import shlex
 
-    from credit_risk import cli
+    from credit_risk.app import cli
     from tests.helpers import GERMAN_CSV, GERMAN_SPEC
     from tests.pipeline.test_cli import _doc_commands
 

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from credit_risk import cli
+from credit_risk.app import cli
+from credit_risk.app.submit import SubmitConfig, submit
 from credit_risk.errors import ConfigError
-from credit_risk.submit import SubmitConfig, submit
 from tests.kfp_api_fake import FakeKfpApi
 
 PARAMS = {
@@ -84,7 +84,7 @@ def test_bad_host_is_a_config_error():
 def test_upload_registers_pipeline_then_versions_and_runs_the_version(tmp_path):
     from credit_risk.pipelines.compile import COMPILED_FILE
 
-    from credit_risk.submit import version_name
+    from credit_risk.app.submit import version_name
 
     with FakeKfpApi() as api:
         first = submit(SubmitConfig(host=api.url, params=PARAMS, upload=True))
@@ -148,7 +148,7 @@ def test_schedule_creates_a_daily_recurring_monitoring_run(monkeypatch, capsys):
     ],
 )
 def test_schedule_refuses_bad_schedules_before_calling_kfp(extra, message):
-    from credit_risk.submit import ScheduleConfig
+    from credit_risk.app.submit import ScheduleConfig
 
     with pytest.raises(ConfigError, match=message):
         cron = extra[1] if extra[0] == "--cron" else None
@@ -159,7 +159,7 @@ def test_schedule_refuses_bad_schedules_before_calling_kfp(extra, message):
 
 
 def test_schedule_checks_parameters_against_the_monitoring_pipeline():
-    from credit_risk.submit import ScheduleConfig, schedule
+    from credit_risk.app.submit import ScheduleConfig, schedule
 
     with pytest.raises(ConfigError, match=r"missing required pipeline parameter\(s\) \['current_data_uri'\]"):
         schedule(

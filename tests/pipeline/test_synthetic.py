@@ -3,7 +3,8 @@
 import numpy as np
 import pandas as pd
 
-from credit_risk import data, synthetic, training_data
+from credit_risk.dataset import data, synthetic
+from credit_risk.modeling import training_data
 from tests.helpers import CREDIT_CSV
 
 

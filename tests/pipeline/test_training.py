@@ -3,10 +3,13 @@ import json
 import numpy as np
 import pytest
 
-from credit_risk import contract, data, lineage, training
+from credit_risk import lineage
+from credit_risk.dataset import data
 from credit_risk.errors import ConfigError, DataError
-from credit_risk.model import ModelConfig
-from credit_risk.scoring import ExportedModel
+from credit_risk.modeling import training
+from credit_risk.modeling.model import ModelConfig
+from credit_risk.modeling.scoring import ExportedModel
+from credit_risk.spec import contract
 from tests.helpers import CREDIT_CSV, GERMAN_CSV
 
 FAST = training.TrainingConfig(epochs=4, early_stopping_patience=2, ensemble_size=1)
@@ -148,7 +151,7 @@ def test_monotone_constraints_make_every_declared_driver_monotone(credit_spec, c
     """With model.monotone_constraints every declared feature passes the evaluation sweep exactly
     (whatever the weights learned), on the trained Keras model and its ensemble average; the
     unconstrained model of the same data and seed is not monotone in all of them (the sweep can fail)."""
-    from credit_risk import monotonicity
+    from credit_risk.evidence import monotonicity
 
     train_frame, held_out = credit_frames
     config = training.TrainingConfig(
@@ -175,7 +178,7 @@ def test_monotone_constraints_make_every_declared_driver_monotone(credit_spec, c
 def test_master_scale_from_the_spec_or_fitted_at_training_time(credit_spec, credit_frames):
     from dataclasses import replace
 
-    from credit_risk.feature_spec import ScaleSetting
+    from credit_risk.spec.feature_spec import ScaleSetting
 
     train_frame, _ = credit_frames
     fixed = training.master_scale(credit_spec, None, train_frame)

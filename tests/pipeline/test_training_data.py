@@ -4,8 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk import contract, data, lineage, training, training_data
+from credit_risk import lineage
+from credit_risk.dataset import data
 from credit_risk.errors import DataError
+from credit_risk.modeling import training, training_data
+from credit_risk.spec import contract
 from tests.helpers import CREDIT_CSV, GERMAN_CSV, drop_column, edited_copy, set_cell, set_column
 
 

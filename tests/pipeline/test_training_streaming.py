@@ -9,9 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk import contract, data, lineage, training, training_data
+from credit_risk import lineage
+from credit_risk.dataset import data
 from credit_risk.errors import ConfigError
-from credit_risk.scoring import ExportedModel
+from credit_risk.modeling import training, training_data
+from credit_risk.modeling.scoring import ExportedModel
+from credit_risk.spec import contract
 from tests.helpers import GERMAN_CSV, GERMAN_SPEC, REPO, free_port
 
 QUICK = training.TrainingConfig(epochs=2, batch_size=128, early_stopping_patience=1, ensemble_size=1)
@@ -113,7 +116,7 @@ def test_two_worker_processes_train_together_and_export_once(tmp_path, parquet_s
                 "task": {"type": "worker", "index": index},
             }
         )
-        argv = [sys.executable, "-m", "credit_risk.cli", "train", "--data", str(parquet_shards)]
+        argv = [sys.executable, "-m", "credit_risk.app.cli", "train", "--data", str(parquet_shards)]
         argv += [
             "--spec",
             str(GERMAN_SPEC),

@@ -3,7 +3,8 @@ import json
 import pandas as pd
 import pytest
 
-from credit_risk import data, steps, validation
+from credit_risk import steps
+from credit_risk.dataset import data, validation
 from credit_risk.errors import DataValidationError
 from tests.helpers import CREDIT_CSV, GERMAN_CSV, GERMAN_SPEC, read_rows, write_rows
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_risk import steps, validation
+from credit_risk import steps
+from credit_risk.dataset import validation
 from credit_risk.errors import DataValidationError
 from tests.helpers import GERMAN_CSV, GERMAN_SPEC, drop_column, edited_copy, set_cell, set_column
 

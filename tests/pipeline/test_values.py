@@ -1,12 +1,13 @@
-"""The one typing rule (credit_risk.values) and the typed Parquet tables the steps hand on."""
+"""The one typing rule (credit_risk.spec.values) and the typed Parquet tables the steps hand on."""
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
-from credit_risk import data, data_stats, values
+from credit_risk.dataset import data, data_stats
 from credit_risk.errors import DataError
+from credit_risk.spec import values
 from tests.helpers import CREDIT_CSV, GERMAN_CSV
 
 
@@ -58,7 +59,7 @@ def test_one_date_rule_for_typing_and_the_row_checks(tmp_path):
     would roll 2024-02-30 over to March. The row checks (data.DataChecks) use the same rule."""
     import datetime as dt
 
-    from credit_risk import feature_spec
+    from credit_risk.spec import feature_spec
 
     text = pa.array(["2024-01-15", "2024-02-30", "2024-1-5", "15/01/2024", None, "2024-02-29"])
     assert values.dates(text).to_pylist() == ["2024-01-15", None, None, None, None, "2024-02-29"]

@@ -1,4 +1,4 @@
-"""Out-of-time / vintage back-testing (credit_risk/vintage.py, ``credit-risk backtest``) against
+"""Out-of-time / vintage back-testing (credit_risk/evidence/vintage.py, ``credit-risk backtest``) against
 hand-computed tables and a seeded under-estimated cohort the test must flag."""
 
 import json
@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from credit_risk import cli, synthetic, vintage
+from credit_risk.app import cli
+from credit_risk.dataset import synthetic
 from credit_risk.errors import DataError
+from credit_risk.evidence import vintage
 from tests.helpers import GERMAN_CSV
 
 
@@ -145,7 +147,7 @@ def _dated_csv(tmp_path, edit=None):
 def test_typed_rows_carry_the_origination_date_as_iso_text_and_name_a_bad_one(tmp_path):
     import datetime as dt
 
-    from credit_risk import feature_spec, values
+    from credit_risk.spec import feature_spec, values
 
     spec = feature_spec.load(_dated_spec(tmp_path))
     frame = pd.read_csv(_dated_csv(tmp_path), dtype=str).head(3)
@@ -171,8 +173,9 @@ def test_typed_rows_carry_the_origination_date_as_iso_text_and_name_a_bad_one(tm
 
 
 def test_validation_checks_every_origination_date(tmp_path):
-    from credit_risk import data, feature_spec
-    from credit_risk.validation import validate
+    from credit_risk.dataset import data
+    from credit_risk.dataset.validation import validate
+    from credit_risk.spec import feature_spec
 
     spec = feature_spec.load(_dated_spec(tmp_path))
     good = _dated_csv(tmp_path)
@@ -232,7 +235,8 @@ def test_evaluation_backtests_the_held_out_cohorts_and_the_gate_flags_the_seeded
 ):
     """The held-out (latest) originations by quarter in the evidence, the report, the model card
     and the gate: a last quarter that defaults far more than its PDs allow fails its check."""
-    from credit_risk import gate, steps
+    from credit_risk import steps
+    from credit_risk.evidence import gate
 
     spec = str(_dated_spec(tmp_path))
 

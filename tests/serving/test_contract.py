@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from credit_risk import contract, feature_spec
+from credit_risk.spec import contract, feature_spec
 from tests.helpers import CREDIT_SPEC
 
 SPEC = feature_spec.load(CREDIT_SPEC)

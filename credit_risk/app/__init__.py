@@ -1,0 +1,1 @@
+"""The application: command line, local runs, submits to Kubeflow, image builds."""

@@ -1,0 +1,2 @@
+"""Credit evidence: metrics, calibration, fairness, monotonicity, vintages, the gate, evaluation
+and its report."""

@@ -1,0 +1,1 @@
+"""The wide-and-deep model: its graph, the streamed training input, training, scoring."""

@@ -1,0 +1,1 @@
+"""Out to production: images, manifests, infra-validation, rollout, deploy, batch scoring, monitoring."""
