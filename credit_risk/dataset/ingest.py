@@ -77,14 +77,6 @@ class Snapshot:
 
 
 # --- typing rows by the feature spec ----------------------------------------------------------------
-def _expected(spec: FeatureSpec, column: str) -> str:
-    if column == spec.label:
-        return "label"
-    if column == spec.date_column:
-        return "date"
-    return "numeric" if spec.feature(column).is_numeric else "categorical"
-
-
 def check_columns(source_columns: Sequence[str], spec: FeatureSpec, source: str) -> list[str]:
     """The source's columns that are not in the spec (dropped); IngestError for missing ones."""
     missing = [c for c in spec.columns if c not in source_columns]
@@ -235,7 +227,7 @@ def _check_pg_types(columns: list[dict[str, Any]], spec: FeatureSpec) -> None:
         name, oid = column["name"], column["type_oid"]
         if name not in spec.columns:
             continue
-        kind = _expected(spec, name)
+        kind = values.kind_of(spec, name)
         allowed = {"numeric": PG_NUMERIC, "categorical": PG_TEXT, "date": PG_DATE, "label": PG_LABEL}[kind]
         if oid not in allowed:
             raise IngestError(

@@ -166,7 +166,8 @@ _RULES = {
 }
 
 
-def _kind(spec: FeatureSpec, column: str) -> str:
+def kind_of(spec: FeatureSpec, column: str) -> str:
+    """Which of the four kinds a spec column is: numeric, categorical, label or date."""
     if column == spec.label:
         return "label"
     if column == spec.date_column:
@@ -182,7 +183,7 @@ def type_columns(columns: dict[str, Any], spec: FeatureSpec) -> tuple[dict[str, 
 
     typed_columns, bad = {}, {}
     for name, array in columns.items():
-        kind = _kind(spec, name)
+        kind = kind_of(spec, name)
         out = _RULES[kind][1](array)
         if kind != "categorical":
             wrong = (
@@ -219,8 +220,8 @@ def typed(
     typed_columns, bad = type_columns({c: arrow(raw[c]) for c in needed}, spec)
     order = [f.name for f in features] + ([] if model_inputs_only else [spec.label, spec.date_column])
     problems = [
-        bad_values(_RULES[_kind(spec, c)][0], raw[c].reset_index(drop=True), bad[c], first_row, line_offset,
-                   _RULES[_kind(spec, c)][2])
+        bad_values(_RULES[kind_of(spec, c)][0], raw[c].reset_index(drop=True), bad[c], first_row, line_offset,
+                   _RULES[kind_of(spec, c)][2])
         for c in order if c in bad
     ]  # fmt: skip
     if problems:
