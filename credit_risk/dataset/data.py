@@ -175,20 +175,14 @@ class DataChecks:
                 self.label_counts[value] = self.label_counts.get(value, 0) + int(entry["counts"])
 
     def _numeric(self, f: Feature, col: Any, nulls: np.ndarray[Any, Any], first_row: int) -> None:
-        import pyarrow as pa
         import pyarrow.compute as pc
 
-        try:  # the usual chunk: every cell parses - one vectorised cast
-            numbers = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
-            if (np.isnan(numbers) & ~nulls).any():  # "nan" text: pandas' rules below decide
-                raise pa.ArrowInvalid("nan")
-        except pa.ArrowInvalid:  # pandas' parser decides which cells are not numbers
-            coerced = pd.to_numeric(pd.Series(col.to_pandas()), errors="coerce")
-            bad = coerced.isna().to_numpy() & ~nulls
-            if bad.any():
-                self._found(f.name, "not_numeric", bad, first_row, col)
-                return
-            numbers = coerced.to_numpy(dtype=float)
+        parsed = values.numbers(col)  # the one typing rule: null where a cell is not a number
+        bad = pc.is_null(parsed).to_numpy(zero_copy_only=False) & ~nulls
+        if bad.any():
+            self._found(f.name, "not_numeric", bad, first_row, col)
+            return
+        numbers = parsed.to_numpy(zero_copy_only=False)  # a missing cell is NaN here
         finite = np.isfinite(numbers) | nulls
         if not finite.all():
             self._found(f.name, "not_finite", ~finite, first_row, col)
