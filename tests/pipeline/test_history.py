@@ -36,6 +36,10 @@ def _write_raw(root: Path, apps: pd.DataFrame, rep: pd.DataFrame, inq: pd.DataFr
             values = frame[column]
             if kind == "date32":
                 columns[column] = pa.array(pd.to_datetime(values).dt.date, pa.date32())
+            elif values.isna().any():  # a null the test plants (what a raw table may hold)
+                columns[column] = pa.array(
+                    values.astype(object).where(values.notna(), None), pa.from_numpy_dtype(np.dtype(kind))
+                )
             else:
                 columns[column] = pa.array(values.to_numpy().astype(kind))
         pq.write_table(pa.table(columns), root / table / "part-00000.parquet")
@@ -328,17 +332,33 @@ def test_the_spark_job_matches_the_hand_table_and_keeps_the_boundary(spark, tmp_
 
 
 @pytest.mark.xdist_group(SPARK_GROUP)
-def test_the_spark_job_refuses_bad_raw_values_naming_the_column(spark, tmp_path):
+@pytest.mark.parametrize(
+    ("table", "column", "value", "says"),
+    [
+        (schema.REPAYMENTS, "days_past_due", -30,
+         r"repayments: column 'days_past_due' breaks 'days_past_due >= 0' in 1 row\(s\), e.g. .*-30"),
+        # a null join key: the join drops that row, the checks (counted in the same pass) still see it
+        (schema.REPAYMENTS, "customer_id", None,
+         r"repayments: column 'customer_id' is null in 1 row\(s\), e.g. .*'customer_id': None"),
+        (schema.INQUIRIES, "customer_id", None, r"inquiries: column 'customer_id' is null in 1 row\(s\)"),
+        (schema.APPLICATIONS, "default", 2, r"applications: column 'default' breaks 'default IN \(0, 1\)'"),
+    ],
+)  # fmt: skip
+def test_the_spark_job_refuses_bad_raw_values_naming_the_column(spark, tmp_path, table, column, value, says):
     from credit_risk.history import spark_job
 
-    apps, rep, inq = _hand_fixture()
-    rep.loc[3, "days_past_due"] = -30
-    raw = _write_raw(tmp_path / "raw", apps, rep, inq)
-    with pytest.raises(
-        DataError, match=r"column 'days_past_due' breaks 'days_past_due >= 0' in 1 row\(s\), e.g. .*-30"
-    ):
+    frames = dict(zip(schema.TABLES, _hand_fixture(), strict=True))
+    if value is None:
+        frames[table][column] = frames[table][column].astype("Int64")
+    frames[table].loc[1, column] = pd.NA if value is None else value
+    raw = _write_raw(tmp_path / "raw", *frames.values())
+    with pytest.raises(DataError, match=says):
         spark_job.run(spark, raw, str(tmp_path / "out"), 0)
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists()  # the rows it wrote in the same pass are gone
+    # the clean data goes through, and every raw row was counted
+    clean = _write_raw(tmp_path / "clean", *_hand_fixture())
+    result = spark_job.run(spark, clean, str(tmp_path / "out"), 0)
+    assert result["raw_rows"] == {t: len(f) for t, f in zip(schema.TABLES, _hand_fixture(), strict=True)}
 
 
 @pytest.mark.xdist_group(SPARK_GROUP)
