@@ -10,60 +10,36 @@ or an EMR Serverless job run (``python -m credit_risk.history.spark_job --help``
 Plan: two shuffles - applications joined to repayments on ``customer_id`` then aggregated by
 ``application_id`` (one pass of conditional sums/maxes for every window), the same for inquiries -
 and a final join back to the applications. Spark spills both to local disk, so the job's memory does
-not grow with the data. The raw-value checks are counted while the tables are read for the features
-(``DataFrame.observe``): the data is read once.
+not grow with the data.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import sys
 import time
 from typing import Any
 
 from credit_risk.history import schema
 
-TASKS_PER_CORE = 4  # input splits and shuffle partitions per core: tasks even out over the cores
-
-
-def cores(master: str) -> int:
-    """The task slots of a local master: ``local`` 1, ``local[N]`` N, ``local[*]`` the cores this
-    process may run on (``local[N,F]``, with retries, as ``local[N]``)."""
-    from credit_risk.errors import ConfigError
-
-    found = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\d+)?\])?", master.strip())
-    if not found:
-        raise ConfigError(f"spark master: expected local, local[N] or local[*], got {master!r}")
-    slots = found.group(1) or "1"
-    return len(os.sched_getaffinity(0)) if slots == "*" else max(int(slots), 1)
-
 
 def session(
     master: str = "local[2]", driver_memory: str = "2g", app_name: str = "credit-risk-history", **conf: str
 ) -> Any:
     """A SparkSession for local work: loopback only, no UI, quiet logs (cluster jobs get theirs from
-    spark-submit).
-
-    Work is cut into ``TASKS_PER_CORE`` tasks per core, in equal parts: input files are split so
-    (``spark.sql.files.minPartitionNum``; at most 32 MB a split) and every shuffle has that many
-    partitions, which adaptive execution does not merge - merged to about one per core, they come
-    out uneven (three tasks on two cores leave one idle a third of the time)."""
+    spark-submit)."""
     from pyspark.sql import SparkSession
 
-    tasks = TASKS_PER_CORE * cores(master)
     builder = (
         SparkSession.builder.master(master).appName(app_name)
         .config("spark.driver.memory", driver_memory)
         .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
         .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", str(conf.pop("shuffle_partitions", tasks)))
-        .config("spark.sql.adaptive.coalescePartitions.enabled", "false")
+        .config("spark.sql.shuffle.partitions", str(conf.pop("shuffle_partitions", "8")))
+        # input splits of 32 MB (not 128): a pod's few cores each get several tasks per table
         .config("spark.sql.files.maxPartitionBytes", "32m")
-        .config("spark.sql.files.minPartitionNum", str(tasks))
     )  # fmt: skip
     for key, value in conf.items():
         builder = builder.config(key, value)
@@ -78,28 +54,21 @@ def read_table(spark: Any, raw: str, table: str) -> Any:
     return frame.select(*schema.RAW_SCHEMA[table])
 
 
-def _tests(table: str) -> list[tuple[str, str, Any]]:
-    """(column, what the message says, the failing-row condition) for every check of ``table``."""
+def check_values(frame: Any, table: str, where: str) -> None:
+    """One aggregate pass per table: nulls in key columns and rule breaks, named like the reference."""
     from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
 
-    tests = [(c, "is null", F.col(c).isNull()) for c in schema.NOT_NULL[table]]
-    return tests + [(r.column, f"breaks '{r}'", ~r.holds(F.col(r.column))) for r in schema.RULES[table]]
-
-
-def _counts(table: str) -> list[Any]:
-    """One aggregate per check (failing rows) and the rows seen: what a pass over ``table`` counts."""
-    from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
-
-    counts = [F.sum(failing.cast("long")).alias(f"t{i}") for i, (_, _, failing) in enumerate(_tests(table))]
-    return [*counts, F.count(F.lit(1)).alias("rows")]
-
-
-def _refuse(frame: Any, table: str, where: str, found: dict[str, Any]) -> None:
-    """A DataError naming the first failing check of ``table`` with its count and an example row."""
     from credit_risk.errors import DataError
 
-    for i, (column, what, failing) in enumerate(_tests(table)):
-        if found.get(f"t{i}"):
+    # (column, what the message says, the failing-row condition): one aggregation counts them all
+    tests = [(c, "is null", F.col(c).isNull()) for c in schema.NOT_NULL[table]]
+    tests += [(r.column, f"breaks '{r}'", ~r.holds(F.col(r.column))) for r in schema.RULES[table]]
+    counts = frame.agg(
+        *[F.sum(failing.cast("long")).alias(f"t{i}") for i, (_, _, failing) in enumerate(tests)]
+    )
+    found = counts.collect()[0]
+    for i, (column, what, failing) in enumerate(tests):
+        if found[f"t{i}"]:
             example = frame.where(failing).limit(1).collect()
             raise DataError(
                 f"{where}: column {column!r} {what} in {found[f't{i}']} row(s), e.g. {example[0].asDict()}"
@@ -160,68 +129,29 @@ def features(apps: Any, repayments: Any, inquiries: Any, lag_months: int) -> Any
     return out.select(*selected, F.col(schema.LABEL).cast("long").alias(schema.LABEL))
 
 
-# AQE may skip a scan whose join partner turned out empty; the checks counted during that scan
-# must see every row, so the job keeps that rule off while it runs
-_SKIPS_SCANS = "org.apache.spark.sql.execution.adaptive.AQEPropagateEmptyRelation"
-
-
 def run(
     spark: Any, raw: str, out: str, lag_months: int, check: bool = True, keys: bool = True
 ) -> dict[str, Any]:
     """Read ``raw``, write the feature rows as Parquet under ``out``; returns counts and seconds.
-
-    The raw-value checks (nulls in key columns, rule breaks) are counted in the same pass that
-    computes the features (``DataFrame.observe``), not in a pass of their own; when one fails,
-    what was written under ``out`` is deleted and a DataError names the column, the count and an
-    example row. ``keys=False`` leaves out application_id (the snapshot holds exactly the feature
-    spec's columns, as validate requires; application_date stays: it is the spec's origination_date)."""
-    from pyspark.sql import Observation
-
+    ``keys=False`` leaves out application_id (the snapshot holds exactly the feature spec's
+    columns, as validate requires; application_date stays: it is the spec's origination_date)."""
     start = time.perf_counter()
-    raw_tables = {t: read_table(spark, raw, t) for t in schema.TABLES}
-    tables, seen = dict(raw_tables), {}
+    tables = {t: read_table(spark, raw, t) for t in schema.TABLES}
     if check:
-        for table, frame in raw_tables.items():
-            seen[table] = Observation(f"checks_{table}")
-            tables[table] = frame.observe(seen[table], *_counts(table))
+        for table, frame in tables.items():
+            check_values(frame, table, f"{raw}/{table}")
     rows = features(
         tables[schema.APPLICATIONS], tables[schema.REPAYMENTS], tables[schema.INQUIRIES], lag_months
     )
     if not keys:
         rows = rows.drop(schema.APPLICATION_ID)
-    excluded = spark.conf.get("spark.sql.adaptive.optimizer.excludedRules", "") or ""
-    spark.conf.set(
-        "spark.sql.adaptive.optimizer.excludedRules", ",".join(r for r in (excluded, _SKIPS_SCANS) if r)
-    )
-    try:
-        rows.write.mode("errorifexists").parquet(out)
-    finally:
-        if excluded:
-            spark.conf.set("spark.sql.adaptive.optimizer.excludedRules", excluded)
-        else:
-            spark.conf.unset("spark.sql.adaptive.optimizer.excludedRules")
-    found = {table: observation.get for table, observation in seen.items()}
-    try:
-        for table, counts in found.items():
-            _refuse(raw_tables[table], table, f"{raw}/{table}", counts)
-    except Exception:
-        _delete(spark, out)
-        raise
+    rows.write.mode("errorifexists").parquet(out)
     return {
         "seconds": round(time.perf_counter() - start, 3),
         "lag_months": lag_months,
         "raw": raw,
-        "raw_rows": {table: int(counts["rows"]) for table, counts in found.items()},
         "out": out,
     }
-
-
-def _delete(spark: Any, path: str) -> None:
-    """Remove ``path`` (a directory the job wrote) through Spark's own file system client, so the
-    same call works on local disk, s3a:// and gs://."""
-    jvm = spark.sparkContext._jvm
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-    hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(hadoop_path, True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -337,7 +337,7 @@ def test_the_spark_job_matches_the_hand_table_and_keeps_the_boundary(spark, tmp_
     [
         (schema.REPAYMENTS, "days_past_due", -30,
          r"repayments: column 'days_past_due' breaks 'days_past_due >= 0' in 1 row\(s\), e.g. .*-30"),
-        # a null join key: the join drops that row, the checks (counted in the same pass) still see it
+        # a null join key: the join would drop that row; the check pass still sees it
         (schema.REPAYMENTS, "customer_id", None,
          r"repayments: column 'customer_id' is null in 1 row\(s\), e.g. .*'customer_id': None"),
         (schema.INQUIRIES, "customer_id", None, r"inquiries: column 'customer_id' is null in 1 row\(s\)"),
@@ -354,11 +354,7 @@ def test_the_spark_job_refuses_bad_raw_values_naming_the_column(spark, tmp_path,
     raw = _write_raw(tmp_path / "raw", *frames.values())
     with pytest.raises(DataError, match=says):
         spark_job.run(spark, raw, str(tmp_path / "out"), 0)
-    assert not (tmp_path / "out").exists()  # the rows it wrote in the same pass are gone
-    # the clean data goes through, and every raw row was counted
-    clean = _write_raw(tmp_path / "clean", *_hand_fixture())
-    result = spark_job.run(spark, clean, str(tmp_path / "out"), 0)
-    assert result["raw_rows"] == {t: len(f) for t, f in zip(schema.TABLES, _hand_fixture(), strict=True)}
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.xdist_group(SPARK_GROUP)
