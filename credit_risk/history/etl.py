@@ -21,6 +21,7 @@ import json
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,6 +74,45 @@ def _local_raw(raw: str, scratch: Path) -> str:
     return str(local)
 
 
+PROGRESS_SECONDS = 10.0  # between the Spark engine's progress lines
+
+
+class SparkProgress:
+    """Logs, every ``every`` seconds while Spark works, the running stages and their finished /
+    total tasks (Spark's console bar is off: it would flood a pod's log). A context manager."""
+
+    def __init__(self, spark: Any, every: float | None = None) -> None:
+        self._tracker = spark.sparkContext.statusTracker()
+        self._every = PROGRESS_SECONDS if every is None else every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._report, name="spark-progress", daemon=True)
+        self._start = time.perf_counter()
+
+    def line(self) -> str:
+        """What the stages are doing now, e.g. ``stage 6 2/4 tasks; stage 7 0/8 tasks``."""
+        stages = []
+        for stage_id in sorted(self._tracker.getActiveStageIds()):
+            info = self._tracker.getStageInfo(stage_id)
+            if info is not None:
+                stages.append(f"stage {stage_id} {info.numCompletedTasks}/{info.numTasks} tasks")
+        return "; ".join(stages) or "between stages"
+
+    def _report(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                log.info("etl: spark %.0f s: %s", time.perf_counter() - self._start, self.line())
+            except Exception as e:  # a progress line must never fail the job
+                log.debug("etl: no progress line (%s)", e)
+
+    def __enter__(self) -> SparkProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _spark_parts(raw: str, scratch: Path, lag_months: int, master: str, driver_memory: str) -> list[Path]:
     from pyspark.sql import SparkSession
 
@@ -83,7 +123,8 @@ def _spark_parts(raw: str, scratch: Path, lag_months: int, master: str, driver_m
         master, driver_memory, **{"spark.local.dir": str(scratch / "spark-local")}
     )
     try:
-        spark_job.run(spark, _local_raw(raw, scratch), str(scratch / "rows"), lag_months, keys=False)
+        with SparkProgress(spark):
+            spark_job.run(spark, _local_raw(raw, scratch), str(scratch / "rows"), lag_months, keys=False)
     finally:
         if active is None:
             spark.stop()

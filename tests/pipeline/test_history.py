@@ -358,11 +358,18 @@ def test_the_spark_job_refuses_bad_raw_values_naming_the_column(spark, tmp_path,
 
 
 @pytest.mark.xdist_group(SPARK_GROUP)
-def test_the_etl_spark_engine_publishes_the_same_snapshot_as_pandas(spark, raw_small, tmp_path):
+def test_the_etl_spark_engine_publishes_the_same_snapshot_as_pandas(
+    spark, raw_small, tmp_path, monkeypatch, caplog
+):
     """End to end through etl.run on Spark local[2] in this process (the pod's path; the session
     already active here is used, as in a notebook, and left running)."""
     spark_out, pandas_out = tmp_path / "spark", tmp_path / "pandas"
-    etl.run(raw_small, str(spark_out), lag_months=1, engine="spark", driver_memory="1g")
+    monkeypatch.setattr(etl, "PROGRESS_SECONDS", 0.2)
+    with caplog.at_level("INFO", logger=etl.log.name):
+        etl.run(raw_small, str(spark_out), lag_months=1, engine="spark", driver_memory="1g")
+    # progress while Spark works: the running stages with their finished / total tasks
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("etl: spark ")]
+    assert progress and any(re.search(r"stage \d+ \d+/\d+ tasks", line) for line in progress), progress
     etl.run(raw_small, str(pandas_out), lag_months=1, engine="pandas")
     assert (spark_out / etl.SPEC_FILE).read_text() == (pandas_out / etl.SPEC_FILE).read_text()
     key = [schema.APPLICATION_DATE, *schema.feature_columns(), "default"]
