@@ -74,6 +74,31 @@ def _by_id(frame: pd.DataFrame) -> dict[int, dict]:
     return {int(r["application_id"]): r for r in frame.to_dict("records")}
 
 
+def _sigterm_when_followed(fake, limit: float = 30.0):
+    """SIGTERM this process - what a KFP cancel sends the pod - once ``fake`` (an API fake with a
+    ``requests`` log) has been asked for the job's status twice: the follow loop, whose handler
+    turns the signal into a cancel, is running and holds the state it read. A fixed delay raced
+    the staging upload under load (the signal landed before the loop's handler was in place)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    stop = threading.Event()
+
+    def send() -> None:
+        deadline = time.monotonic() + limit
+        while not stop.is_set() and time.monotonic() < deadline:
+            # the second status read: the first one's answer is the state the loop holds
+            if sum(method == "GET" for method, _ in list(fake.requests)) >= 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=send, daemon=True).start()
+    return stop
+
+
 # --- the feature definitions, by hand ------------------------------------------------------------
 def test_features_match_a_hand_computed_table():
     out = _by_id(reference.features(*_hand_fixture(), lag_months=0))
@@ -586,9 +611,7 @@ def etl_job_name(out: Path) -> str:
 
 def test_a_cancelled_run_deletes_its_sparkapplication(raw_small, tmp_path):
     """KFP cancels a run by terminating the pod (SIGTERM): the application is deleted, not orphaned."""
-    import os
     import signal
-    import threading
 
     from credit_risk.history import cluster
     from credit_risk.history.cluster import SparkJobError
@@ -596,14 +619,13 @@ def test_a_cancelled_run_deletes_its_sparkapplication(raw_small, tmp_path):
 
     out = tmp_path / "features"
     with FakeSparkOperator("pending") as op:
-        timer = threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGTERM))
-        timer.start()
+        stop = _sigterm_when_followed(op)
         try:
             with pytest.raises(SparkJobError, match="cancelled in state SUBMITTED; cancelled"):
                 engine = cluster.SparkOperator("credit-risk", "img", api_client=op.api_client())
                 etl.run_on_cluster(raw_small, str(out), engine, poll_seconds=0.2, timeout_seconds=60)
         finally:
-            timer.cancel()
+            stop.set()
         assert op.deleted == [etl_job_name(out)] and not op.apps
     assert signal.getsignal(signal.SIGTERM) is not None
 
@@ -784,10 +806,6 @@ def test_an_emr_serverless_run_that_fails_or_hangs_publishes_nothing(s3, mode, t
 
 def test_a_cancelled_step_cancels_its_emr_serverless_run(s3):
     """KFP cancels a run with SIGTERM: the job run is cancelled, not left running (and billed)."""
-    import os
-    import signal
-    import threading
-
     from credit_risk.history import emr
     from credit_risk.history.cluster import SparkJobError
     from tests.emr_serverless_fake import FakeEmrServerless
@@ -797,14 +815,13 @@ def test_a_cancelled_step_cancels_its_emr_serverless_run(s3):
         engine = emr.EmrServerless(
             "00app1", "arn:aws:iam::123456789012:role/emr-history", client=fake.client()
         )
-        timer = threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGTERM))
-        timer.start()
+        stop = _sigterm_when_followed(fake)
         try:
             with pytest.raises(SparkJobError, match="cancelled in state RUNNING; cancelled"):
                 etl.run_on_cluster(f"s3://{bucket}/raw", f"s3://{bucket}/features/emr-cancel", engine,
                                    poll_seconds=0.2, timeout_seconds=60)  # fmt: skip
         finally:
-            timer.cancel()
+            stop.set()
         assert [m for m, _ in fake.requests].count("DELETE") == 1
 
 
